@@ -1,0 +1,10 @@
+"""kinn_ref: the framework-free reference implementation of Kirchhoff-Inspired Neural Networks."""
+from .backends import available_backends, registered_backends
+from .errors import NonFiniteStateError
+from .functional import backward, forward
+from .parameterization import init_params
+from .spec import LayerSpec
+
+__all__ = ["LayerSpec", "init_params", "forward", "backward", "available_backends", "registered_backends",
+           "NonFiniteStateError"]
+__version__ = "0.1.0"

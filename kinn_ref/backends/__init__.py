@@ -1,0 +1,81 @@
+"""The backend registry: named implementations of the functional contract ``forward``/``backward``.
+
+A backend is any object with ``forward(spec, params, x, V0=None, *, checkpoint_every=None,
+on_nonfinite="raise") -> (y, tape)`` and ``backward(spec, params, tape, dy) -> grads`` whose tapes carry
+``tape.backend == name``. The NumPy reference is always registered; compiled backends register through
+:func:`register` with a probe that says whether they work on this machine.
+"""
+import logging
+
+logger = logging.getLogger(__name__)
+
+_REGISTRY = {}
+AUTO_PREFERENCE = ("cuda", "numba", "numpy")
+
+
+def register(name, loader, probe=None):
+    """Register backend ``name``.
+
+    Parameters
+    ----------
+    name : str
+    loader : callable
+        Returns the backend object (imported lazily, on first use).
+    probe : callable, optional
+        Returns None when the backend works here, else a string saying why not.
+    """
+    _REGISTRY[name] = {"loader": loader, "probe": probe or (lambda: None), "module": None}
+
+
+def registered_backends():
+    """Names of all registered backends."""
+    return tuple(_REGISTRY)
+
+
+def unavailable_reason(name):
+    """None if backend ``name`` works here, else why it does not."""
+    entry = _REGISTRY[name]
+    try:
+        return entry["probe"]()
+    except Exception as exc:  # a failing probe means the backend is unusable; say why
+        return f"{type(exc).__name__}: {exc}"
+
+
+def available_backends():
+    """Names of the registered backends that work on this machine."""
+    return tuple(n for n in _REGISTRY if unavailable_reason(n) is None)
+
+
+def resolve(name):
+    """Resolve a backend name (``"auto"`` picks the first working one of :data:`AUTO_PREFERENCE`)."""
+    if name == "auto":
+        for candidate in AUTO_PREFERENCE:
+            if candidate in _REGISTRY:
+                reason = unavailable_reason(candidate)
+                if reason is None:
+                    return candidate
+                logger.info("backend 'auto': %s not used (%s)", candidate, reason)
+        return "numpy"
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"backend must be one of {sorted(_REGISTRY) + ['auto']}, got {name!r}")
+    reason = unavailable_reason(name)
+    if reason is not None:
+        raise ValueError(f"backend {name!r} is not usable here: {reason}")
+    return name
+
+
+def get_backend(name):
+    """The backend object for ``name`` (after :func:`resolve`)."""
+    name = resolve(name)
+    entry = _REGISTRY[name]
+    if entry["module"] is None:
+        entry["module"] = entry["loader"]()
+    return entry["module"]
+
+
+def _load_numpy():
+    from .. import reference
+    return reference
+
+
+register("numpy", _load_numpy)

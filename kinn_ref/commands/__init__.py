@@ -1,0 +1,1 @@
+"""Subcommands of the ``kinn-ref`` command line, one module each."""

@@ -1,0 +1,223 @@
+"""The NumPy reference backend: the specification in code (docs/math.md).
+
+``forward`` integrates the layer and records a :class:`Tape`; ``backward`` runs the discrete adjoint
+(BPTT) of exactly the steps that were run. With ``checkpoint_every=m`` the tape keeps every m-th state
+and the backward recomputes each segment from its checkpoint; the results are identical.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._checks import check_array, check_choice, check_positive_int
+from .coupling import make_coupling
+from .dynamics import zero_grads
+from .errors import NonFiniteStateError
+from .integrators import INTEGRATORS
+from .parameterization import check_params, circuit_vjp, make_circuit
+from .readout import readout, readout_vjp
+
+
+@dataclass
+class Tape:
+    """What a forward pass keeps for its backward pass.
+
+    Attributes
+    ----------
+    spec : LayerSpec
+    backend : str
+        Name of the backend that ran the forward pass (its backward is used).
+    x : ndarray
+        The input, as given.
+    currents : ndarray, shape (B, T, N)
+        Input current of the first cell at each step (eq. 3).
+    states : dict of int -> ndarray (B, K, N)
+        Stacked states kept by step index (all of them, or every ``checkpoint_every``-th).
+    n_steps : int
+    sequence : bool
+        Whether ``x`` was a sequence.
+    has_V0 : bool
+        Whether an initial state was given (its gradient is then returned).
+    nonfinite : tuple of (int, int) or None
+        ``(step, cell)`` of the first non-finite state when the pass was run with ``on_nonfinite="flag"``.
+    """
+
+    spec: object
+    backend: str
+    x: np.ndarray
+    currents: np.ndarray
+    states: dict
+    n_steps: int
+    sequence: bool
+    has_V0: bool
+    checkpoint_every: int = None
+    nonfinite: tuple = None
+    circuit: object = field(default=None, repr=False)
+    coupling: object = field(default=None, repr=False)
+    ctx: object = field(default=None, repr=False)
+    output_shape: tuple = None
+
+
+def input_layout(spec, x, dtype):
+    """Validate ``x``; return ``(sequence, B, T)``.
+
+    Static input is ``(B, D)`` (grid: ``(B, P, D)``); sequence input ``(B, T, D)`` (grid: ``(B, T, P, D)``).
+    """
+    static_ndim = 3 if spec.coupling == "grid" else 2
+    if not isinstance(x, np.ndarray) or x.ndim not in (static_ndim, static_ndim + 1):
+        got = x.shape if isinstance(x, np.ndarray) else type(x).__name__
+        raise ValueError(f"x must be a numpy.ndarray of shape {spec.input_shape('B')} (static) or "
+                         f"{spec.input_shape('B', 'T')} (sequence), got {got}")
+    sequence = x.ndim == static_ndim + 1
+    feature = spec.input_shape(None)[1:]
+    check_array("x", x, (None,) * (x.ndim - len(feature)) + feature, dtype)
+    B = x.shape[0]
+    T = x.shape[1] if sequence else spec.n_steps
+    if B < 1 or T < 1:
+        raise ValueError(f"x must have at least one batch row and one step, got shape {x.shape}")
+    return sequence, B, T
+
+
+def input_currents(spec, params, x, sequence):
+    """``I = x W^T + b`` per node, shape ``(B, T, N)`` (eq. 3); static input is held over all steps."""
+    I = x @ params["W"].T + params["b"]
+    B = x.shape[0]
+    if sequence:
+        return I.reshape(B, x.shape[1], spec.total_nodes)
+    return np.broadcast_to(I.reshape(B, 1, spec.total_nodes), (B, spec.n_steps, spec.total_nodes))
+
+
+def input_currents_vjp(spec, params, x, sequence, dI):
+    """Adjoint of :func:`input_currents`: gradients of ``W``, ``b`` and ``x``."""
+    B, T, N = dI.shape
+    H, D = params["W"].shape
+    if not sequence:
+        dI = dI.sum(axis=1)
+    dI = dI.reshape(x.shape[:-1] + (H,))
+    x2, dI2 = x.reshape(-1, D), dI.reshape(-1, H)
+    return {"W": dI2.T @ x2, "b": dI2.sum(axis=0), "x": dI @ params["W"]}
+
+
+def _initial_state(spec, V0, B, dtype):
+    if V0 is None:
+        return np.zeros((B, spec.order, spec.total_nodes), dtype)
+    return check_array("V0", V0, (B, spec.order, spec.total_nodes), dtype).copy()
+
+
+def _first_nonfinite_cell(Y):
+    return int(np.argmin(np.isfinite(Y).all(axis=(0, 2))))
+
+
+def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="raise"):
+    """Integrate one KINN layer (eqs. 1-20).
+
+    Parameters
+    ----------
+    spec : LayerSpec
+    params : dict of ndarray
+        Raw parameters, keys and shapes of ``spec.param_shapes()``; their dtype is the computation's.
+    x : ndarray
+        ``(B, D)`` static or ``(B, T, D)`` sequence input; grid: ``(B, P, D)`` or ``(B, T, P, D)``.
+    V0 : ndarray, shape (B, K, N), optional
+        Initial stacked state; zeros when omitted.
+    checkpoint_every : int, optional
+        Keep every m-th state only; the backward pass recomputes the others.
+    on_nonfinite : {"raise", "flag"}
+        On a non-finite state, raise :class:`NonFiniteStateError` naming the step and cell, or finish the
+        pass and record ``(step, cell)`` in ``tape.nonfinite``.
+
+    Returns
+    -------
+    y : ndarray
+        ``(B, W)`` with ``W = spec.readout_width``, or ``(B, T, W)`` when ``spec.return_sequences``.
+    tape : Tape
+    """
+    dtype = check_params(spec, params)
+    sequence, B, T = input_layout(spec, x, dtype)
+    check_choice("on_nonfinite", on_nonfinite, ("raise", "flag"))
+    if checkpoint_every is not None:
+        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    Y = _initial_state(spec, V0, B, dtype)
+    circuit = make_circuit(spec, params)
+    coupling = make_coupling(spec, circuit)
+    integrator = INTEGRATORS[spec.integrator]
+    ctx = integrator.prepare(circuit, coupling, spec.dt)
+    currents = input_currents(spec, params, x, sequence)
+    keep = 1 if checkpoint_every is None else checkpoint_every
+    states, outputs, nonfinite = {0: Y}, [], None
+    with np.errstate(all="ignore"):  # non-finite states are detected explicitly below
+        for n in range(T):
+            Y = integrator.step(ctx, Y, currents[:, n])
+            if nonfinite is None and not np.isfinite(Y).all():
+                nonfinite = (n, _first_nonfinite_cell(Y))
+                if on_nonfinite == "raise":
+                    raise NonFiniteStateError(n, nonfinite[1], spec.dt)
+            if (n + 1) % keep == 0 or n + 1 == T:
+                states[n + 1] = Y
+            if spec.return_sequences:
+                outputs.append(readout(spec, circuit, coupling, Y, currents[:, n]))
+    y = np.stack(outputs, axis=1) if spec.return_sequences else readout(spec, circuit, coupling, Y,
+                                                                         currents[:, T - 1])
+    tape = Tape(spec=spec, backend="numpy", x=x, currents=currents, states=states, n_steps=T,
+                sequence=sequence, has_V0=V0 is not None, checkpoint_every=checkpoint_every,
+                nonfinite=nonfinite, circuit=circuit, coupling=coupling, ctx=ctx, output_shape=y.shape)
+    return y, tape
+
+
+def _segment(integrator, ctx, tape, start, stop):
+    """States ``start..stop`` recomputed from the checkpoint at ``start``."""
+    Ys = [tape.states[start]]
+    for n in range(start, stop):
+        Ys.append(tape.states[n + 1] if tape.checkpoint_every is None
+                  else integrator.step(ctx, Ys[-1], tape.currents[:, n]))
+    return Ys
+
+
+def backward(spec, params, tape, dy):
+    """Gradients of ``sum(dy * y)`` for the pass recorded in ``tape`` (discrete adjoint of eqs. 1-20).
+
+    Parameters
+    ----------
+    spec : LayerSpec
+    params : dict of ndarray
+        The parameters the forward pass used.
+    tape : Tape
+    dy : ndarray
+        Cotangent of the output, same shape and dtype as ``y``.
+
+    Returns
+    -------
+    dict of ndarray
+        Same keys and shapes as ``params``, plus ``"x"`` and, when ``V0`` was given, ``"V0"``.
+    """
+    dtype = check_params(spec, params)
+    if tape.nonfinite is not None:
+        raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
+                         f"{tape.nonfinite[1]}); there is no gradient to compute")
+    check_array("dy", dy, tape.output_shape, dtype)
+    integrator = INTEGRATORS[spec.integrator]
+    circuit, coupling, ctx, I = tape.circuit, tape.coupling, tape.ctx, tape.currents
+    integrator.start_vjp(ctx)
+    acc = zero_grads(circuit)
+    T = tape.n_steps
+    dI = np.zeros(I.shape, dtype)
+    starts = sorted(s for s in tape.states if s < T)
+    dY = None
+    for start in reversed(starts):
+        stop = min(T, start + (tape.checkpoint_every or 1))
+        Ys = _segment(integrator, ctx, tape, start, stop)
+        for n in reversed(range(start, stop)):
+            Y_next = Ys[n + 1 - start]
+            dy_n = dy[:, n] if spec.return_sequences else (dy if n == T - 1 else None)
+            if dy_n is not None:
+                dY_r, dI_r = readout_vjp(spec, circuit, coupling, Y_next, I[:, n], dy_n, acc)
+                dY = dY_r if dY is None else dY + dY_r
+                if dI_r is not None:
+                    dI[:, n] += dI_r
+            dY, dI_n = integrator.step_vjp(ctx, Ys[n - start], I[:, n], Y_next, dY, acc)
+            dI[:, n] += dI_n
+    integrator.finalize_vjp(ctx, acc)
+    grads = input_currents_vjp(spec, params, tape.x, tape.sequence, dI)
+    grads.update(circuit_vjp(spec, params, acc))
+    if tape.has_V0:
+        grads["V0"] = dY
+    return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in grads.items()}

@@ -1,0 +1,83 @@
+"""One comparison helper and one tolerance policy for the whole suite, plus case builders."""
+import itertools
+
+import numpy as np
+
+import kinn_ref as kr
+from kinn_ref.parameterization import softplus_inverse
+
+# norm-wise relative error bounds (SPEC section 3)
+TOLERANCE = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+
+
+def rel_error(actual, expected):
+    """Norm-wise relative error ``||a - e|| / max(||e||, tiny)``."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = max(np.linalg.norm(expected), 1e-300)
+    return np.linalg.norm(actual - expected) / scale
+
+
+def assert_close(actual, expected, rtol=None, dtype=np.float64, what=""):
+    """Assert the norm-wise relative error is within ``rtol`` (default: the policy for ``dtype``)."""
+    rtol = TOLERANCE[np.dtype(dtype)] if rtol is None else rtol
+    err = rel_error(actual, expected)
+    assert err <= rtol, f"{what}: relative error {err:.3e} > {rtol:.1e}"
+
+
+COUPLING_CASES = {
+    "none": {"coupling": "none"},
+    "dense": {"coupling": "dense"},
+    "kirchhoff": {"coupling": "kirchhoff"},
+    "grid1d-periodic": {"coupling": "grid", "grid_shape": (5,), "boundary": "periodic"},
+    "grid1d-neumann": {"coupling": "grid", "grid_shape": (4,), "boundary": "neumann"},
+    "grid1d-dirichlet": {"coupling": "grid", "grid_shape": (4,), "boundary": "dirichlet"},
+    "grid2d-neumann": {"coupling": "grid", "grid_shape": (3, 4), "boundary": "neumann"},
+    "grid2d-periodic": {"coupling": "grid", "grid_shape": (3, 3), "boundary": "periodic"},
+}
+INTEGRATOR_NAMES = ("euler", "expeuler", "implicit", "rk4")
+READOUT_NAMES = ("last", "cells", "derivatives")
+PARAM_NAMES = ("positive", "raw")
+
+
+def option_matrix():
+    """All (coupling case, integrator, readout, parameterization) combinations."""
+    return list(itertools.product(COUPLING_CASES, INTEGRATOR_NAMES, READOUT_NAMES, PARAM_NAMES))
+
+
+def random_params(spec, rng, dtype=np.float64):
+    """Parameters with every quantity away from its default, in a stable regime for dt ~ 0.1."""
+    p = kr.init_params(spec, seed=rng, dtype=np.float64)
+    K, H = spec.order, spec.n_nodes
+    p["b"] = 0.3 * rng.standard_normal(p["b"].shape)
+    p["leak"] = 0.3 * rng.standard_normal((K, H))
+    p["beta"] = 1.0 + 0.5 * rng.standard_normal((K, H))
+    if spec.param == "positive":
+        p["C_raw"] = softplus_inverse(0.7 + rng.random((K, H)))
+        p["g_raw"] = softplus_inverse(0.5 + rng.random((K, H)))
+    else:
+        p["C_raw"] = 0.7 + rng.random((K, H))
+        p["g_raw"] = 0.5 + rng.random((K, H))
+    if spec.coupling == "dense":
+        p["G_raw"] = 0.4 * rng.standard_normal((K, H, H)) / np.sqrt(H)
+    elif spec.coupling == "kirchhoff":
+        p["G_raw"] = rng.standard_normal((K, H, H)) * 0.5 if spec.param == "positive" else \
+            0.3 * rng.random((K, H, H))
+    elif spec.coupling == "grid":
+        p["G_raw"] = 0.2 + 0.3 * rng.random((K, H)) if spec.param == "raw" else \
+            softplus_inverse(0.2 + 0.3 * rng.random((K, H)))
+    return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in p.items()}
+
+
+def make_case(coupling_case="none", integrator="expeuler", readout="last", param="positive", order=2,
+              sequence=False, return_sequences=False, batch=3, n_steps=4, in_features=3, n_nodes=3,
+              dt=0.1, seed=0, dtype=np.float64, with_V0=True):
+    """A spec, parameters, input and initial state for one point of the option matrix."""
+    rng = np.random.default_rng(seed)
+    spec = kr.LayerSpec(in_features, n_nodes, order=order, integrator=integrator, readout=readout,
+                        param=param, dt=dt, n_steps=n_steps, return_sequences=return_sequences,
+                        **COUPLING_CASES[coupling_case])
+    params = random_params(spec, rng, dtype)
+    x = rng.standard_normal(spec.input_shape(batch, n_steps if sequence else None)).astype(dtype)
+    V0 = (0.5 * rng.standard_normal((batch, order, spec.total_nodes))).astype(dtype) if with_V0 else None
+    return spec, params, x, V0
