@@ -170,8 +170,8 @@ def init_params(spec, seed=0, dtype=np.float64):
     p = {
         "W": rng.standard_normal((H, D)) / np.sqrt(D),
         "b": np.zeros(H),
-        "C_raw": softplus_inverse(one - spec.c_min) if positive else one,
-        "g_raw": softplus_inverse(one) if positive else one,
+        "C_raw": softplus_inverse(one - spec.c_min) if positive else one.copy(),
+        "g_raw": softplus_inverse(one) if positive else one.copy(),
         "leak": np.zeros((K, H)),
         "beta": one.copy(),
     }
@@ -183,7 +183,7 @@ def init_params(spec, seed=0, dtype=np.float64):
         p["G_raw"] = 0.5 * (R + np.swapaxes(R, 1, 2))
     elif spec.coupling == "grid":
         p["G_raw"] = softplus_inverse(one) if positive else one.copy()
-    out = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in p.items()}
+    out = {k: np.array(v, dtype=dtype, order="C") for k, v in p.items()}  # independent arrays
     assert {k: v.shape for k, v in out.items()} == shapes
     return out
 

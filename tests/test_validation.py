@@ -1,0 +1,150 @@
+"""Bad input at the public boundary: a ValueError naming the argument and what was expected."""
+import numpy as np
+import pytest
+
+import kinn_ref as kr
+from helpers import make_case
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"dt": 0.0}, "dt must be a finite number > 0"),
+    ({"dt": -1.0}, "dt must be"),
+    ({"dt": float("nan")}, "dt must be"),
+    ({"n_steps": 0}, "n_steps must be an integer >= 1"),
+    ({"n_steps": 2.5}, "n_steps must be an integer"),
+    ({"order": 0}, "order must be"),
+    ({"coupling": "full"}, "coupling must be one of"),
+    ({"integrator": "rk45"}, "integrator must be one of"),
+    ({"readout": "all"}, "readout must be one of"),
+    ({"param": "exp"}, "param must be one of"),
+    ({"boundary": "open"}, "boundary must be one of"),
+    ({"coupling": "grid"}, "grid_shape must be given"),
+    ({"coupling": "grid", "grid_shape": (4, 4, 4)}, "grid_shape must have 1 or 2 axes"),
+    ({"coupling": "grid", "grid_shape": (1,)}, "grid_shape must be an integer >= 2"),
+    ({"grid_shape": (4,)}, "grid_shape is only used with coupling='grid'"),
+    ({"c_min": 0.0}, "c_min must be"),
+    ({"return_sequences": 1}, "return_sequences must be a bool"),
+])
+def test_layer_spec_rejects_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        kr.LayerSpec(2, 3, **kwargs)
+
+
+def test_spec_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="in_features must be an integer >= 1"):
+        kr.LayerSpec(0, 3)
+    with pytest.raises(ValueError, match="n_nodes must be an integer >= 1"):
+        kr.LayerSpec(2, True)
+
+
+def _base():
+    spec, params, x, V0 = make_case("dense", "expeuler", "last")
+    return spec, params, x, V0
+
+
+def test_wrong_x_shape_names_x_and_expected_shape():
+    spec, params, x, _ = _base()
+    with pytest.raises(ValueError, match=r"x must have shape \(\*, 3\), got \(3, 4\)"):
+        kr.forward(spec, params, np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="x must be a numpy.ndarray"):
+        kr.forward(spec, params, [[1.0, 2.0, 3.0]])
+    with pytest.raises(ValueError, match="x must be a numpy.ndarray of shape"):
+        kr.forward(spec, params, np.zeros(3))
+
+
+def test_wrong_dtypes_are_rejected_without_promotion():
+    spec, params, x, _ = _base()
+    with pytest.raises(ValueError, match="x must have dtype float64"):
+        kr.forward(spec, params, x.astype(np.float32))
+    with pytest.raises(ValueError, match="x must have dtype float64"):
+        kr.forward(spec, params, x.astype(np.int64))
+    mixed = dict(params, b=params["b"].astype(np.float32))
+    with pytest.raises(ValueError, match=r"params\['b'\] must have dtype float64"):
+        kr.forward(spec, mixed, x)
+    ints = {k: v.astype(np.int32) for k, v in params.items()}
+    with pytest.raises(ValueError, match=r"params\['W'\] must have dtype float64 or float32"):
+        kr.forward(spec, ints, x)
+
+
+def test_non_finite_inputs_and_parameters_are_rejected():
+    spec, params, x, V0 = _base()
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="x must be finite"):
+        kr.forward(spec, params, bad)
+    p = {k: v.copy() for k, v in params.items()}
+    p["leak"][0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"params\['leak'\] must be finite"):
+        kr.forward(spec, p, x)
+    V = V0.copy()
+    V[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="V0 must be finite"):
+        kr.forward(spec, params, x, V)
+
+
+def test_wrong_parameter_keys_and_shapes():
+    spec, params, x, V0 = _base()
+    with pytest.raises(ValueError, match="params must have exactly the keys"):
+        kr.forward(spec, {k: v for k, v in params.items() if k != "beta"}, x)
+    with pytest.raises(ValueError, match=r"params\['G_raw'\] must have shape \(2, 3, 3\)"):
+        kr.forward(spec, dict(params, G_raw=np.zeros((2, 3, 4))), x)
+    with pytest.raises(ValueError, match=r"V0 must have shape \(3, 2, 3\)"):
+        kr.forward(spec, params, x, V0[:, :1])
+    with pytest.raises(ValueError, match="params must be a dict"):
+        kr.forward(spec, [1, 2], x)
+
+
+def test_zero_capacitance_in_raw_mode():
+    spec, params, x, _ = make_case("none", param="raw")
+    params["C_raw"][1, 2] = 0.0
+    with pytest.raises(ValueError, match=r"params\['C_raw'\] must be > 0 in param='raw' mode.*\[1, 2\]"):
+        kr.forward(spec, params, x)
+
+
+def test_bad_forward_options():
+    spec, params, x, _ = _base()
+    with pytest.raises(ValueError, match="backend must be one of"):
+        kr.forward(spec, params, x, backend="torch")
+    with pytest.raises(ValueError, match="checkpoint_every must be an integer >= 1"):
+        kr.forward(spec, params, x, checkpoint_every=0)
+    with pytest.raises(ValueError, match="on_nonfinite must be one of"):
+        kr.forward(spec, params, x, on_nonfinite="ignore")
+    with pytest.raises(ValueError, match="dtype must be float64 or float32"):
+        kr.init_params(spec, dtype=np.float16)
+
+
+def test_bad_backward_arguments():
+    spec, params, x, _ = _base()
+    y, tape = kr.forward(spec, params, x)
+    with pytest.raises(ValueError, match=r"dy must have shape \(3, 3\)"):
+        kr.backward(spec, params, tape, np.ones((3, 4)))
+    with pytest.raises(ValueError, match="dy must have dtype float64"):
+        kr.backward(spec, params, tape, np.ones(y.shape, np.float32))
+    with pytest.raises(ValueError, match="tape must be the tape returned by forward"):
+        kr.backward(spec, params, object(), np.ones_like(y))
+
+
+def _unstable():
+    spec = kr.LayerSpec(1, 2, order=2, integrator="euler", dt=5.0, n_steps=1000)
+    return spec, kr.init_params(spec), np.ones((2, 1))
+
+
+def test_non_finite_state_raises_with_step_and_cell():
+    spec, params, x = _unstable()
+    with pytest.raises(kr.NonFiniteStateError, match=r"non-finite at step \d+ in cell [01]") as info:
+        kr.forward(spec, params, x)
+    assert 400 < info.value.step < 1000 and info.value.cell in (0, 1)
+
+
+def test_non_finite_state_flagged_on_request():
+    spec, params, x = _unstable()
+    y, tape = kr.forward(spec, params, x, on_nonfinite="flag")
+    assert tape.nonfinite is not None and not np.all(np.isfinite(y))
+    with pytest.raises(ValueError, match="non-finite forward pass"):
+        kr.backward(spec, params, tape, np.ones_like(y))
+
+
+def test_sequence_length_sets_the_step_count():
+    spec, params, x, _ = make_case("none", sequence=True, n_steps=6)
+    y, tape = kr.forward(spec.replace(n_steps=2), params, x)
+    assert tape.n_steps == 6
