@@ -1,4 +1,4 @@
-"""Couplings ``A_k`` between the nodes of a cell (docs/math.md, eqs. 4-7).
+"""Couplings ``A_k`` between the nodes of a cell (docs/math.md, eqs. 4-7; gradients eq. 34).
 
 Each coupling is an object built from the circuit's effective coupling parameter ``A`` and offers, per
 cell ``k``: the product ``V A_k^T`` (:meth:`apply`), its adjoint ``Z A_k`` (:meth:`apply_T`), the gradient

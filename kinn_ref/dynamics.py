@@ -35,7 +35,7 @@ def rhs(circuit, coupling, Y, I, affine=True):
     I : ndarray, shape (B, N)
         Input current of the first cell.
     affine : bool
-        When False, drop ``leak`` and ``I``: the linear part ``J Y`` (eq. 20).
+        When False, drop ``leak`` and ``I``: the linear part ``J Y`` (eq. 21).
 
     Returns
     -------
@@ -54,7 +54,7 @@ def rhs(circuit, coupling, Y, I, affine=True):
 
 
 def rhs_vjp(circuit, coupling, Y, I, dF, acc, affine=True):
-    """Adjoint of :func:`rhs`: ``dY`` and ``dI`` for the cotangent ``dF``; circuit gradients into ``acc``.
+    """Adjoint of :func:`rhs` (eq. 26): ``dY`` and ``dI`` for the cotangent ``dF``; circuit gradients into ``acc``.
 
     With ``F_k = cur_k / C_k``: ``dC_k = -sum_b dF_k F_k / C_k``; ``z_k = dF_k / C_k`` is the cotangent of
     the current, which flows to ``V_k`` through ``A_k^T - g_k``, to ``V_{k-1}`` through ``beta_k``, to

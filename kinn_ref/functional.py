@@ -1,4 +1,4 @@
-"""The functional contract (docs/math.md, section 6): ``forward`` and ``backward`` by backend name."""
+"""The functional contract (docs/math.md, section 7): ``forward`` and ``backward`` by backend name."""
 from .backends import get_backend, resolve
 
 

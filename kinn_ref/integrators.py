@@ -1,4 +1,4 @@
-"""One-step methods on the stacked system (docs/math.md, section 3, eqs. 12-17), each beside its adjoint.
+"""One-step methods on the stacked system (docs/math.md, section 4, eqs. 12-17; adjoints eqs. 27-31), each beside its adjoint.
 
 An integrator is a stateless object with
 

@@ -1,5 +1,5 @@
 """Numeric linear analysis of a layer: Jacobian, one-step amplification matrix, spectral radius, stable dt
-and the exact (matrix-exponential) solution for constant input (docs/math.md, section 5).
+and the exact (matrix-exponential) solution for constant input (docs/math.md, section 6).
 
 Dense ``(K*N, K*N)`` matrices are built by applying the operators to the identity, so this module is for
 layers of moderate size; state index ``k*N + n`` is node ``n`` of cell ``k``.

@@ -1,4 +1,4 @@
-"""Parameterization and initialisation (docs/math.md, section 2, eqs. 8-11).
+"""Parameterization and initialisation (docs/math.md, section 3, eqs. 8-11).
 
 Raw parameter arrays (the keys of ``params``) are mapped to the *circuit*: capacitance ``C``, leak
 conductance ``g``, leak current ``leak``, cascade gain ``beta`` (all per node, ``(K, N)``) and the
@@ -103,7 +103,7 @@ def make_circuit(spec, params):
 
 
 def circuit_vjp(spec, params, d_circuit):
-    """Gradients of the raw parameters from the gradients of the circuit (adjoint of eqs. 8-11).
+    """Gradients of the raw parameters from the gradients of the circuit (eq. 35, the adjoint of eqs. 8-11).
 
     Parameters
     ----------

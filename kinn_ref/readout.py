@@ -1,4 +1,4 @@
-"""Readouts (docs/math.md, section 4, eqs. 18-20), each beside its adjoint."""
+"""Readouts (docs/math.md, section 5, eqs. 18-20; adjoint eq. 32), each beside its adjoint."""
 import numpy as np
 
 from .dynamics import rhs, rhs_vjp

@@ -87,7 +87,7 @@ def input_currents(spec, params, x, sequence):
 
 
 def input_currents_vjp(spec, params, x, sequence, dI):
-    """Adjoint of :func:`input_currents`: gradients of ``W``, ``b`` and ``x``."""
+    """Adjoint of :func:`input_currents` (eq. 33): gradients of ``W``, ``b`` and ``x``."""
     B, T, N = dI.shape
     H, D = params["W"].shape
     if not sequence:
@@ -173,7 +173,7 @@ def _segment(integrator, ctx, tape, start, stop):
 
 
 def backward(spec, params, tape, dy):
-    """Gradients of ``sum(dy * y)`` for the pass recorded in ``tape`` (discrete adjoint of eqs. 1-20).
+    """Gradients of ``sum(dy * y)`` for the pass recorded in ``tape`` (discrete adjoint of eqs. 1-20: eqs. 25-35).
 
     Parameters
     ----------

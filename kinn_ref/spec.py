@@ -27,15 +27,15 @@ class LayerSpec:
     coupling : {"none", "dense", "kirchhoff", "grid"}
         Coupling ``A_k`` between the nodes of a cell (math.md eq. 4-7).
     integrator : {"euler", "expeuler", "implicit", "rk4"}
-        One-step method (math.md section 3).
+        One-step method (math.md section 4).
     dt : float
         Step size, > 0.
     n_steps : int
         Steps for static input; sequence input takes its length ``T`` instead.
     readout : {"last", "cells", "derivatives"}
-        What the layer returns (math.md section 4).
+        What the layer returns (math.md section 5).
     param : {"positive", "raw"}
-        Parameterization (math.md section 2).
+        Parameterization (math.md section 3).
     c_min : float
         Lower bound of the capacitance in ``positive`` mode.
     return_sequences : bool
@@ -103,7 +103,7 @@ class LayerSpec:
         return {"last": 1, "cells": self.order, "derivatives": self.order + 1}[self.readout] * self.total_nodes
 
     def param_shapes(self):
-        """Shapes of the parameter arrays, keyed by the names of docs/math.md section 2."""
+        """Shapes of the parameter arrays, keyed by the names of docs/math.md section 1."""
         K, H, D = self.order, self.n_nodes, self.in_features
         shapes = {"W": (H, D), "b": (H,), "C_raw": (K, H), "g_raw": (K, H), "leak": (K, H), "beta": (K, H)}
         if self.coupling in ("dense", "kirchhoff"):
