@@ -79,3 +79,16 @@ def _load_numpy():
 
 
 register("numpy", _load_numpy)
+
+
+def _load_numba():
+    from .numba_backend import load
+    return load()
+
+
+def _probe_numba():
+    from .numba_backend import probe
+    return probe()
+
+
+register("numba", _load_numba, _probe_numba)

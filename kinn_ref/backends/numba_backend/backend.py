@@ -1,0 +1,148 @@
+"""The numba backend's ``forward`` and ``backward``: same contract and tape as :mod:`kinn_ref.reference`.
+
+The NumPy side validates, builds the circuit (reusing :func:`~kinn_ref.parameterization.make_circuit`),
+prepares the per-pass constants and turns the kernels' sums into gradients (reusing
+:func:`~kinn_ref.parameterization.circuit_vjp` and :func:`~kinn_ref.reference.input_currents_vjp`); the
+step loops run in the compiled kernels of :mod:`.loops`.
+"""
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ..._checks import check_array, check_choice, check_positive_int
+from ...coupling import make_coupling
+from ...errors import NonFiniteStateError
+from ...parameterization import check_params, circuit_vjp, make_circuit
+from ...reference import Tape, input_currents_vjp, input_layout
+from . import config
+from .codes import N_MATRIX_SUMS, N_NODE_SUMS
+from .constants import prepare_constants
+from .gradients import circuit_gradients
+from .loops import backward_kernel, forward_kernel
+from .threads import single_threaded_blas
+
+NAME = "numba"
+
+
+@dataclass
+class PassContext:
+    """What the numba kernels keep of a forward pass (``tape.ctx``).
+
+    Attributes
+    ----------
+    constants : KernelConstants
+    integrator_ctx : SimpleNamespace or None
+        Reference integrator context used to chain per-pass gradient terms.
+    currents : ndarray, shape (B, T_in, N)
+        Input currents as the kernels read them (``T_in = 1`` for static input).
+    kept : ndarray, shape (S, B, K, N)
+        The kept states (``tape.states`` holds views of it).
+    slot_of_step : ndarray of int64, shape (T + 1,)
+        Index into ``kept`` per step, -1 where the state was not kept.
+    rows : int
+        Batch rows per chunk.
+    """
+
+    constants: object
+    integrator_ctx: object
+    currents: np.ndarray
+    kept: np.ndarray
+    slot_of_step: np.ndarray
+    rows: int
+
+
+def chunk_rows(spec, batch, dtype):
+    """Batch rows per chunk (see :mod:`.config`); independent of the thread count."""
+    row_bytes = spec.order * spec.total_nodes * np.dtype(dtype).itemsize
+    rows = max(1, config.CHUNK_BYTES // row_bytes)
+    if spec.coupling in ("dense", "kirchhoff"):
+        rows = max(rows, config.MIN_MATRIX_ROWS)
+    return max(1, min(rows, -(-batch // config.MIN_CHUNKS), batch))
+
+
+def _kept_steps(T, checkpoint_every):
+    keep = checkpoint_every or 1
+    return [0] + [n + 1 for n in range(T) if (n + 1) % keep == 0 or n + 1 == T]
+
+
+def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="raise"):
+    """Integrate one KINN layer with the compiled kernels (eqs. 1-20).
+
+    Same arguments, results and tape semantics as :func:`kinn_ref.reference.forward`; the tape's
+    ``backend`` is ``"numba"``.
+    """
+    dtype = check_params(spec, params)
+    sequence, B, T = input_layout(spec, x, dtype)
+    check_choice("on_nonfinite", on_nonfinite, ("raise", "flag"))
+    if checkpoint_every is not None:
+        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    K, N = spec.order, spec.total_nodes
+    if V0 is None:
+        Y0 = np.zeros((B, K, N), dtype)
+    else:
+        Y0 = np.ascontiguousarray(check_array("V0", V0, (B, K, N), dtype))
+    circuit = make_circuit(spec, params)
+    coupling = make_coupling(spec, circuit)
+    constants, integrator_ctx = prepare_constants(spec, circuit, coupling, dtype)
+    I = x @ params["W"].T + params["b"]                      # eq. 3
+    cur = np.ascontiguousarray(I.reshape(B, T if sequence else 1, N))
+    currents = cur if sequence else np.broadcast_to(cur, (B, T, N))
+    kept_steps = _kept_steps(T, checkpoint_every)
+    slot_of_step = np.full(T + 1, -1, np.int64)
+    slot_of_step[kept_steps] = np.arange(len(kept_steps))
+    kept = np.empty((len(kept_steps), B, K, N), dtype)
+    y = np.empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
+    rows = chunk_rows(spec, B, dtype)
+    nonfinite = np.empty((-(-B // rows), 2), np.int64)
+    with single_threaded_blas():
+        forward_kernel(constants, Y0, cur, kept, slot_of_step, y, spec.return_sequences,
+                       on_nonfinite == "raise", rows, nonfinite)
+    bad = None
+    if np.any(nonfinite[:, 0] >= 0):
+        step = int(nonfinite[nonfinite[:, 0] >= 0, 0].min())
+        bad = (step, int(nonfinite[nonfinite[:, 0] == step, 1].min()))
+        if on_nonfinite == "raise":
+            raise NonFiniteStateError(bad[0], bad[1], spec.dt)
+    y = y if spec.return_sequences else y[:, 0]
+    ctx = PassContext(constants=constants, integrator_ctx=integrator_ctx, currents=cur, kept=kept,
+                      slot_of_step=slot_of_step, rows=rows)
+    tape = Tape(spec=spec, backend=NAME, x=x, currents=currents,
+                states={n: kept[s] for s, n in enumerate(kept_steps)}, n_steps=T, sequence=sequence,
+                has_V0=V0 is not None, checkpoint_every=checkpoint_every, nonfinite=bad, circuit=circuit,
+                coupling=coupling, ctx=ctx, output_shape=y.shape)
+    return y, tape
+
+
+def backward(spec, params, tape, dy):
+    """Gradients of ``sum(dy * y)`` for the pass in ``tape`` (discrete adjoint of eqs. 1-20).
+
+    Same arguments and results as :func:`kinn_ref.reference.backward`.
+    """
+    dtype = check_params(spec, params)
+    if not isinstance(tape, Tape) or tape.backend != NAME:
+        raise ValueError(f"tape must come from the numba backend's forward, got "
+                         f"{getattr(tape, 'backend', type(tape).__name__)!r}")
+    if tape.nonfinite is not None:
+        raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
+                         f"{tape.nonfinite[1]}); there is no gradient to compute")
+    check_array("dy", dy, tape.output_shape, dtype)
+    ctx = tape.ctx
+    B, K, N = tape.x.shape[0], spec.order, spec.total_nodes
+    dy3 = np.ascontiguousarray(dy if spec.return_sequences else dy[:, None, :])
+    dI = np.zeros(ctx.currents.shape, dtype)
+    dV0 = np.empty((B, K, N), dtype)
+    n_chunks = -(-B // ctx.rows)
+    n_slots = min(numba.get_num_threads(), n_chunks)
+    node_sums = np.zeros((n_slots, N_NODE_SUMS, K, N))
+    nn = N if spec.coupling in ("dense", "kirchhoff") else 0
+    mat_sums = np.zeros((n_slots, N_MATRIX_SUMS, K, nn, nn))
+    with single_threaded_blas():
+        backward_kernel(ctx.constants, ctx.currents, ctx.kept, ctx.slot_of_step, tape.checkpoint_every or 0,
+                        dy3, spec.return_sequences, ctx.rows, n_chunks, dV0, dI, node_sums, mat_sums)
+    acc = circuit_gradients(spec, ctx, tape.coupling, node_sums, mat_sums, dtype)
+    grads = input_currents_vjp(spec, params, tape.x, tape.sequence, dI)
+    grads.update(circuit_vjp(spec, params, acc))
+    if tape.has_V0:
+        grads["V0"] = dV0
+    return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in grads.items()}

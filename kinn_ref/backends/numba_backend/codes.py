@@ -1,0 +1,29 @@
+"""Integer codes shared by the compiled kernels (the kernels branch on these at run time, so one
+compilation per dtype serves every coupling, integrator and readout)."""
+
+# couplings (kinn_ref.spec.COUPLINGS order)
+NONE, DENSE, KIRCHHOFF, GRID = 0, 1, 2, 3
+# integrators (kinn_ref.spec.INTEGRATORS order)
+EULER, EXPEULER, IMPLICIT, RK4 = 0, 1, 2, 3
+# readouts (kinn_ref.spec.READOUTS order)
+LAST, CELLS, DERIVATIVES = 0, 1, 2
+
+COUPLING_CODES = {"none": NONE, "dense": DENSE, "kirchhoff": KIRCHHOFF, "grid": GRID}
+INTEGRATOR_CODES = {"euler": EULER, "expeuler": EXPEULER, "implicit": IMPLICIT, "rk4": RK4}
+READOUT_CODES = {"last": LAST, "cells": CELLS, "derivatives": DERIVATIVES}
+
+# rows of the per-slot accumulator of per-node sums, shape (n_slots, N_NODE_SUMS, K, N), float64
+SUM_C = 0        # d/dC                    (reference: acc.C)
+SUM_G = 1        # d/dg                    (acc.g)
+SUM_LEAK = 2     # d/dleak                 (acc.leak)
+SUM_BETA = 3     # d/dbeta                 (acc.beta)
+SUM_PASS1 = 4    # expeuler dE, implicit dh (the integrator's per-pass terms)
+SUM_PASS2 = 5    # expeuler dp, implicit dc
+SUM_ZV = 6       # sum z*V of the contributions that differentiate the full coupling A (not only O)
+SUM_GRID_OFF = 7  # grid: sum z * (off-diagonal unit Laplacian applied to V), per node
+N_NODE_SUMS = 8
+
+# rows of the per-slot accumulator of coupling matrices, shape (n_slots, N_MATRIX_SUMS, K, N, N), float64
+MAT_ZV = 0       # dense/kirchhoff: sum z^T V
+MAT_EXP = 1      # dense/kirchhoff expeuler: sum dV_next^T V
+N_MATRIX_SUMS = 2

@@ -1,0 +1,8 @@
+"""Tunables of the numba backend, in one place."""
+
+#: Bytes of chunk state (rows x K x N values) a chunk aims at: small enough to stay in a core's cache.
+CHUNK_BYTES = 64 * 1024
+#: Dense/kirchhoff chunks hold at least this many rows, so their matrix products run at BLAS speed.
+MIN_MATRIX_ROWS = 64
+#: Chunks are capped so that a batch splits into at least this many (load balance over threads).
+MIN_CHUNKS = 16

@@ -1,0 +1,193 @@
+"""Per-pass constants of the compiled kernels: the circuit, the coupling operator and the integrator's
+factorisations, gathered into one :class:`KernelConstants` tuple (twin of the reference's
+``Integrator.prepare`` and ``Coupling.solver``; docs/math.md eqs. 4-7 and 12-17).
+
+Everything here runs once per forward pass, in NumPy/SciPy; the kernels only read the arrays.
+Arrays a coupling or integrator does not use are empty placeholders of the right rank, so the kernels
+have one type signature per dtype.
+"""
+from collections import namedtuple
+
+import numpy as np
+import scipy.linalg
+import scipy.linalg.lapack
+import scipy.sparse
+
+from ...coupling import unit_laplacian_sparse
+from ...integrators import INTEGRATORS
+from .codes import COUPLING_CODES, GRID, INTEGRATOR_CODES, READOUT_CODES
+
+KernelConstants = namedtuple("KernelConstants", [
+    # codes and sizes
+    "coupling", "integrator", "readout", "K", "N", "H", "P0", "P1", "cyclic",
+    # step size and Runge-Kutta coefficients in the computation dtype: dt, (4,) dt*b_i and dt*c_i
+    "dt", "rk4_dtw", "rk4_dtc",
+    # circuit, (K, N)
+    "C", "g", "leak", "beta",
+    # dense/kirchhoff coupling matrices A_k, their off-diagonal parts O_k and transposes, (K, N, N)
+    "A", "A_T", "O", "O_T",
+    # grid: per-node edge conductance (K, N); off-diagonal unit Laplacian L0 in CSR (P+1,), (nnz,), (nnz,);
+    # per-node diagonal of L0 (N,)
+    "s", "lap_ptr", "lap_idx", "lap_val", "lap_diag",
+    # expeuler decay and input weight (K, N)
+    "E", "p",
+    # implicit: h = C/dt and c = h + g (K, N)
+    "h", "c",
+    # implicit dense/kirchhoff: LU factors of diag(c) - A (K, N, N), their transposes, pivots (K, N)
+    "lu", "lu_T", "piv",
+    # implicit grid: eigenvectors of the first axis' Laplacian (P0, P0) and their transpose; per cell,
+    # first-axis mode and channel, the tridiagonal LU (LAPACK gttrf layout) along the second axis
+    # (K, P0, P1, H), row-swap flags (K, P0, P1, H); Sherman-Morrison vector and ratio for periodic
+    # second axes (K, P0, P1, H), (K, P0, H)
+    "Q0", "Q0_T", "tri_dl", "tri_d", "tri_du", "tri_du2", "tri_swap", "tri_w", "tri_rho",
+])
+
+
+def _empty(dtype, ndim):
+    return np.zeros((0,) * ndim, dtype)
+
+
+def _grid_mesh(spec, dtype):
+    """CSR arrays of the off-diagonal unit Laplacian ``L0`` and its per-node diagonal (eq. 7)."""
+    L0 = unit_laplacian_sparse(spec.grid_shape, spec.boundary).tocsr()
+    diag = L0.diagonal()
+    off = (L0 - scipy.sparse.diags(diag)).tocsr()
+    off.eliminate_zeros()
+    off.sort_indices()
+    return (off.indptr.astype(np.int64), off.indices.astype(np.int64), off.data.astype(dtype),
+            np.repeat(diag, spec.n_nodes).astype(dtype))
+
+
+def _tridiagonal_parts(n, boundary):
+    """Sub, main and super diagonal of the 1-D unit Laplacian of length ``n`` and its corner entries."""
+    L = unit_laplacian_sparse((n,), boundary).tocsr()
+    corners = (L[0, n - 1], L[n - 1, 0]) if (boundary == "periodic" and n >= 3) else (0.0, 0.0)
+    return L.diagonal(-1), L.diagonal(), L.diagonal(1), corners
+
+
+def _grid_factorisation(spec, c, s, dtype):
+    """Factorise ``diag(c_h) - s_h L0`` per cell and channel, once per pass (eq. 15, grid).
+
+    ``L0 = kron(L_a, I) + kron(I, L_b)`` for a 2-D grid (``L_a`` alone for 1-D). ``L_a`` is diagonalised,
+    ``L_a = Q0 diag(lam) Q0^T``; in that basis every first-axis mode ``j`` leaves the tridiagonal (cyclic
+    when the second axis is periodic) system ``(c_h - s_h lam_j) I - s_h L_b``, factorised by LAPACK
+    ``gttrf`` with partial pivoting. The periodic corner entries are handled by Sherman-Morrison.
+    """
+    shape = spec.grid_shape if len(spec.grid_shape) == 2 else (1,) + tuple(spec.grid_shape)
+    P0, P1 = shape
+    K, H = s.shape
+    if P0 > 1:
+        lam, Q0 = np.linalg.eigh(unit_laplacian_sparse((P0,), spec.boundary).toarray())
+    else:
+        lam, Q0 = np.zeros(1), np.ones((1, 1))
+    lower, main, upper, (alpha0, beta0) = _tridiagonal_parts(P1, spec.boundary)
+    cyclic = alpha0 != 0.0
+    gttrf, gttrs = scipy.linalg.lapack.get_lapack_funcs(("gttrf", "gttrs"), dtype=np.dtype(dtype))
+    shape4 = (K, P0, P1, H)
+    dl, d, du, du2 = (np.zeros(shape4, dtype) for _ in range(4))
+    swap = np.zeros(shape4, np.int8)
+    w = np.zeros(shape4, dtype)
+    rho = np.zeros((K, P0, H), dtype)
+    for k in range(K):
+        for j in range(P0):
+            for h in range(H):
+                sk, ck = float(s[k, h]), float(c[k, h])
+                diag = ck - sk * lam[j] - sk * main
+                sub, sup = -sk * lower, -sk * upper
+                if cyclic:
+                    alpha, beta = -sk * alpha0, -sk * beta0
+                    gamma = -diag[0] if diag[0] != 0.0 else -1.0
+                    diag = diag.copy()
+                    diag[0] -= gamma
+                    diag[-1] -= alpha * beta / gamma
+                f_dl, f_d, f_du, f_du2, ipiv, info = gttrf(sub.astype(dtype), diag.astype(dtype),
+                                                           sup.astype(dtype))
+                if info > 0:
+                    raise ValueError(f"the implicit grid system of cell {k}, channel {h} is singular "
+                                     f"(C/dt + g and the edge conductance cancel); change dt or the parameters")
+                dl[k, j, :P1 - 1, h], d[k, j, :, h], du[k, j, :P1 - 1, h] = f_dl, f_d, f_du
+                du2[k, j, :P1 - 2, h] = f_du2
+                swap[k, j, :, h] = ipiv != np.arange(1, P1 + 1)
+                if cyclic:
+                    u = np.zeros((P1, 1), dtype)
+                    u[0, 0], u[-1, 0] = gamma, beta
+                    z = gttrs(f_dl, f_d, f_du, f_du2, ipiv, u)[0][:, 0].astype(np.float64)
+                    ratio = alpha / gamma
+                    w[k, j, :, h] = z / (1.0 + z[0] + ratio * z[-1])
+                    rho[k, j, h] = ratio
+    Q0 = Q0.astype(dtype)
+    return dict(P0=P0, P1=P1, cyclic=int(cyclic), Q0=Q0, Q0_T=np.ascontiguousarray(Q0.T), tri_dl=dl,
+                tri_d=d, tri_du=du, tri_du2=du2, tri_swap=swap, tri_w=w, tri_rho=rho)
+
+
+def _dense_matrices(spec, coupling, K):
+    A = np.ascontiguousarray(np.stack([coupling.matrix(k) for k in range(K)]))
+    O = A.copy()
+    idx = np.arange(A.shape[1])
+    O[:, idx, idx] = 0.0
+    return dict(A=A, A_T=np.ascontiguousarray(A.transpose(0, 2, 1)), O=O,
+                O_T=np.ascontiguousarray(O.transpose(0, 2, 1)))
+
+
+def prepare_constants(spec, circuit, coupling, dtype):
+    """Kernel constants for one forward pass.
+
+    Parameters
+    ----------
+    spec : LayerSpec
+    circuit : Circuit
+        From :func:`kinn_ref.parameterization.make_circuit`.
+    coupling : Coupling
+        The reference coupling operator (supplies the matrices, diagonals and the grid mesh).
+    dtype : numpy.dtype
+
+    Returns
+    -------
+    constants : KernelConstants
+    integrator_ctx : SimpleNamespace or None
+        The reference integrator's per-pass context where its ``finalize_vjp`` needs one (expeuler).
+    """
+    K, N = circuit.C.shape
+    code = COUPLING_CODES[spec.coupling]
+    dt = dtype.type(spec.dt)
+    rk4 = INTEGRATORS["rk4"]
+    fields = dict(
+        coupling=code, integrator=INTEGRATOR_CODES[spec.integrator], readout=READOUT_CODES[spec.readout],
+        K=K, N=N, H=spec.n_nodes, P0=1, P1=1, cyclic=0, dt=dt,
+        rk4_dtw=np.array([spec.dt * w for w in rk4.weights], dtype),
+        rk4_dtc=np.array([spec.dt * c for c in rk4.nodes], dtype),
+        C=circuit.C, g=circuit.g, leak=np.ascontiguousarray(circuit.leak),
+        beta=np.ascontiguousarray(circuit.beta),
+        A=_empty(dtype, 3), A_T=_empty(dtype, 3), O=_empty(dtype, 3), O_T=_empty(dtype, 3),
+        s=_empty(dtype, 2), lap_ptr=np.zeros(1, np.int64), lap_idx=np.zeros(0, np.int64),
+        lap_val=_empty(dtype, 1), lap_diag=_empty(dtype, 1),
+        E=_empty(dtype, 2), p=_empty(dtype, 2), h=_empty(dtype, 2), c=_empty(dtype, 2),
+        lu=_empty(dtype, 3), lu_T=_empty(dtype, 3), piv=np.zeros((0, 0), np.int64),
+        Q0=_empty(dtype, 2), Q0_T=_empty(dtype, 2), tri_dl=_empty(dtype, 4), tri_d=_empty(dtype, 4),
+        tri_du=_empty(dtype, 4), tri_du2=_empty(dtype, 4), tri_swap=np.zeros((0,) * 4, np.int8),
+        tri_w=_empty(dtype, 4), tri_rho=_empty(dtype, 3),
+    )
+    if spec.coupling in ("dense", "kirchhoff"):
+        fields.update(_dense_matrices(spec, coupling, K))
+    elif code == GRID:
+        ptr, idx, val, diag = _grid_mesh(spec, dtype)
+        fields.update(s=np.ascontiguousarray(np.tile(circuit.A, (1, spec.n_points))), lap_ptr=ptr,
+                      lap_idx=idx, lap_val=val, lap_diag=diag)
+    integrator_ctx = None
+    if spec.integrator == "expeuler":
+        integrator_ctx = INTEGRATORS["expeuler"].prepare(circuit, coupling, spec.dt)
+        fields.update(E=np.ascontiguousarray(integrator_ctx.E), p=np.ascontiguousarray(integrator_ctx.p))
+    elif spec.integrator == "implicit":
+        h = circuit.C / spec.dt
+        c = h + circuit.g
+        fields.update(h=h, c=c)
+        if spec.coupling in ("dense", "kirchhoff"):
+            lus, pivs = zip(*(scipy.linalg.lu_factor(np.diag(c[k]) - coupling.matrix(k), check_finite=False)
+                              for k in range(K)))
+            lu = np.ascontiguousarray(np.stack(lus), dtype=dtype)
+            fields.update(lu=lu, lu_T=np.ascontiguousarray(lu.transpose(0, 2, 1)),
+                          piv=np.stack(pivs).astype(np.int64))
+        elif code == GRID:
+            H = spec.n_nodes
+            fields.update(_grid_factorisation(spec, c[:, :H], circuit.A, dtype))
+    return KernelConstants(**fields), integrator_ctx

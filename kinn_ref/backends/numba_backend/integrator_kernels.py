@@ -1,0 +1,267 @@
+"""Compiled one-step methods and their adjoints on a chunk (twins of the integrators of
+:mod:`kinn_ref.integrators`, eqs. 12-17).
+
+Chunk states are ``(K, rows, N)``; ``ws`` is a workspace of shape ``(N_WORKSPACES, K, rows, N)``,
+``work`` one of ``(rows, N)`` and ``work_nn`` one of ``(N, N)`` (dense/kirchhoff only). Gradient sums go
+to one slot's ``node_sums`` ``(N_NODE_SUMS, K, N)`` and ``mat_sums`` ``(N_MATRIX_SUMS, K, N, N)``.
+"""
+import numpy as np
+from numba import njit
+
+from .codes import (DENSE, EULER, EXPEULER, GRID, IMPLICIT, KIRCHHOFF, MAT_EXP, NONE, SUM_BETA, SUM_LEAK,
+                    SUM_GRID_OFF, SUM_PASS1, SUM_PASS2)
+from .coupling_kernels import accumulate_grad, apply, apply_T, grid_offdiag
+from .dynamics_kernels import rhs, rhs_vjp
+from .solver_kernels import solve, solve_T
+
+N_WORKSPACES = 4
+
+
+@njit(cache=True)
+def euler_step(cs, Y, cur, b0, t, Yn, ws, work):
+    """``Y_next = Y + dt F(Y, I)`` (eq. 12)."""
+    F = ws[0]
+    rhs(cs, Y, cur, b0, t, True, F, work)
+    dt = cs.dt
+    K, rows, N = Y.shape
+    for k in range(K):
+        for i in range(rows):
+            for j in range(N):
+                Yn[k, i, j] = Y[k, i, j] + dt * F[k, i, j]
+
+
+@njit(cache=True)
+def expeuler_step(cs, Y, cur, b0, t, Yn, work):
+    """``V_k <- E_k V_k + p_k (V_k O_k^T - leak_k + u_k^n)`` (eqs. 13-14)."""
+    K, rows, N = Y.shape
+    coupled = cs.coupling != NONE
+    for k in range(K):
+        E, p, leak, beta = cs.E[k], cs.p[k], cs.leak[k], cs.beta[k]
+        if coupled:
+            apply(cs, k, Y[k], work, True)
+            for i in range(rows):
+                for j in range(N):
+                    u = cur[b0 + i, t, j] if k == 0 else beta[j] * Y[k - 1, i, j]
+                    Yn[k, i, j] = E[j] * Y[k, i, j] + p[j] * ((work[i, j] - leak[j]) + u)
+        else:
+            for i in range(rows):
+                for j in range(N):
+                    u = cur[b0 + i, t, j] if k == 0 else beta[j] * Y[k - 1, i, j]
+                    Yn[k, i, j] = E[j] * Y[k, i, j] + p[j] * (u - leak[j])
+
+
+@njit(cache=True)
+def implicit_step(cs, Y, cur, b0, t, Yn, work):
+    """Backward Euler with block forward substitution over the cascade (eq. 15)."""
+    K, rows, N = Y.shape
+    for k in range(K):
+        h, leak, beta = cs.h[k], cs.leak[k], cs.beta[k]
+        R = Yn[k]
+        for i in range(rows):
+            for j in range(N):
+                u = cur[b0 + i, t, j] if k == 0 else beta[j] * Yn[k - 1, i, j]
+                R[i, j] = (h[j] * Y[k, i, j] - leak[j]) + u
+        solve(cs, k, R, work)
+
+
+@njit(cache=True)
+def _rk4_stage(cs, Y, F, stage, out):
+    """Stage state ``Y + dt c_stage F`` (eq. 16)."""
+    a = cs.rk4_dtc[stage]
+    K, rows, N = Y.shape
+    for k in range(K):
+        for i in range(rows):
+            for j in range(N):
+                out[k, i, j] = Y[k, i, j] + a * F[k, i, j]
+
+
+@njit(cache=True)
+def rk4_step(cs, Y, cur, b0, t, Yn, ws, work):
+    """Classical Runge-Kutta 4, input held at ``I^n`` (eq. 16)."""
+    F, St = ws[0], ws[1]
+    K, rows, N = Y.shape
+    for stage in range(4):
+        if stage == 0:
+            rhs(cs, Y, cur, b0, t, True, F, work)
+        else:
+            _rk4_stage(cs, Y, F, stage, St)
+            rhs(cs, St, cur, b0, t, True, F, work)
+        w = cs.rk4_dtw[stage]
+        for k in range(K):
+            for i in range(rows):
+                for j in range(N):
+                    base = Y[k, i, j] if stage == 0 else Yn[k, i, j]
+                    Yn[k, i, j] = base + w * F[k, i, j]
+
+
+@njit(cache=True)
+def step(cs, Y, cur, b0, t, Yn, ws, work):
+    """One step ``Y -> Yn`` of the pass's integrator (twin of ``Integrator.step``)."""
+    kind = cs.integrator
+    if kind == EULER:
+        euler_step(cs, Y, cur, b0, t, Yn, ws, work)
+    elif kind == EXPEULER:
+        expeuler_step(cs, Y, cur, b0, t, Yn, work)
+    elif kind == IMPLICIT:
+        implicit_step(cs, Y, cur, b0, t, Yn, work)
+    else:
+        rk4_step(cs, Y, cur, b0, t, Yn, ws, work)
+
+
+@njit(cache=True)
+def euler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
+    """Adjoint of :func:`euler_step`: ``dY = dYn + rhs_vjp(dt dYn)``."""
+    dF = ws[2]
+    dt = cs.dt
+    K, rows, N = Y.shape
+    for k in range(K):
+        for i in range(rows):
+            for j in range(N):
+                dF[k, i, j] = dt * dYn[k, i, j]
+    rhs_vjp(cs, Y, cur, b0, t, dF, True, dY, dI, ws[0], ws[1], work, node_sums, mat_sums, work_nn)
+    for k in range(K):
+        for i in range(rows):
+            for j in range(N):
+                dY[k, i, j] += dYn[k, i, j]
+
+
+@njit(cache=True)
+def expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
+    """Adjoint of :func:`expeuler_step`.
+
+    With ``r = p_k dV'_k``: ``dE_k += sum dV'_k V_k``, ``dp_k += sum dV'_k q_k``,
+    ``dV_k = E_k dV'_k + r O_k``, ``dleak_k -= sum r``, ``dbeta_k += sum r V_{k-1}``,
+    ``dV_{k-1} += beta_k r``, ``dI += r`` (k = 1). Dense/kirchhoff keep ``sum dV'^T V`` instead of the
+    coupling's share of ``dp`` and of the gradient of ``O`` (both follow from it once per pass).
+    """
+    K, rows, N = Y.shape
+    kind = cs.coupling
+    matrix = kind == DENSE or kind == KIRCHHOFF
+    r, offV = ws[0][0], ws[1][0]
+    for k in range(K):
+        E, p, leak, beta = cs.E[k], cs.p[k], cs.leak[k], cs.beta[k]
+        sE, sp = node_sums[SUM_PASS1, k], node_sums[SUM_PASS2, k]
+        sleak, sbeta = node_sums[SUM_LEAK, k], node_sums[SUM_BETA, k]
+        dV1, V = dYn[k], Y[k]
+        if kind == GRID:
+            for i in range(rows):
+                grid_offdiag(cs, V[i], offV[i])
+        s = cs.s[k] if kind == GRID else p
+        for i in range(rows):
+            for j in range(N):
+                d = dV1[i, j]
+                u = cur[b0 + i, t, j] if k == 0 else beta[j] * Y[k - 1, i, j]
+                q = (s[j] * offV[i, j] - leak[j]) + u if kind == GRID else u - leak[j]
+                sE[j] += d * V[i, j]
+                sp[j] += d * q
+                r[i, j] = p[j] * d
+                sleak[j] -= r[i, j]
+        if kind == GRID:
+            sg = node_sums[SUM_GRID_OFF, k]
+            for i in range(rows):
+                for j in range(N):
+                    sg[j] += r[i, j] * offV[i, j]
+        elif matrix:
+            np.dot(dV1.T, V, work_nn)
+            m = mat_sums[MAT_EXP, k]
+            for a in range(N):
+                for b in range(N):
+                    m[a, b] += work_nn[a, b]
+        if kind == NONE:
+            for i in range(rows):
+                for j in range(N):
+                    dY[k, i, j] = E[j] * dV1[i, j]
+        else:
+            apply_T(cs, k, r, work, True)
+            for i in range(rows):
+                for j in range(N):
+                    dY[k, i, j] = E[j] * dV1[i, j] + work[i, j]
+        if k == 0:
+            for i in range(rows):
+                for j in range(N):
+                    dI[b0 + i, t, j] += r[i, j]
+        else:
+            for i in range(rows):
+                for j in range(N):
+                    sbeta[j] += r[i, j] * Y[k - 1, i, j]
+                    dY[k - 1, i, j] += beta[j] * r[i, j]
+
+
+@njit(cache=True)
+def implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
+    """Adjoint of :func:`implicit_step`, cells in reverse: ``lam_k = solve_T(dV'_k)``,
+    ``dV_k = h_k lam_k``, ``dh_k += sum lam_k V_k``, ``dc_k -= sum lam_k V'_k``, coupling gradient of
+    ``(lam_k, V'_k)``, ``dleak_k -= sum lam_k``, ``dbeta_k += sum lam_k V'_{k-1}``,
+    ``dV'_{k-1} += beta_k lam_k``, ``dI += lam_1``."""
+    K, rows, N = Y.shape
+    D = ws[0]
+    D[:, :, :] = dYn
+    for k in range(K - 1, -1, -1):
+        lam = D[k]
+        solve_T(cs, k, lam, work)
+        h, beta = cs.h[k], cs.beta[k]
+        sh, sc = node_sums[SUM_PASS1, k], node_sums[SUM_PASS2, k]
+        sleak, sbeta = node_sums[SUM_LEAK, k], node_sums[SUM_BETA, k]
+        for i in range(rows):
+            for j in range(N):
+                lij = lam[i, j]
+                dY[k, i, j] = h[j] * lij
+                sh[j] += lij * Y[k, i, j]
+                sc[j] -= lij * Yn[k, i, j]
+                sleak[j] -= lij
+        accumulate_grad(cs, k, lam, Yn[k], node_sums, mat_sums, True, work, work_nn)
+        if k == 0:
+            for i in range(rows):
+                for j in range(N):
+                    dI[b0 + i, t, j] += lam[i, j]
+        else:
+            for i in range(rows):
+                for j in range(N):
+                    sbeta[j] += lam[i, j] * Yn[k - 1, i, j]
+                    D[k - 1, i, j] += beta[j] * lam[i, j]
+
+
+@njit(cache=True)
+def rk4_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
+    """Adjoint of :func:`rk4_step` through its four stages (recomputed from ``Y``)."""
+    K, rows, N = Y.shape
+    F, dslope, dstate = ws[0], ws[1], ws[2]
+    stages = np.empty((3, K, rows, N), Y.dtype)       # stage states 1..3 (stage 0 is Y)
+    rhs(cs, Y, cur, b0, t, True, F, work)
+    for stage in range(1, 4):
+        _rk4_stage(cs, Y, F, stage, stages[stage - 1])
+        if stage < 3:
+            rhs(cs, stages[stage - 1], cur, b0, t, True, F, work)
+    dY[:, :, :] = dYn
+    w3 = cs.rk4_dtw[3]
+    for k in range(K):
+        for i in range(rows):
+            for j in range(N):
+                dslope[k, i, j] = w3 * dYn[k, i, j]
+    for stage in range(3, -1, -1):
+        S = Y if stage == 0 else stages[stage - 1]
+        rhs_vjp(cs, S, cur, b0, t, dslope, True, dstate, dI, F, ws[3], work, node_sums, mat_sums, work_nn)
+        for k in range(K):
+            for i in range(rows):
+                for j in range(N):
+                    dY[k, i, j] += dstate[k, i, j]
+        if stage > 0:
+            w, a = cs.rk4_dtw[stage - 1], cs.rk4_dtc[stage]
+            for k in range(K):
+                for i in range(rows):
+                    for j in range(N):
+                        dslope[k, i, j] = w * dYn[k, i, j] + a * dstate[k, i, j]
+
+
+@njit(cache=True)
+def step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
+    """Adjoint of :func:`step` (twin of ``Integrator.step_vjp``): sets ``dY``, adds to ``dI`` and the sums."""
+    kind = cs.integrator
+    if kind == EULER:
+        euler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn)
+    elif kind == EXPEULER:
+        expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn)
+    elif kind == IMPLICIT:
+        implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn)
+    else:
+        rk4_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn)

@@ -1,0 +1,130 @@
+"""Compiled implicit-step solves with the factorisations made once per pass in :mod:`.constants`
+(twins of ``DiagonalSolver``, ``DenseSolver`` and ``GridSolver`` in :mod:`kinn_ref.coupling`, eq. 15).
+
+Each solve works in place on a chunk ``R`` of right-hand sides, shape ``(rows, N)``.
+"""
+import numpy as np
+from numba import njit
+
+from .codes import DENSE, GRID, KIRCHHOFF, NONE
+
+
+@njit(cache=True)
+def _lu_solve_row(lu, lu_T, piv, x):
+    """``M x = r`` in place with ``M = P L U`` from ``scipy.linalg.lu_factor`` (LAPACK getrs order)."""
+    N = x.shape[0]
+    for j in range(N):
+        q = piv[j]
+        if q != j:
+            t = x[j]
+            x[j] = x[q]
+            x[q] = t
+    for j in range(N):                       # L y = x, unit diagonal, by columns of L
+        xj = x[j]
+        col = lu_T[j]
+        for m in range(j + 1, N):
+            x[m] -= col[m] * xj
+    for j in range(N - 1, -1, -1):           # U x = y, by columns of U
+        x[j] /= lu[j, j]
+        xj = x[j]
+        col = lu_T[j]
+        for m in range(j):
+            x[m] -= col[m] * xj
+
+
+@njit(cache=True)
+def _lu_solve_T_row(lu, piv, x):
+    """``M^T x = z`` in place: ``U^T y = z``, ``L^T w = y``, ``x = P w``."""
+    N = x.shape[0]
+    for j in range(N):
+        x[j] /= lu[j, j]
+        xj = x[j]
+        row = lu[j]
+        for m in range(j + 1, N):
+            x[m] -= row[m] * xj
+    for j in range(N - 1, -1, -1):
+        xj = x[j]
+        row = lu[j]
+        for m in range(j):
+            x[m] -= row[m] * xj
+    for j in range(N - 1, -1, -1):
+        q = piv[j]
+        if q != j:
+            t = x[j]
+            x[j] = x[q]
+            x[q] = t
+
+
+@njit(cache=True)
+def _tridiagonal_solve(cs, k, mode, b):
+    """Solve the factorised tridiagonal systems of all channels of one first-axis ``mode`` in place.
+
+    ``b`` is ``(P1 * H,)`` with the channel index fastest; the loops over channels vectorise. Mirrors
+    LAPACK ``gttrs`` (row swaps as selects), then the Sherman-Morrison correction of periodic axes.
+    """
+    H, n = cs.H, cs.P1
+    dl, d, du, du2 = cs.tri_dl[k, mode], cs.tri_d[k, mode], cs.tri_du[k, mode], cs.tri_du2[k, mode]
+    swap = cs.tri_swap[k, mode]
+    for i in range(n - 1):
+        for h in range(H):
+            top, bot = b[i * H + h], b[(i + 1) * H + h]
+            lw = dl[i, h]
+            s = swap[i, h] != 0
+            b[i * H + h] = bot if s else top
+            b[(i + 1) * H + h] = (top - lw * bot) if s else (bot - lw * top)
+    for h in range(H):
+        b[(n - 1) * H + h] /= d[n - 1, h]
+    if n > 1:
+        for h in range(H):
+            b[(n - 2) * H + h] = (b[(n - 2) * H + h] - du[n - 2, h] * b[(n - 1) * H + h]) / d[n - 2, h]
+    for i in range(n - 3, -1, -1):
+        for h in range(H):
+            b[i * H + h] = (b[i * H + h] - du[i, h] * b[(i + 1) * H + h]
+                            - du2[i, h] * b[(i + 2) * H + h]) / d[i, h]
+    if cs.cyclic:
+        w, rho = cs.tri_w[k, mode], cs.tri_rho[k, mode]
+        for h in range(H):
+            coef = b[h] + rho[h] * b[(n - 1) * H + h]
+            for i in range(n):
+                b[i * H + h] -= coef * w[i, h]
+
+
+@njit(cache=True)
+def _grid_solve_row(cs, k, r, work):
+    """``(diag(c) - A_k) x = r`` in place for one row of ``N = P*H`` nodes (see ``_grid_factorisation``)."""
+    P0, m = cs.P0, cs.P1 * cs.H
+    if P0 == 1:
+        _tridiagonal_solve(cs, k, 0, r)
+        return
+    R, Wk = r.reshape(P0, m), work.reshape(P0, m)
+    np.dot(cs.Q0_T, R, Wk)                   # to the eigenbasis of the first axis
+    for mode in range(P0):
+        _tridiagonal_solve(cs, k, mode, Wk[mode])
+    np.dot(cs.Q0, Wk, R)
+
+
+@njit(cache=True)
+def solve(cs, k, R, work):
+    """Implicit solve of cell ``k``: rows of ``R`` become ``rhs (diag(c_k) - A_k)^{-T}`` (in place)."""
+    kind = cs.coupling
+    if kind == NONE:
+        c = cs.c[k]
+        for i in range(R.shape[0]):
+            for j in range(R.shape[1]):
+                R[i, j] = R[i, j] / c[j]
+    elif kind == DENSE or kind == KIRCHHOFF:
+        for i in range(R.shape[0]):
+            _lu_solve_row(cs.lu[k], cs.lu_T[k], cs.piv[k], R[i])
+    elif kind == GRID:
+        for i in range(R.shape[0]):
+            _grid_solve_row(cs, k, R[i], work[i])
+
+
+@njit(cache=True)
+def solve_T(cs, k, Z, work):
+    """Adjoint solve of cell ``k`` in place (``solve_T`` of the reference solvers)."""
+    if cs.coupling == DENSE or cs.coupling == KIRCHHOFF:
+        for i in range(Z.shape[0]):
+            _lu_solve_T_row(cs.lu[k], cs.piv[k], Z[i])
+    else:                                    # diagonal and grid systems are symmetric
+        solve(cs, k, Z, work)
