@@ -1,0 +1,215 @@
+"""The numba backend against the NumPy reference: outputs, every gradient, tapes, checkpoints,
+thread-count determinism and non-finite handling."""
+import itertools
+
+import numpy as np
+import pytest
+
+import kinn_ref as kr
+from helpers import COUPLING_CASES, INTEGRATOR_NAMES, assert_close, make_case, option_matrix
+from kinn_ref.backends import available_backends, resolve
+from kinn_ref.layers import KINNLayer
+from kinn_ref.network import KINN
+
+numba = pytest.importorskip("numba")
+pytestmark = pytest.mark.skipif("numba" not in available_backends(), reason="numba backend not usable here")
+
+
+def run_both(spec, params, x, V0, seed=1, **kwargs):
+    """Forward and backward on both backends with one random cotangent."""
+    y_ref, tape_ref = kr.forward(spec, params, x, V0, **kwargs)
+    y_nb, tape_nb = kr.forward(spec, params, x, V0, backend="numba", **kwargs)
+    dy = np.random.default_rng(seed).standard_normal(y_ref.shape).astype(y_ref.dtype)
+    return (y_ref, kr.backward(spec, params, tape_ref, dy), tape_ref), \
+        (y_nb, kr.backward(spec, params, tape_nb, dy), tape_nb)
+
+
+def check_against_reference(spec, params, x, V0, **kwargs):
+    (y_ref, g_ref, _), (y_nb, g_nb, tape) = run_both(spec, params, x, V0, **kwargs)
+    dtype = params["W"].dtype
+    assert tape.backend == "numba"
+    assert y_nb.dtype == dtype and y_nb.shape == y_ref.shape
+    assert_close(y_nb, y_ref, dtype=dtype, what="y")
+    assert set(g_nb) == set(g_ref)
+    for name in g_ref:
+        assert g_nb[name].dtype == dtype and g_nb[name].shape == g_ref[name].shape, name
+        assert_close(g_nb[name], g_ref[name], dtype=dtype, what=f"d{name}")
+
+
+def _representative_cases():
+    """Every coupling case with every integrator; readout, parameterization, input kind and dtype rotate."""
+    readouts, params = ("last", "cells", "derivatives"), ("positive", "raw")
+    cases = []
+    for n, (coupling, integrator) in enumerate(itertools.product(COUPLING_CASES, INTEGRATOR_NAMES)):
+        cases.append((coupling, integrator, readouts[n % 3], params[(n // 3) % 2], n % 2 == 1,
+                      np.float32 if n % 4 == 3 else np.float64))
+    return cases
+
+
+@pytest.mark.parametrize("coupling,integrator,readout,param,sequence,dtype", _representative_cases())
+def test_matches_reference(coupling, integrator, readout, param, sequence, dtype):
+    spec, params, x, V0 = make_case(coupling, integrator, readout, param, sequence=sequence,
+                                    return_sequences=sequence, dtype=dtype, seed=7)
+    check_against_reference(spec, params, x, V0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sequence", [False, True])
+@pytest.mark.parametrize("coupling,integrator,readout,param", option_matrix())
+def test_matches_reference_full_matrix(coupling, integrator, readout, param, sequence, dtype):
+    spec, params, x, V0 = make_case(coupling, integrator, readout, param, sequence=sequence,
+                                    return_sequences=sequence, dtype=dtype)
+    check_against_reference(spec, params, x, V0)
+
+
+@pytest.mark.parametrize("coupling", ["none", "dense", "grid2d-periodic"])
+@pytest.mark.parametrize("order", [1, 3])
+def test_orders_without_initial_state(coupling, order):
+    spec, params, x, _ = make_case(coupling, "expeuler", "derivatives", order=order, batch=5, seed=2,
+                                   with_V0=False)
+    check_against_reference(spec, params, x, None)
+    _, tape = kr.forward(spec, params, x, backend="numba")
+    assert "V0" not in kr.backward(spec, params, tape, np.ones(tape.output_shape))
+
+
+@pytest.mark.parametrize("coupling", ["dense", "kirchhoff", "grid1d-periodic", "grid2d-neumann"])
+def test_batch_of_many_chunks(coupling):
+    """Batches split into many chunks of several rows (and a ragged last chunk) match the reference."""
+    spec, params, x, V0 = make_case(coupling, "implicit", "cells", batch=67, n_steps=3, seed=3)
+    check_against_reference(spec, params, x, V0)
+
+
+def test_tape_has_reference_semantics():
+    spec, params, x, V0 = make_case("kirchhoff", "rk4", "cells", sequence=True, return_sequences=True,
+                                    n_steps=5)
+    for every in (None, 2):
+        (_, _, tape_ref), (_, _, tape_nb) = run_both(spec, params, x, V0, checkpoint_every=every)
+        assert tape_nb.backend == "numba" and tape_ref.backend == "numpy"
+        assert sorted(tape_nb.states) == sorted(tape_ref.states)
+        for n in tape_ref.states:
+            assert tape_nb.states[n].shape == tape_ref.states[n].shape
+            assert_close(tape_nb.states[n], tape_ref.states[n], what=f"state {n}")
+        assert tape_nb.currents.shape == tape_ref.currents.shape
+        assert (tape_nb.n_steps, tape_nb.sequence, tape_nb.has_V0, tape_nb.checkpoint_every,
+                tape_nb.output_shape) == (tape_ref.n_steps, tape_ref.sequence, tape_ref.has_V0,
+                                          tape_ref.checkpoint_every, tape_ref.output_shape)
+
+
+@pytest.mark.parametrize("coupling,integrator", [("dense", "expeuler"), ("grid2d-neumann", "implicit"),
+                                                 ("kirchhoff", "rk4"), ("none", "euler"),
+                                                 ("grid1d-periodic", "expeuler")])
+@pytest.mark.parametrize("every", [1, 2, 3, 7])
+def test_checkpointed_backward_equals_stored(coupling, integrator, every):
+    spec, params, x, V0 = make_case(coupling, integrator, "derivatives", sequence=True,
+                                    return_sequences=True, n_steps=7, seed=5)
+    y, tape = kr.forward(spec, params, x, V0, backend="numba")
+    y_c, tape_c = kr.forward(spec, params, x, V0, backend="numba", checkpoint_every=every)
+    np.testing.assert_array_equal(y, y_c)
+    assert sorted(tape_c.states) == sorted({0, 7} | set(range(every, 8, every)))
+    dy = np.random.default_rng(0).standard_normal(y.shape)
+    g, g_c = kr.backward(spec, params, tape, dy), kr.backward(spec, params, tape_c, dy)
+    for name in g:
+        np.testing.assert_array_equal(g[name], g_c[name], err_msg=name)
+    check_against_reference(spec, params, x, V0, checkpoint_every=every)
+
+
+def _run_with_threads(n_threads, spec, params, x, V0, dy):
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        y, tape = kr.forward(spec, params, x, V0, backend="numba")
+        return y, kr.backward(spec, params, tape, dy)
+    finally:
+        numba.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("coupling,integrator", [("none", "expeuler"), ("dense", "expeuler"),
+                                                 ("grid1d-periodic", "implicit")])
+def test_thread_count_determinism(coupling, integrator):
+    spec, params, x, V0 = make_case(coupling, integrator, "derivatives", batch=70, n_steps=5, seed=11)
+    dy = np.random.default_rng(3).standard_normal((70, spec.readout_width))
+    counts = [1, min(2, numba.config.NUMBA_NUM_THREADS)]
+    results = {n: [_run_with_threads(n, spec, params, x, V0, dy) for _ in range(2)] for n in counts}
+    for n, ((y1, g1), (y2, g2)) in results.items():       # fixed count: bitwise identical
+        np.testing.assert_array_equal(y1, y2)
+        for name in g1:
+            np.testing.assert_array_equal(g1[name], g2[name], err_msg=f"{name}, {n} threads")
+    (y_a, g_a), (y_b, g_b) = results[counts[0]][0], results[counts[-1]][0]
+    np.testing.assert_array_equal(y_a, y_b)               # the forward pass does not depend on the count
+    for name in g_a:
+        assert_close(g_b[name], g_a[name], what=f"{name}, 1 vs {counts[-1]} threads")
+
+
+def _blow_up_case():
+    """Explicit Euler with a huge leak conductance in the second cell: it overflows after a number of
+    steps set by each row's initial state, first in a row of the last chunk."""
+    spec, params, x, V0 = make_case("dense", "euler", "last", param="raw", batch=40, n_steps=60, dt=3.0,
+                                    seed=4)
+    params["g_raw"][1] = 1e20
+    V0 *= 10.0 ** (5.0 * np.arange(40) - 150.0)[:, None, None]
+    return spec, params, x, V0
+
+
+def test_nonfinite_raises_with_step_and_cell_of_the_reference():
+    spec, params, x, V0 = _blow_up_case()
+    with pytest.raises(kr.NonFiniteStateError) as ref:
+        kr.forward(spec, params, x, V0)
+    with pytest.raises(kr.NonFiniteStateError) as got:
+        kr.forward(spec, params, x, V0, backend="numba")
+    assert (got.value.step, got.value.cell) == (ref.value.step, ref.value.cell)
+
+
+def test_nonfinite_flag_records_the_reference_step_and_cell():
+    spec, params, x, V0 = _blow_up_case()
+    _, tape_ref = kr.forward(spec, params, x, V0, on_nonfinite="flag")
+    y, tape = kr.forward(spec, params, x, V0, backend="numba", on_nonfinite="flag")
+    assert tape.nonfinite is not None and tape.nonfinite == tape_ref.nonfinite
+    assert not np.all(np.isfinite(y))
+    with pytest.raises(ValueError, match="non-finite"):
+        kr.backward(spec, params, tape, np.ones_like(y))
+
+
+def test_finite_pass_has_no_flag():
+    spec, params, x, V0 = make_case("grid1d-dirichlet", "rk4", "last")
+    _, tape = kr.forward(spec, params, x, V0, backend="numba", on_nonfinite="flag")
+    assert tape.nonfinite is None
+
+
+def test_bad_arguments_raise_value_errors():
+    spec, params, x, V0 = make_case("dense", "expeuler", "last")
+    y, tape = kr.forward(spec, params, x, V0, backend="numba")
+    with pytest.raises(ValueError, match="dy"):
+        kr.backward(spec, params, tape, np.ones((y.shape[0], y.shape[1] + 1)))
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        kr.forward(spec, params, x, V0, backend="numba", checkpoint_every=0)
+    with pytest.raises(ValueError, match="on_nonfinite"):
+        kr.forward(spec, params, x, V0, backend="numba", on_nonfinite="ignore")
+    with pytest.raises(ValueError, match="V0"):
+        kr.forward(spec, params, x, V0[:, :1], backend="numba")
+    _, numpy_tape = kr.forward(spec, params, x, V0)
+    from kinn_ref.backends.numba_backend import load
+    with pytest.raises(ValueError, match="numba"):
+        load().backward(spec, params, numpy_tape, y)
+
+
+def test_registered_and_chosen_by_auto():
+    assert "numba" in kr.registered_backends()
+    if "cuda" not in available_backends():
+        assert resolve("auto") == "numba"
+
+
+def test_layer_and_network_run_on_numba():
+    x = np.random.default_rng(0).standard_normal((6, 3))
+    layers = {b: KINNLayer(3, 4, order=2, coupling="kirchhoff", backend=b, seed=1)
+              for b in ("numpy", "numba")}
+    ys = {b: layer(x) for b, layer in layers.items()}
+    assert_close(ys["numba"], ys["numpy"])
+    dx = {b: layer.backward(np.ones_like(ys[b])) for b, layer in layers.items()}
+    assert_close(dx["numba"], dx["numpy"])
+    for name in layers["numpy"].grads:
+        assert_close(layers["numba"].grads[name], layers["numpy"].grads[name], what=name)
+    nets = {b: KINN(3, [5], 2, backend=b, seed=2, order=2, integrator="implicit", coupling="dense")
+            for b in ("numpy", "numba")}
+    outs = {b: net.forward(x) for b, net in nets.items()}
+    assert_close(outs["numba"], outs["numpy"])
