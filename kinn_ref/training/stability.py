@@ -1,0 +1,151 @@
+"""Stability guard: keep each KINN layer's ``dt`` inside the stable region of its integrator.
+
+After an optimizer step the conductances and capacitances have moved, and with them the largest stable
+step ``dt_max`` (docs/math.md, section 6). The guard measures the spectral radius ``rho`` of each layer's
+one-step amplification map at its current ``dt``; when ``rho > 1`` it lowers the layer's ``dt`` to
+``safety * dt_max``.
+
+Two ways to get ``rho``, chosen by layer size:
+
+- layers with ``K*N <= dense_limit`` use the core's exact dense analysis,
+  :func:`kinn_ref.linear_analysis.spectral_radius` and :func:`~kinn_ref.linear_analysis.max_stable_dt`
+  (eigenvalues of the ``(K*N, K*N)`` amplification matrix);
+- larger layers (grid layers, wide dense layers) use a matrix-free power iteration on the integrator's own
+  step: ``rho ~ (||M^m v|| / ||v||)^(1/m)`` averaged over the last half of ``power_iterations`` normalised
+  iterations, and a bisection on ``dt`` with that estimate. It is an estimate (from below for a
+  non-normal ``M`` with few iterations), not a bound; ``safety`` absorbs its error.
+
+Layers that are stable for every ``dt`` by construction are skipped: backward Euler on a passive circuit
+(``param="positive"`` with coupling none, kirchhoff or grid) and exponential Euler with coupling none or
+kirchhoff and ``param="positive"``.
+"""
+import logging
+
+import numpy as np
+
+from ..coupling import make_coupling
+from ..integrators import INTEGRATORS
+from ..linear_analysis import max_stable_dt, spectral_radius
+from ..parameterization import make_circuit
+from .regularization import kinn_layers
+
+logger = logging.getLogger(__name__)
+
+
+def unconditionally_stable(spec):
+    """True when the layer's scheme is stable for every ``dt`` (passive circuit, A-stable step)."""
+    if spec.param != "positive":
+        return False
+    if spec.integrator == "implicit":
+        return spec.coupling != "dense"
+    return spec.integrator == "expeuler" and spec.coupling in ("none", "kirchhoff")
+
+
+def power_spectral_radius(spec, params, dt, iterations=100, n_vectors=4, seed=0):
+    """Matrix-free estimate of the amplification map's spectral radius at step ``dt``.
+
+    Parameters
+    ----------
+    spec : LayerSpec
+    params : dict of ndarray
+    dt : float
+    iterations : int
+        Power iterations; the estimate averages the log growth over the last half.
+    n_vectors : int
+        Random start vectors iterated together (the largest estimate is returned).
+    seed : int
+        Seed of the start vectors (fixed, so the guard is deterministic).
+
+    Returns
+    -------
+    float
+    """
+    circuit = make_circuit(spec, params)
+    circuit.leak = np.zeros_like(circuit.leak)
+    coupling = make_coupling(spec, circuit)
+    integrator = INTEGRATORS[spec.integrator]
+    ctx = integrator.prepare(circuit, coupling, float(dt))
+    dtype = circuit.C.dtype
+    Y = np.random.default_rng(seed).standard_normal((n_vectors, spec.order, spec.total_nodes)).astype(dtype)
+    zero = np.zeros((n_vectors, spec.total_nodes), dtype)
+    logs = np.zeros((iterations, n_vectors))
+    with np.errstate(all="ignore"):
+        for i in range(iterations):
+            Y /= np.linalg.norm(Y.reshape(n_vectors, -1), axis=1)[:, None, None]
+            Y = integrator.step(ctx, Y, zero)
+            norms = np.linalg.norm(Y.reshape(n_vectors, -1), axis=1)
+            if not np.all(np.isfinite(norms)):
+                return float("inf")
+            logs[i] = np.log(np.maximum(norms, np.finfo(dtype).tiny))
+    return float(np.exp(logs[iterations // 2:].mean(axis=0).max()))
+
+
+class StabilityGuard:
+    """Lower a layer's ``dt`` to ``safety * dt_max`` when its integrator is unstable at the current ``dt``.
+
+    Parameters
+    ----------
+    safety : float
+        Fraction of ``dt_max`` used as the new step, in (0, 1).
+    dense_limit : int
+        Largest ``K*N`` analysed with the dense eigenvalue method; larger layers use power iteration.
+    power_iterations : int
+    margin : float
+        ``rho <= 1 + margin`` counts as stable.
+    """
+
+    def __init__(self, safety=0.9, dense_limit=256, power_iterations=100, margin=1e-9):
+        if not 0.0 < safety < 1.0:
+            raise ValueError(f"safety must be in (0, 1), got {safety!r}")
+        self.safety, self.dense_limit = float(safety), int(dense_limit)
+        self.power_iterations, self.margin = int(power_iterations), float(margin)
+
+    def config(self):
+        return {"safety": self.safety, "dense_limit": self.dense_limit,
+                "power_iterations": self.power_iterations, "margin": self.margin}
+
+    def _dense(self, spec):
+        return spec.order * spec.total_nodes <= self.dense_limit
+
+    def spectral_radius(self, spec, params, dt):
+        """``rho`` at ``dt`` by the method this guard uses for ``spec``."""
+        if self._dense(spec):
+            return spectral_radius(spec, params, dt)
+        return power_spectral_radius(spec, params, dt, self.power_iterations)
+
+    def max_stable_dt(self, spec, params, dt_unstable):
+        """Largest stable ``dt`` below ``dt_unstable`` (0.0 when none: the continuous system is unstable)."""
+        if self._dense(spec):
+            return max_stable_dt(spec, params)
+        lo, hi = 0.0, dt_unstable
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if self.spectral_radius(spec, params, mid) <= 1 + self.margin else (lo, mid)
+        return lo
+
+    def apply(self, model):
+        """Check every KINN layer of ``model``; lower unstable ``dt`` in place.
+
+        Returns
+        -------
+        list of dict
+            One ``{"layer", "old_dt", "new_dt"}`` per change (``new_dt`` is None when no ``dt`` is stable:
+            the circuit itself is unstable and only the optimizer can bring it back).
+        """
+        changes = []
+        for prefix, layer in kinn_layers(model):
+            spec = layer.spec
+            if unconditionally_stable(spec):
+                continue
+            if self.spectral_radius(spec, layer.params, spec.dt) <= 1 + self.margin:
+                continue
+            dt_max = self.max_stable_dt(spec, layer.params, spec.dt)
+            if dt_max <= 0.0:
+                logger.warning("%s: the circuit is unstable for every dt; dt left at %g", prefix, spec.dt)
+                changes.append({"layer": prefix, "old_dt": spec.dt, "new_dt": None})
+                continue
+            new_dt = self.safety * min(dt_max, spec.dt)
+            layer.spec = spec.replace(dt=new_dt)
+            logger.info("%s: dt %g -> %g (dt_max %g)", prefix, spec.dt, new_dt, dt_max)
+            changes.append({"layer": prefix, "old_dt": spec.dt, "new_dt": new_dt})
+        return changes
