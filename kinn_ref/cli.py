@@ -9,6 +9,7 @@ import sys
 # command name -> (module under kinn_ref.commands, one-line help)
 COMMANDS = {
     "demo": ("demo", "run the demonstration job on embedded defaults"),
+    "bench": ("bench", "benchmark the numba backend against NumPy and PyTorch (CPU)"),
 }
 
 
