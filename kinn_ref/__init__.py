@@ -3,8 +3,11 @@ from .backends import available_backends, registered_backends
 from .errors import NonFiniteStateError
 from .functional import backward, forward
 from .parameterization import init_params
+from .layers import KINNLayer, KINNLayers
+from .network import KINN
 from .spec import LayerSpec
+from .tasks.heat import solve_pde_with_kinn
 
 __all__ = ["LayerSpec", "init_params", "forward", "backward", "available_backends", "registered_backends",
-           "NonFiniteStateError"]
+           "NonFiniteStateError", "KINN", "KINNLayer", "KINNLayers", "solve_pde_with_kinn"]
 __version__ = "0.1.0"

@@ -1,0 +1,129 @@
+"""The heat equation on a KINN RC mesh: analytic Fourier solutions, convergence orders, DC steady state."""
+import numpy as np
+import pytest
+
+import kinn_ref as kr
+from helpers import assert_close
+from kinn_ref.tasks.heat import dc_solution, pde_grid, solve_pde_with_kinn
+
+KAPPA = 0.5
+# boundary -> (initial mode on [0, 1], its Laplacian eigenvalue, discrete eigenvalue factor)
+MODES = {
+    "dirichlet": (lambda x: np.sin(np.pi * x), np.pi ** 2, lambda dx: 4 / dx ** 2 * np.sin(np.pi * dx / 2) ** 2),
+    "neumann": (lambda x: np.cos(np.pi * x), np.pi ** 2, lambda dx: 4 / dx ** 2 * np.sin(np.pi * dx / 2) ** 2),
+    "periodic": (lambda x: np.sin(2 * np.pi * x), 4 * np.pi ** 2,
+                 lambda dx: 4 / dx ** 2 * np.sin(np.pi * dx) ** 2),
+}
+
+
+def _slope(hs, errors):
+    return np.polyfit(np.log(hs), np.log(errors), 1)[0]
+
+
+@pytest.mark.parametrize("boundary", MODES)
+def test_space_error_is_second_order(boundary):
+    mode, lam, _ = MODES[boundary]
+    T, dt = 0.05, 2e-4
+    hs, errors = [], []
+    for n in (12, 24, 48):
+        (x,) = pde_grid(1.0, n, boundary)
+        sol = solve_pde_with_kinn(x, mode(x), boundary, round(T / dt), dt=dt, diffusivity=KAPPA, integrator="rk4")
+        errors.append(np.abs(sol.u - mode(x) * np.exp(-KAPPA * lam * T)).max())
+        hs.append(sol.dx)
+    assert 1.9 < _slope(hs, errors) < 2.1
+
+
+@pytest.mark.parametrize("integrator,order", [("implicit", 1), ("expeuler", 1), ("euler", 1), ("rk4", 4)])
+def test_time_error_has_the_integrator_order(integrator, order):
+    """Against the exact solution of the semi-discrete mesh (the discrete Fourier mode), so only time errors remain."""
+    mode, _, discrete = MODES["dirichlet"]
+    (x,) = pde_grid(1.0, 20 if order == 1 else 8, "dirichlet")
+    T = 0.2
+    # inside the stable and asymptotic range (euler: dt < dx^2 / (2 kappa); rk4: 4 s dt < 2.78)
+    dts = [T / 200, T / 400, T / 800] if order == 1 else [T / 20, T / 40, T / 80]
+    errors = []
+    for dt in dts:
+        sol = solve_pde_with_kinn(x, mode(x), "dirichlet", round(T / dt), dt=dt, diffusivity=KAPPA,
+                                  integrator=integrator)
+        exact = mode(x) * np.exp(-KAPPA * discrete(x[1] - x[0]) * T)
+        errors.append(np.abs(sol.u - exact).max())
+    assert order - 0.15 < _slope(dts, errors) < order + 0.25
+
+
+def test_2d_dirichlet_mode_converges_at_second_order():
+    T, dt = 0.02, 1e-4
+    hs, errors = [], []
+    for n in (8, 16, 32):
+        x, y = pde_grid((1.0, 1.0), (n, n), "dirichlet")
+        u0 = lambda X, Y: np.sin(np.pi * X) * np.sin(2 * np.pi * Y)  # noqa: E731
+        sol = solve_pde_with_kinn((x, y), u0, "dirichlet", round(T / dt), dt=dt, diffusivity=KAPPA,
+                                  integrator="rk4")
+        X, Y = np.meshgrid(x, y, indexing="ij")
+        errors.append(np.abs(sol.u - u0(X, Y) * np.exp(-5 * KAPPA * np.pi ** 2 * T)).max())
+        hs.append(sol.dx)
+    assert 1.9 < _slope(hs, errors) < 2.1
+
+
+def test_steady_state_matches_the_dc_nodal_solution():
+    x, y = pde_grid((1.0, 1.0), (12, 12), "dirichlet")
+    bc = {"type": "dirichlet", "value": lambda X, Y: 1.0 + X - 0.5 * Y}
+    source = lambda X, Y: np.exp(-((X - 0.3) ** 2 + (Y - 0.6) ** 2) / 0.02)  # noqa: E731
+    sol = solve_pde_with_kinn((x, y), 0.0, bc, 200, dt=1.0, diffusivity=KAPPA, source=source)
+    assert_close(sol.u, dc_solution((x, y), bc, KAPPA, source), rtol=1e-10)
+
+
+def test_linear_dirichlet_and_quadratic_neumann_steady_states_are_exact():
+    (x,) = pde_grid(1.0, 9, "dirichlet")
+    sol = solve_pde_with_kinn(x, 0.0, {"type": "dirichlet", "value": (1.0, 2.0)}, 300, dt=1.0)
+    assert_close(sol.u, 1.0 + x, rtol=1e-10)
+    # u = -x^2 + 0.3 x + 1 solves kappa u'' + 2 kappa = 0 with outward derivatives -0.3 (x=0), -1.7 (x=1)
+    (x,) = pde_grid(1.0, 10, "neumann")
+    exact = -x ** 2 + 0.3 * x + 1.0
+    bc = {"type": "neumann", "flux": (-0.3, -1.7)}
+    dc = dc_solution(x, bc, KAPPA, 2 * KAPPA, mean=exact.mean())
+    assert_close(dc, exact, rtol=1e-10)
+    sol = solve_pde_with_kinn(x, exact.mean(), bc, 400, dt=1.0, diffusivity=KAPPA, source=2 * KAPPA)
+    assert_close(sol.u, exact, rtol=1e-9)
+
+
+@pytest.mark.parametrize("integrator", ["euler", "implicit", "rk4"])
+def test_neumann_and_periodic_meshes_conserve_the_mean(integrator):
+    """Conservation holds for schemes that are polynomials/rationals in the mesh Laplacian (column sums 0);
+    exponential Euler treats edge nodes of a Neumann mesh with their own decay and does not conserve."""
+    for boundary in ("neumann", "periodic"):
+        (x,) = pde_grid(2.0, 16, boundary)
+        u0 = np.exp(-(x - 0.7) ** 2 / 0.05)
+        sol = solve_pde_with_kinn(x, u0, boundary, 30, dt=0.01, integrator=integrator, return_history=True)
+        assert sol.history.shape == (31, 16)
+        assert np.allclose(sol.history.mean(axis=1), u0.mean(), rtol=1e-12)
+
+
+def test_time_dependent_source_is_a_sequence_input():
+    (x,) = pde_grid(1.0, 8, "periodic")
+    f = np.cos(2 * np.pi * x)
+    held = solve_pde_with_kinn(x, 0.0, "periodic", 5, dt=0.01, source=f)
+    seq = solve_pde_with_kinn(x, 0.0, "periodic", 5, dt=0.01, source=np.tile(f, (5, 1)))
+    assert_close(seq.u, held.u)
+
+
+@pytest.mark.parametrize("backend", kr.available_backends())
+def test_every_backend_solves_the_same_mesh(backend):
+    x, y = pde_grid((1.0, 1.0), (6, 6), "neumann")
+    u0 = lambda X, Y: np.cos(np.pi * X) + Y  # noqa: E731
+    ref = solve_pde_with_kinn((x, y), u0, "neumann", 10, dt=0.002, integrator="euler")
+    other = solve_pde_with_kinn((x, y), u0, "neumann", 10, dt=0.002, integrator="euler", backend=backend)
+    assert_close(other.u, ref.u)
+
+
+def test_bad_input_is_rejected():
+    x = np.linspace(0, 1, 8)
+    with pytest.raises(ValueError, match="share one spacing"):
+        solve_pde_with_kinn((x, np.linspace(0, 2, 8)), 0.0, "neumann", 1, dt=0.1)
+    with pytest.raises(ValueError, match="initial_condition"):
+        solve_pde_with_kinn(x, np.zeros(7), "neumann", 1, dt=0.1)
+    with pytest.raises(ValueError, match="boundary_conditions"):
+        solve_pde_with_kinn(x, 0.0, "robin", 1, dt=0.1)
+    with pytest.raises(ValueError, match="uniformly spaced"):
+        solve_pde_with_kinn(x ** 2, 0.0, "neumann", 1, dt=0.1)
+    with pytest.raises(ValueError, match="mean"):
+        dc_solution(x, "neumann")
