@@ -1,0 +1,174 @@
+"""The ``cuda`` backend: the functional contract on numba.cuda kernels, and its device-resident form.
+
+Three kernel families run a layer (``tape.family`` says which):
+
+- ``cell`` (coupling ``none``): every step of every cell of one node fused in one kernel, states in registers;
+  the backward recomputes its states from checkpoints (:mod:`.cell_kernels`).
+- ``persistent`` (dense or kirchhoff coupling, one cell of at most ``config.PERSISTENT_MAX_N`` nodes, euler or
+  expeuler): one kernel runs all steps with the coupling matrix and a batch tile's states in shared memory
+  (:mod:`.persistent`).
+- ``stepper`` (every other case): one launch per step (and stage) for the node-parallel parts, the coupling
+  applied by the tiled product (dense, kirchhoff) or by a stencil fused into the step kernel (grid)
+  (:mod:`.family_step`).
+
+``forward``/``backward`` take and return NumPy arrays like every backend; ``forward_device`` and
+``backward_device`` take and return numba device arrays and copy nothing to the host (the non-finite flag
+stays on the device until ``tape.nonfinite`` is read).
+
+``checkpoint_every=None`` keeps what the family needs: every state for the coupled families, and for the
+fused ``none`` kernels one state per backward span (they recompute the rest); ``checkpoint_every=m`` keeps
+every m-th state and recomputes the others, with the same results.
+"""
+import numpy as np
+
+from kinn_ref._checks import check_array, check_choice, check_positive_int
+from kinn_ref.errors import NonFiniteStateError
+from kinn_ref.parameterization import check_params
+from kinn_ref.reference import input_layout
+
+from . import family_cell
+from .compat import cuda_module
+from .constants import prepare
+from .couplings import make_coupling
+from .device import is_device_array, new_flag
+from .gradients import assemble
+from .params import make_circuit
+from .tape import DeviceTape
+
+cuda = cuda_module()
+NAME = "cuda"
+
+
+def _family(spec, dtype):
+    if spec.coupling == "none":
+        return "cell", family_cell
+    from . import persistent
+    if persistent.eligible(spec, dtype):
+        return "persistent", persistent
+    from . import family_step
+    return "stepper", family_step
+
+
+def _device_layout(spec, dparams, x, V0):
+    """Shape checks of the device API: ``(dtype, sequence, B, T)``."""
+    shapes = spec.param_shapes()
+    if not isinstance(dparams, dict) or set(dparams) != set(shapes):
+        raise ValueError(f"dparams must be a dict of device arrays with keys {sorted(shapes)}")
+    dtype = dparams["W"].dtype
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dparams['W'] must have dtype float64 or float32, got {dtype}")
+    for name, shape in shapes.items():
+        a = dparams[name]
+        if not is_device_array(a) or tuple(a.shape) != shape or a.dtype != dtype:
+            raise ValueError(f"dparams[{name!r}] must be a {dtype} device array of shape {shape}")
+    feature = spec.input_shape(None)[1:]
+    if not is_device_array(x) or x.dtype != dtype or x.ndim not in (len(feature) + 1, len(feature) + 2) \
+            or tuple(x.shape)[x.ndim - len(feature):] != feature or x.shape[0] < 1:
+        raise ValueError(f"x must be a {dtype} device array of shape {spec.input_shape('B')} or "
+                         f"{spec.input_shape('B', 'T')}")
+    sequence = x.ndim == len(feature) + 2
+    B, T = x.shape[0], (x.shape[1] if sequence else spec.n_steps)
+    if T < 1:
+        raise ValueError(f"x must have at least one step, got shape {x.shape}")
+    if V0 is not None and (not is_device_array(V0) or V0.dtype != dtype
+                           or tuple(V0.shape) != (B, spec.order, spec.total_nodes)):
+        raise ValueError(f"V0 must be a {dtype} device array of shape {(B, spec.order, spec.total_nodes)}")
+    return dtype, sequence, B, T
+
+
+def forward_device(spec, dparams, x, V0=None, *, checkpoint_every=None):
+    """Forward pass on device arrays; nothing is copied to the host.
+
+    Parameters
+    ----------
+    spec : LayerSpec
+    dparams : dict of device arrays
+        Raw parameters (keys and shapes of ``spec.param_shapes()``, one float dtype).
+    x : device array
+        ``(B, D)`` static or ``(B, T, D)`` sequence input; grid: ``(B, P, D)`` or ``(B, T, P, D)``.
+    V0 : device array (B, K, N), optional
+    checkpoint_every : int, optional
+
+    Returns
+    -------
+    y : device array
+        ``(B, W)``, or ``(B, T, W)`` with ``spec.return_sequences``.
+    tape : DeviceTape
+        ``tape.nonfinite`` reads the non-finite flag from the device when asked.
+    """
+    dtype, sequence, B, T = _device_layout(spec, dparams, x, V0)
+    if checkpoint_every is not None:
+        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    family_name, family = _family(spec, dtype)
+    circuit = make_circuit(spec, dparams)
+    coupling = make_coupling(spec, circuit)
+    consts = prepare(spec, circuit, coupling.diag())
+    interval = checkpoint_every or family.default_interval(T)
+    flag = new_flag()
+    y3, states, currents = family.forward(spec, dparams, circuit, consts, coupling, x, V0, T, sequence, interval,
+                                          flag)
+    y = y3 if spec.return_sequences else y3.reshape(B, spec.readout_width)
+    tape = DeviceTape(spec=spec, backend=NAME, x=x, states=states, n_steps=T, sequence=sequence,
+                      has_V0=V0 is not None, checkpoint_every=checkpoint_every, interval=interval,
+                      output_shape=tuple(y.shape), family=family_name, flag=flag, params=dparams, circuit=circuit,
+                      consts=consts, coupling=coupling, currents=currents)
+    return y, tape
+
+
+def backward_device(spec, dparams, tape, dy):
+    """Gradients of ``sum(dy * y)`` as device arrays (keys of ``dparams``, ``"x"`` and ``"V0"`` when given).
+
+    The tape's non-finite flag is not read: a non-finite pass gives non-finite gradients here (the NumPy
+    :func:`backward` refuses such a tape).
+    """
+    if not isinstance(tape, DeviceTape):
+        raise ValueError(f"tape must be the tape returned by the cuda forward, got {type(tape).__name__}")
+    if not is_device_array(dy) or tuple(dy.shape) != tape.output_shape or dy.dtype != dparams["W"].dtype:
+        raise ValueError(f"dy must be a {dparams['W'].dtype} device array of shape {tape.output_shape}")
+    B = tape.x.shape[0]
+    dy3 = dy if spec.return_sequences else dy.reshape(B, 1, spec.readout_width)
+    _, family = _family(spec, dparams["W"].dtype)
+    tape.coupling.start_backward()
+    sums, dI, dV0 = family.backward(spec, tape, dy3)
+    return assemble(spec, dparams, tape, sums, dI, dV0)
+
+
+def to_device(params):
+    """Copy a dict of NumPy arrays to the device (one copy per array)."""
+    return {k: cuda.to_device(np.ascontiguousarray(v)) for k, v in params.items()}
+
+
+def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="raise"):
+    """The functional contract (see :func:`kinn_ref.reference.forward`): NumPy in, NumPy out, run on the GPU."""
+    dtype = check_params(spec, params)
+    input_layout(spec, x, dtype)
+    check_choice("on_nonfinite", on_nonfinite, ("raise", "flag"))
+    if checkpoint_every is not None:
+        check_positive_int("checkpoint_every", checkpoint_every)
+    if V0 is not None:
+        check_array("V0", V0, (x.shape[0], spec.order, spec.total_nodes), dtype)
+    if spec.param == "raw" and np.any(params["C_raw"] <= 0):
+        k, n = np.argwhere(params["C_raw"] <= 0)[0]
+        raise ValueError(f"params['C_raw'] must be > 0 in param='raw' mode (it is the capacitance); "
+                         f"entry [{k}, {n}] is {params['C_raw'][k, n]!r}")
+    dparams = to_device(params)
+    dx = cuda.to_device(np.ascontiguousarray(x))
+    dV0 = None if V0 is None else cuda.to_device(np.ascontiguousarray(V0))
+    y, tape = forward_device(spec, dparams, dx, dV0, checkpoint_every=checkpoint_every)
+    y = y.copy_to_host()
+    if tape.nonfinite is not None and on_nonfinite == "raise":
+        raise NonFiniteStateError(tape.nonfinite[0], tape.nonfinite[1], spec.dt)
+    return y, tape
+
+
+def backward(spec, params, tape, dy):
+    """The functional contract (see :func:`kinn_ref.reference.backward`): NumPy in, NumPy out."""
+    dtype = check_params(spec, params)
+    if not isinstance(tape, DeviceTape):
+        raise ValueError(f"tape must be the tape returned by the cuda forward, got {type(tape).__name__}")
+    if tape.nonfinite is not None:
+        raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
+                         f"{tape.nonfinite[1]}); there is no gradient to compute")
+    check_array("dy", dy, tape.output_shape, dtype)
+    grads = backward_device(spec, to_device(params), tape, cuda.to_device(np.ascontiguousarray(dy)))
+    return {k: v.copy_to_host() for k, v in grads.items()}

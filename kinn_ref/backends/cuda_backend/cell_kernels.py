@@ -1,0 +1,248 @@
+"""Fused kernels of the uncoupled (``none``) layer: every step of every cell of one node in registers.
+
+One thread owns node ``n`` and walks a stride of batch rows; per row it integrates the whole cascade over a
+span of steps (forward), or recomputes the span from its first state and runs the adjoint back over it
+(backward). The backward keeps ``CELL_CHECKPOINTS`` states of the span and the ``CELL_SEGMENT`` states of
+the segment it is working on, so one launch covers up to ``CELL_SEGMENT * CELL_CHECKPOINTS`` steps without
+storing any step to device memory. The input projection ``I = x W^T + b`` is computed in the kernel when
+``D`` is small (``fused``) and read from a buffer otherwise. Gradient sums (:mod:`slots`) stay in
+registers, are reduced over the block's rows in shared memory in a fixed order and added to the block's
+slice of a partial buffer.
+"""
+import math
+
+import numpy as np
+
+from . import config
+from .cell_math import cell_math
+from .compat import cuda_module
+from .device import kernel_cache
+from .slots import N_SLOTS, block_reducer
+
+cuda = cuda_module()
+
+INTEGRATOR_CODES = {"euler": 0, "expeuler": 0, "implicit": 1, "rk4": 2}
+READOUT_CODES = {"last": 0, "cells": 1, "derivatives": 2}
+
+
+@kernel_cache
+def cell_kernels(dtype, K, integrator):
+    """``(forward, backward)`` kernels for ``K`` cells, ``integrator`` in ``"linear", "implicit", "rk4"``."""
+    code = INTEGRATOR_CODES[integrator] if integrator != "linear" else 0
+    m = cell_math(dtype, K)
+    f = np.dtype(dtype).type
+    zero = f(0.0)
+    nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
+    TX, TY = config.NODE_BLOCK
+    SEG, NCK = config.CELL_SEGMENT, config.CELL_CHECKPOINTS
+
+    block_reduce = block_reducer(dtype, K)
+
+    @cuda.jit(device=True, inline=True)
+    def current(x, W, bvec, Ibuf, fused, b, t, n):
+        if fused:
+            s = bvec[n]
+            for d in range(x.shape[2]):
+                s += x[b, t, d] * W[n, d]
+            return s
+        return Ibuf[b, t, n]
+
+    @cuda.jit(device=True, inline=True)
+    def step(V, I, dt, c1, c2, C, g, leak, beta):
+        if code == 0:
+            m.linear_step(V, I, c1, c2, leak, beta)
+        elif code == 1:
+            m.implicit_step(V, I, c1, c2, leak, beta)
+        else:
+            m.rk4_step(V, I, dt, C, g, leak, beta)
+
+    @cuda.jit(device=True, inline=True)
+    def load_node(n, c1_, c2_, C_, g_, leak_, beta_, c1, c2, C, g, leak, beta):
+        for k in range(K):
+            c1[k] = c1_[k, n]
+            c2[k] = c2_[k, n]
+            C[k] = C_[k, n]
+            g[k] = g_[k, n]
+            leak[k] = leak_[k, n]
+            beta[k] = beta_[k, n]
+
+    @cuda.jit(device=True, inline=True)
+    def write_readout(V, I, y, b, t, n, N, readout, C, g, leak, beta):
+        if readout == 0:
+            y[b, t, n] = V[K - 1]
+        elif readout == 1:
+            for k in range(K):
+                y[b, t, k * N + n] = V[k]
+        else:
+            Z = cuda.local.array((K, K), nb)
+            m.derivatives(V, I, Z, C, g, leak, beta)
+            y[b, t, n] = V[K - 1]
+            for j in range(K):
+                y[b, t, (j + 1) * N + n] = Z[j, K - 1]
+
+    @cuda.jit
+    def forward(x, W, bvec, Ibuf, fused, seq, n0, n1, T, dt, Ystart, has_start, c1_, c2_, C_, g_, leak_, beta_,
+                store, every, y, readout, ret_seq, flag):
+        N = c1_.shape[1]
+        n = cuda.blockIdx.x * TX + cuda.threadIdx.x
+        if n >= N:
+            return
+        B = x.shape[0]
+        c1 = cuda.local.array(K, nb)
+        c2 = cuda.local.array(K, nb)
+        C = cuda.local.array(K, nb)
+        g = cuda.local.array(K, nb)
+        leak = cuda.local.array(K, nb)
+        beta = cuda.local.array(K, nb)
+        V = cuda.local.array(K, nb)
+        load_node(n, c1_, c2_, C_, g_, leak_, beta_, c1, c2, C, g, leak, beta)
+        b = cuda.blockIdx.y * TY + cuda.threadIdx.y
+        while b < B:
+            for k in range(K):
+                V[k] = Ystart[b, k, n] if has_start else zero
+            I = zero if seq else current(x, W, bvec, Ibuf, fused, b, 0, n)
+            for s in range(n0, n1):
+                if seq:
+                    I = current(x, W, bvec, Ibuf, fused, b, s, n)
+                step(V, I, dt, c1, c2, C, g, leak, beta)
+                r = s + 1 - n0
+                if r % every == 0 or s + 1 == n1:
+                    j = (r + every - 1) // every - 1
+                    for k in range(K):
+                        store[j, b, k, n] = V[k]
+                if ret_seq:
+                    write_readout(V, I, y, b, s, n, N, readout, C, g, leak, beta)
+                elif s + 1 == T:
+                    write_readout(V, I, y, b, 0, n, N, readout, C, g, leak, beta)
+            if not m.all_finite(V):  # rare: replay the row to find its first non-finite step
+                for k in range(K):
+                    V[k] = Ystart[b, k, n] if has_start else zero
+                I = zero if seq else current(x, W, bvec, Ibuf, fused, b, 0, n)
+                for s in range(n0, n1):
+                    if seq:
+                        I = current(x, W, bvec, Ibuf, fused, b, s, n)
+                    step(V, I, dt, c1, c2, C, g, leak, beta)
+                    bad = m.first_nonfinite(V)
+                    if bad >= 0:
+                        cuda.atomic.min(flag, 0, np.int32(s * K + bad))
+                        break
+            b += cuda.gridDim.y * TY
+
+    @cuda.jit(device=True, inline=True)
+    def step_vjp(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc):
+        if code == 0:
+            return m.linear_step_vjp(Vo, I, dV, c1, c2, beta, acc)
+        elif code == 1:
+            return m.implicit_step_vjp(Vo, Vn, I, dV, c1, c2, beta, acc)
+        return m.rk4_step_vjp(Vo, I, dt, dV, C, g, leak, beta, acc)
+
+    @cuda.jit(device=True, inline=True)
+    def readout_vjp(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc):
+        if readout == 0:
+            dV[K - 1] += dy[b, t, n]
+            return zero
+        if readout == 1:
+            for k in range(K):
+                dV[k] += dy[b, t, k * N + n]
+            return zero
+        blocks = cuda.local.array(K + 1, nb)
+        for j in range(K + 1):
+            blocks[j] = dy[b, t, j * N + n]
+        return m.derivatives_vjp(V, I, blocks, dV, C, g, leak, beta, acc)
+
+    @cuda.jit
+    def backward(x, W, bvec, Ibuf, fused, seq, n0, n1, T, dt, Ystart, has_start, dYend, has_dYend,
+                 c1_, c2_, C_, g_, leak_, beta_, dy, readout, ret_seq, dYstart, write_dYstart, dI, accumulate_dI,
+                 partial):
+        N = c1_.shape[1]
+        B = x.shape[0]
+        n = cuda.blockIdx.x * TX + cuda.threadIdx.x
+        active = n < N
+        nn = n if active else 0
+        c1 = cuda.local.array(K, nb)
+        c2 = cuda.local.array(K, nb)
+        C = cuda.local.array(K, nb)
+        g = cuda.local.array(K, nb)
+        leak = cuda.local.array(K, nb)
+        beta = cuda.local.array(K, nb)
+        V = cuda.local.array(K, nb)
+        dV = cuda.local.array(K, nb)
+        ck = cuda.local.array((NCK, K), nb)
+        seg = cuda.local.array((SEG + 1, K), nb)
+        acc = cuda.local.array((K, N_SLOTS), nb)
+        load_node(nn, c1_, c2_, C_, g_, leak_, beta_, c1, c2, C, g, leak, beta)
+        for k in range(K):
+            for j in range(N_SLOTS):
+                acc[k, j] = zero
+        L = n1 - n0
+        nseg = (L + SEG - 1) // SEG
+        b = cuda.blockIdx.y * TY + cuda.threadIdx.y
+        while active and b < B:
+            for k in range(K):
+                V[k] = Ystart[b, k, n] if has_start else zero
+                ck[0, k] = V[k]
+                dV[k] = dYend[b, k, n] if has_dYend else zero
+            I = zero if seq else current(x, W, bvec, Ibuf, fused, b, 0, n)
+            for j in range(1, nseg):
+                for i in range(SEG):
+                    s = n0 + (j - 1) * SEG + i
+                    if seq:
+                        I = current(x, W, bvec, Ibuf, fused, b, s, n)
+                    step(V, I, dt, c1, c2, C, g, leak, beta)
+                for k in range(K):
+                    ck[j, k] = V[k]
+            dI_sum = zero
+            for jj in range(nseg):
+                j = nseg - 1 - jj
+                s0 = n0 + j * SEG
+                ln = min(SEG, n1 - s0)
+                for k in range(K):
+                    V[k] = ck[j, k]
+                    seg[0, k] = V[k]
+                for i in range(SEG):
+                    if i < ln:
+                        if seq:
+                            I = current(x, W, bvec, Ibuf, fused, b, s0 + i, n)
+                        step(V, I, dt, c1, c2, C, g, leak, beta)
+                        for k in range(K):
+                            seg[i + 1, k] = V[k]
+                for ii in range(SEG):
+                    i = SEG - 1 - ii
+                    if i < ln:
+                        s = s0 + i
+                        if seq:
+                            I = current(x, W, bvec, Ibuf, fused, b, s, n)
+                        dIs = zero
+                        if ret_seq:
+                            dIs += readout_vjp(seg[i + 1], I, dy, b, s, n, N, readout, dV, C, g, leak, beta, acc)
+                        elif s + 1 == T:
+                            dIs += readout_vjp(seg[i + 1], I, dy, b, 0, n, N, readout, dV, C, g, leak, beta, acc)
+                        dIs += step_vjp(seg[i], seg[i + 1], I, dt, dV, c1, c2, C, g, leak, beta, acc)
+                        if seq:
+                            dI[b, s, n] = dIs
+                        else:
+                            dI_sum += dIs
+            if write_dYstart:
+                for k in range(K):
+                    dYstart[b, k, n] = dV[k]
+            if not seq:
+                dI[b, 0, n] = dI[b, 0, n] + dI_sum if accumulate_dI else dI_sum
+            b += cuda.gridDim.y * TY
+        block_reduce(acc, partial, n, active)
+
+    return forward, backward
+
+
+def span_capacity():
+    """Most steps one backward launch of the fused kernels covers."""
+    return config.CELL_SEGMENT * config.CELL_CHECKPOINTS
+
+
+def fused_projection(in_features):
+    """Whether the kernels compute ``I = x W^T + b`` themselves (cheap for few input features)."""
+    return in_features <= 32
+
+
+def n_stores(span, every):
+    """Number of states a forward launch over ``span`` steps stores with interval ``every``."""
+    return math.ceil(span / every)

@@ -1,0 +1,80 @@
+"""Import-time compatibility of numba-cuda with this environment, and the backend's probe.
+
+numba-cuda 0.30.4 overloads ``np.row_stack``, which numpy 2.5 removed; :func:`cuda_module` restores the
+alias (``np.vstack``) before numba-cuda is imported, so kernels compile with any numpy the ``cuda`` extra
+allows and with the numpy 2.5 of some GPU images.
+"""
+import functools
+import os
+
+import numpy as np
+
+SIMULATOR_VARIABLE = "NUMBA_ENABLE_CUDASIM"
+
+
+def _restore_row_stack():
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
+
+
+def cuda_module():
+    """``numba.cuda``, imported after the numpy compatibility fix."""
+    _restore_row_stack()
+    from numba import cuda
+    return cuda
+
+
+def simulator_requested():
+    """True when the CUDA simulator was asked for explicitly (``NUMBA_ENABLE_CUDASIM=1``)."""
+    return os.environ.get(SIMULATOR_VARIABLE, "0") == "1"
+
+
+def simulator_active():
+    """True when numba.cuda runs kernels on the CPU simulator."""
+    from numba import config
+    return bool(config.ENABLE_CUDASIM)
+
+
+@functools.lru_cache(maxsize=None)
+def probe():
+    """None when the ``cuda`` backend works here, else why not.
+
+    The CUDA simulator counts as working only when ``NUMBA_ENABLE_CUDASIM=1`` is set explicitly (the test
+    suite does this); a real GPU must run a test kernel.
+    """
+    try:
+        cuda = cuda_module()
+    except ImportError as exc:
+        return f"numba-cuda is not installed: {exc} (pip install 'kinn-ref[cuda]')"
+    if simulator_active():
+        if simulator_requested():
+            return None
+        return "numba.cuda runs on its simulator, which must be asked for with NUMBA_ENABLE_CUDASIM=1"
+    try:
+        if not cuda.is_available():
+            return "no CUDA GPU or driver found (numba.cuda.is_available() is False)"
+        return _test_kernel(cuda)
+    except Exception as exc:  # any failure of the driver or the compiler makes the backend unusable
+        return f"CUDA test kernel failed: {type(exc).__name__}: {exc}"
+
+
+def _test_kernel(cuda):
+    @cuda.jit
+    def _twice(a):
+        i = cuda.grid(1)
+        if i < a.shape[0]:
+            a[i] = 2.0 * a[i]
+
+    d = cuda.to_device(np.arange(4.0))
+    _twice[1, 4](d)
+    if d.copy_to_host()[3] != 6.0:
+        return "a CUDA test kernel computed a wrong value"
+    return None
+
+
+def auto_reason():
+    """None when ``backend="auto"`` may pick ``cuda``; the simulator is never picked automatically."""
+    reason = probe()
+    if reason is not None:
+        return reason
+    return "numba.cuda runs on its simulator (slow); choose backend='cuda' explicitly" if simulator_active() else None

@@ -1,0 +1,45 @@
+"""Tunables of the ``cuda`` backend (threads per block, tile sizes, segment lengths).
+
+Kernels are built from these values when first used and cached under a key that includes them
+(:func:`key`), so changing a value (tests patch them small so that multi-block paths run on tiny inputs)
+builds new kernels. Under the CUDA simulator, which runs every thread as a Python thread, the defaults are
+small.
+"""
+from .compat import simulator_requested
+
+_SIM = simulator_requested()
+
+#: Threads per block of the node-parallel kernels: (nodes, batch rows).
+NODE_BLOCK = (2, 2) if _SIM else (32, 8)
+#: Threads resident on the whole device the node-parallel kernels aim for (batch blocks are sized from it);
+#: multiplied by the multiprocessor count.
+THREADS_PER_SM = 4 if _SIM else 2048
+#: The fused ``none`` kernels keep the states of CELL_SEGMENT steps, and CELL_CHECKPOINTS checkpoints, per
+#: thread: one backward launch covers up to CELL_SEGMENT * CELL_CHECKPOINTS steps.
+CELL_SEGMENT = 2 if _SIM else 8
+CELL_CHECKPOINTS = 2 if _SIM else 8
+#: Tiled matrix product: block tile (BM, BN), depth BK and per-thread tile (TM, TN), per dtype itemsize.
+GEMM_TILE = {4: (4, 4, 2, 2, 2), 8: (4, 4, 2, 2, 2)} if _SIM else {4: (128, 128, 8, 8, 8), 8: (64, 64, 8, 4, 4)}
+#: Split a product's reduction into chunks of at least this length when its output has few tiles.
+GEMM_SPLIT_MIN = 4 if _SIM else 4096
+#: Threads per block of one-dimensional kernels (fills, reductions, optimizer updates).
+FLAT_BLOCK = 4 if _SIM else 256
+#: Persistent dense kernel: used for one cell of at most PERSISTENT_MAX_N nodes; threads form
+#: PERSISTENT_GROUPS x PERSISTENT_GROUPS groups, each owning PERSISTENT_ROWS rows of a batch tile.
+PERSISTENT_MAX_N = 128
+PERSISTENT_GROUPS = 2 if _SIM else 16
+PERSISTENT_ROWS = 1 if _SIM else 4
+#: Largest dynamic shared memory (bytes) the persistent kernel may ask for.
+PERSISTENT_MAX_SHARED = 220 * 1024
+#: Threads per block of the on-device matrix inversion (implicit steps of dense/kirchhoff couplings).
+INVERSE_BLOCK = 4 if _SIM else 256
+
+_NAMES = ("NODE_BLOCK", "THREADS_PER_SM", "CELL_SEGMENT", "CELL_CHECKPOINTS", "GEMM_TILE", "GEMM_SPLIT_MIN",
+          "FLAT_BLOCK", "PERSISTENT_MAX_N", "PERSISTENT_GROUPS", "PERSISTENT_ROWS", "PERSISTENT_MAX_SHARED",
+          "INVERSE_BLOCK")
+
+
+def key():
+    """The current values of all tunables, for kernel cache keys."""
+    g = globals()
+    return tuple((n, repr(g[n])) for n in _NAMES)

@@ -1,0 +1,152 @@
+"""Device arrays and launches: allocation, fills, flat views, launch geometry and the kernel cache."""
+import functools
+import math
+
+import numpy as np
+
+from . import config
+from .compat import cuda_module, simulator_active
+
+cuda = cuda_module()
+
+
+def kernel_cache(builder):
+    """Cache the kernels ``builder(*args)`` returns, keyed by its arguments and the tunables of :mod:`config`."""
+    cache = {}
+
+    @functools.wraps(builder)
+    def get(*args):
+        k = (args, config.key())
+        if k not in cache:
+            cache[k] = builder(*args)
+        return cache[k]
+
+    get.cache = cache
+    return get
+
+
+def is_device_array(a):
+    """True for a numba device array (or its simulator twin)."""
+    return bool(getattr(a, "__cuda_ndarray__", False))
+
+
+def empty(shape, dtype):
+    """An uninitialised device array."""
+    return cuda.device_array(shape, dtype=np.dtype(dtype))
+
+
+def zeros(shape, dtype):
+    """A device array of zeros, filled on the device (no host copy)."""
+    out = empty(shape, dtype)
+    fill(out, 0)
+    return out
+
+
+def flat(a):
+    """A 1-D view of a C-contiguous device array."""
+    return a.reshape(a.size)
+
+
+@kernel_cache
+def _fill_kernel(dtype):
+    cast = np.dtype(dtype).type
+
+    @cuda.jit
+    def fill_kernel(a, value):
+        i = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        while i < a.shape[0]:
+            a[i] = value
+            i += stride
+
+    return fill_kernel, cast
+
+
+def fill(a, value):
+    """Set every element of the contiguous device array ``a`` to ``value``."""
+    if a.size == 0:
+        return a
+    kern, cast = _fill_kernel(a.dtype.str)
+    launch_1d(kern, a.size, flat(a), cast(value))
+    return a
+
+
+@kernel_cache
+def _copy_kernel(dtype):
+    @cuda.jit
+    def copy_kernel(src, dst):
+        i = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        while i < src.shape[0]:
+            dst[i] = src[i]
+            i += stride
+
+    return copy_kernel
+
+
+def copy(src, dst=None):
+    """Copy the contiguous device array ``src`` into ``dst`` (a new array when omitted) on the device."""
+    dst = empty(src.shape, src.dtype) if dst is None else dst
+    if src.size:
+        launch_1d(_copy_kernel(src.dtype.str), src.size, flat(src), flat(dst))
+    return dst
+
+
+@functools.lru_cache(maxsize=None)
+def multiprocessors():
+    """Multiprocessors of the current device (1 under the simulator)."""
+    if simulator_active():
+        return 1
+    return cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
+def launch_1d(kern, n, *args):
+    """Launch a grid-stride 1-D kernel over ``n`` items."""
+    tpb = config.FLAT_BLOCK
+    blocks = max(1, min(math.ceil(n / tpb), 32 * multiprocessors()))
+    kern[blocks, tpb](*args)
+
+
+def node_grid(n_nodes, batch):
+    """Launch geometry of the node-parallel kernels: ``(grid, block)``.
+
+    Threads are laid out (nodes, batch rows); each thread walks the batch with a stride so that every block
+    along the batch reduces its own rows, and the number of batch blocks keeps about
+    ``THREADS_PER_SM * multiprocessors`` threads in flight.
+    """
+    tx, ty = config.NODE_BLOCK
+    gx = math.ceil(n_nodes / tx)
+    target = config.THREADS_PER_SM * multiprocessors()
+    gy = max(1, min(math.ceil(batch / ty), math.ceil(target / (gx * tx * ty))))
+    return (gx, gy), (tx, ty)
+
+
+def scalar(dtype, value):
+    """``value`` as a NumPy scalar of ``dtype`` (kernel arguments must not promote float32 to float64)."""
+    return np.dtype(dtype).type(value)
+
+
+def new_flag():
+    """A device int32 (1,) holding the largest int32: the "no non-finite state" code (atomic-min target)."""
+    return fill(empty((1,), np.int32), np.iinfo(np.int32).max)
+
+
+@kernel_cache
+def _axpby_kernel(dtype):
+    @cuda.jit
+    def axpby(a, X, b, Y, out):
+        i = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        while i < out.shape[0]:
+            out[i] = a * X[i] + b * Y[i]
+            i += stride
+
+    return axpby
+
+
+def axpby(a, X, b, Y, out=None):
+    """``out = a X + b Y`` elementwise for contiguous device arrays of one shape."""
+    out = empty(X.shape, X.dtype) if out is None else out
+    launch_1d(_axpby_kernel(X.dtype.str), X.size, scalar(X.dtype, a), flat(X), scalar(X.dtype, b), flat(Y),
+              flat(out))
+    return out

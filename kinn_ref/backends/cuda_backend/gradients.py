@@ -1,0 +1,34 @@
+"""From a backward pass's sums to the gradients of every raw parameter, ``x`` and ``V0`` (eqs. 29-35)."""
+from .constants import finalize
+from .params import circuit_vjp
+from .projection import project_vjp
+
+
+def assemble(spec, dparams, tape, sums, dI, dV0):
+    """Gradients (device arrays) from the reduced sums (K, slots, N) and the input-current cotangent.
+
+    Parameters
+    ----------
+    spec : LayerSpec
+    dparams : dict of device arrays
+    tape : DeviceTape
+    sums : device array (K, N_SLOTS, N)
+    dI : device array (B, Tin, N)
+        Cotangent of the input current per step (``Tin = 1``: summed over the steps of a static input).
+    dV0 : device array (B, K, N) or None
+
+    Returns
+    -------
+    dict of device arrays
+    """
+    coupling = tape.coupling
+    dC, dg, dleak, dbeta, dd, dnode = finalize(spec, tape.circuit, tape.consts, sums, *coupling.finalize_inputs())
+    grads = circuit_vjp(spec, dparams, dC, dg, dleak, dbeta, coupling.param_grad(tape.consts, dd, dnode))
+    x = tape.x
+    D, H = spec.in_features, spec.n_nodes
+    rows = x.size // D
+    dW, db, dx2 = project_vjp(x.reshape(rows, D), dparams["W"], dI.reshape(rows, H))
+    grads.update(W=dW, b=db, x=dx2.reshape(x.shape))
+    if dV0 is not None:
+        grads["V0"] = dV0
+    return grads

@@ -1,0 +1,63 @@
+"""The tape of a ``cuda`` forward pass: the reference's :class:`~kinn_ref.reference.Tape` with device arrays."""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NO_NONFINITE = np.int32(2 ** 31 - 1)
+
+
+@dataclass
+class DeviceTape:
+    """What a ``cuda`` forward pass keeps for its backward pass.
+
+    Attributes
+    ----------
+    spec : LayerSpec
+    backend : str
+        ``"cuda"``.
+    x : device array
+        The input, as given (static ``(B, D)``/``(B, P, D)`` or sequence ``(B, T, D)``/``(B, T, P, D)``).
+    states : dict of int -> device array (B, K, N) or None
+        Stacked states kept by step index; ``states[0]`` is None when the pass started from zeros.
+    n_steps : int
+    sequence : bool
+    has_V0 : bool
+    checkpoint_every : int or None
+        As requested; the interval actually used is ``interval``.
+    interval : int
+        Steps between kept states (``checkpoint_every``, or the family's default: every step for the coupled
+        families, whole backward spans for the fused ``none`` kernels, which recompute their states).
+    output_shape : tuple
+    family : str
+        ``"cell"``, ``"persistent"`` or ``"stepper"``: which kernels ran (see :mod:`.backend`).
+    flag : device array, int32 (1,)
+        ``step*K + cell`` of the first non-finite state, or the largest int32 when there is none.
+    """
+
+    spec: object
+    backend: str
+    x: object
+    states: dict
+    n_steps: int
+    sequence: bool
+    has_V0: bool
+    checkpoint_every: int
+    interval: int
+    output_shape: tuple
+    family: str
+    flag: object
+    params: dict = field(default=None, repr=False)
+    circuit: object = field(default=None, repr=False)
+    consts: object = field(default=None, repr=False)
+    coupling: object = field(default=None, repr=False)
+    currents: object = field(default=None, repr=False)
+    _nonfinite: object = field(default=False, repr=False)
+
+    @property
+    def nonfinite(self):
+        """``(step, cell)`` of the first non-finite state, or None (reads 4 bytes from the device once)."""
+        if self._nonfinite is False:
+            code = int(self.flag.copy_to_host()[0])
+            K = self.spec.order
+            self._nonfinite = None if code == int(NO_NONFINITE) else (code // K, code % K)
+        return self._nonfinite
