@@ -9,6 +9,8 @@ import sys
 # command name -> (module under kinn_ref.commands, one-line help)
 COMMANDS = {
     "demo": ("demo", "run the demonstration job on embedded defaults"),
+    "train": ("train", "train a KINN (or the MLP baseline) on a built-in task"),
+    "solve-pde": ("solve_pde", "solve the heat equation with a KINN RC mesh and check it"),
     "bench": ("bench", "benchmark the numba backend against NumPy and PyTorch (CPU)"),
 }
 

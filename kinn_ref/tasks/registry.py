@@ -1,0 +1,154 @@
+"""Training tasks by name: data, model configs and training settings for ``kinn-ref train`` and the demo.
+
+Each task builds its data for a size (``"small"``: seconds, for tests and the demo; ``"full"``: the
+numbers of docs/results.md) and prepares it for a model (grid-coupled models take per-point features).
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._checks import check_choice
+
+
+@dataclass
+class Dataset:
+    """Training and held-out arrays plus what the task wants to record about them."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class Task:
+    """A named task.
+
+    Attributes
+    ----------
+    name, description : str
+    loss : str
+        Training loss (``"mse"``, ``"relative_l2"``, ``"cross_entropy"``).
+    metric : str
+        Held-out metric reported (``"accuracy"`` or ``"relative_l2"``).
+    make_data : callable
+        ``make_data(size, seed) -> Dataset``.
+    models : dict of str -> callable
+        ``models[name](dataset) -> (config, prepare)``: the model config and a function mapping an
+        ``(x, y)`` pair of the dataset to the model's layout.
+    settings : dict of str -> dict
+        Training settings per size (``epochs``, ``lr``, ``batch_size``, ``optimizer``, ``schedule``).
+    """
+
+    name: str
+    description: str
+    loss: str
+    metric: str
+    make_data: object
+    models: dict
+    settings: dict
+
+    def model(self, name, dataset):
+        """``(config, (x_train, y_train), (x_test, y_test))`` for model ``name``."""
+        check_choice("model", name, tuple(self.models))
+        config, prepare = self.models[name](dataset)
+        return config, prepare(dataset.x_train, dataset.y_train), prepare(dataset.x_test, dataset.y_test)
+
+
+def _identity(x, y):
+    return x, y
+
+
+# --------------------------------------------------------------------------- Burgers
+def _burgers_data(size, seed):
+    from .burgers import make_burgers_data
+    n_train, n_test, resolution = {"small": (200, 50, 64), "full": (1000, 200, 256)}[size]
+    data = make_burgers_data(n_train + n_test, resolution, seed=seed)
+    return Dataset(data.u0[:n_train], data.u1[:n_train], data.u0[n_train:], data.u1[n_train:],
+                   info={"resolution": resolution, "nu": data.nu, "t_end": data.t_end, "length": data.length})
+
+
+def _burgers_kinn(ds):
+    P = ds.x_train.shape[1]
+    return ({"model": "kinn", "input_dim": P, "hidden_dims": [P // 2], "output_dim": P, "dt": 0.5, "n_steps": 4,
+             "head": True, "options": {"coupling": "kirchhoff", "integrator": "implicit"}}, _identity)
+
+
+def _burgers_kinn_grid(ds):
+    from .burgers import stencil_features
+    P = ds.x_train.shape[1]
+    return ({"model": "kinn", "input_dim": 5, "hidden_dims": [32, 32], "output_dim": 1, "dt": 1.0, "n_steps": 4,
+             "head": True, "options": {"coupling": "grid", "grid_shape": [P], "integrator": "implicit"}},
+            lambda x, y: (stencil_features(x, 2), y[..., None]))
+
+
+def _burgers_mlp(ds):
+    P = ds.x_train.shape[1]
+    return {"model": "mlp", "input_dim": P, "hidden_dims": [P, P], "output_dim": P}, _identity
+
+
+# --------------------------------------------------------------------------- digits
+def _digits_data(size, seed):
+    from .digits import load_digits_split
+    x_train, y_train, x_test, y_test = load_digits_split(0.2, seed)
+    if size == "small":
+        x_train, y_train = x_train[:400], y_train[:400]
+    return Dataset(x_train, y_train, x_test, y_test, info={"classes": 10, "features": 64})
+
+
+def _digits_kinn(ds):
+    return ({"model": "kinn", "input_dim": 64, "hidden_dims": [128], "output_dim": 10, "dt": 0.5, "n_steps": 4,
+             "head": True, "options": {"coupling": "none"}}, _identity)
+
+
+def _digits_mlp(ds):
+    return {"model": "mlp", "input_dim": 64, "hidden_dims": [128], "output_dim": 10}, _identity
+
+
+# --------------------------------------------------------------------------- damped oscillator
+def _oscillator_data(size, seed):
+    from .oscillator import make_oscillator_data
+    n_train, n_test = {"small": (100, 50), "full": (200, 100)}[size]
+    data = make_oscillator_data(n_train + n_test, n_steps=100, dt=0.1, seed=seed)
+    return Dataset(data.u[:n_train], data.y[:n_train], data.u[n_train:], data.y[n_train:],
+                   info={"dt": data.dt, "omega": data.omega, "zeta": data.zeta})
+
+
+def _oscillator_kinn(order):
+    def build(ds):
+        return ({"model": "kinn", "input_dim": 1, "hidden_dims": [], "output_dim": 1, "dt": 0.1, "head": True,
+                 "options": {"order": order, "coupling": "none", "readout": "cells", "return_sequences": True}},
+                _identity)
+    return build
+
+
+_COSINE = {"kind": "cosine", "warmup_steps": 20}
+
+TASKS = {
+    "burgers": Task(
+        "burgers", "Burgers operator u(x,0) -> u(x,1), periodic, nu = 0.1 (held-out relative L2)",
+        loss="relative_l2", metric="relative_l2", make_data=_burgers_data,
+        models={"kinn": _burgers_kinn, "kinn-grid": _burgers_kinn_grid, "mlp": _burgers_mlp},
+        settings={"small": {"epochs": 60, "lr": 3e-3, "batch_size": 32, "optimizer": "adam", "schedule": _COSINE},
+                  "full": {"epochs": 1200, "lr": 3e-3, "batch_size": 32, "optimizer": "adam",
+                           "schedule": _COSINE}}),
+    "digits": Task(
+        "digits", "8x8 digits (scikit-learn), 10 classes (held-out accuracy)",
+        loss="cross_entropy", metric="accuracy", make_data=_digits_data,
+        models={"kinn": _digits_kinn, "mlp": _digits_mlp},
+        settings={"small": {"epochs": 15, "lr": 1e-2, "batch_size": 32, "optimizer": "adam", "schedule": _COSINE},
+                  "full": {"epochs": 40, "lr": 1e-2, "batch_size": 32, "optimizer": "adam",
+                           "schedule": {"kind": "cosine", "warmup_steps": 50}}}),
+    "oscillator": Task(
+        "oscillator", "driven critically damped oscillator, sequence to sequence (held-out relative L2)",
+        loss="mse", metric="relative_l2", make_data=_oscillator_data,
+        models={f"kinn-k{k}": _oscillator_kinn(k) for k in (1, 2, 3)},
+        settings={"small": {"epochs": 25, "lr": 0.1, "batch_size": 25, "optimizer": "adam", "schedule": _COSINE},
+                  "full": {"epochs": 60, "lr": 0.1, "batch_size": 32, "optimizer": "adam", "schedule": _COSINE}}),
+}
+
+
+def get_task(name):
+    """The task called ``name``."""
+    return TASKS[check_choice("task", name, tuple(TASKS))]

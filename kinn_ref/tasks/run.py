@@ -1,0 +1,58 @@
+"""Train one model on one task and record the result (used by ``kinn-ref train`` and ``kinn-ref demo``)."""
+import json
+import time
+from pathlib import Path
+
+from ..training.atomic import atomic_write_text
+from ..training.trainer import Trainer
+from .registry import get_task
+
+
+def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", out_dir=None, dataset=None,
+               resume=False, progress=True, **overrides):
+    """Train ``model_name`` on ``task_name`` with the task's settings (``overrides`` replace them).
+
+    Parameters
+    ----------
+    task_name, model_name : str
+    size : {"small", "full"}
+    seed : int
+        Seed of the data, of the model's initial weights and of the batch order.
+    backend : str
+    out_dir : str or Path, optional
+        Gets ``checkpoint.npz``, ``metrics.jsonl`` and ``result.json``.
+    dataset : Dataset, optional
+        Reuse data already made for this task and size.
+    resume : bool or str
+        Continue from ``out_dir/checkpoint.npz`` (True) or the given checkpoint.
+    progress : bool
+    **overrides
+        ``epochs``, ``lr``, ``batch_size``, ``optimizer``, ``schedule``, ``penalty``, ``clip_norm``, ``guard``.
+
+    Returns
+    -------
+    result : dict
+        Task, model, backend, held-out metric, epochs, training seconds, parameter count.
+    records : list of dict
+        The epoch records.
+    trainer : Trainer
+    """
+    task = get_task(task_name)
+    data = dataset if dataset is not None else task.make_data(size, seed)
+    config, (x_train, y_train), (x_test, y_test) = task.model(model_name, data)
+    config = dict(config, seed=seed)
+    settings = dict(task.settings[size])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    epochs = settings.pop("epochs")
+    trainer = Trainer(config, loss=task.loss, metrics=(task.metric,), seed=seed, backend=backend, out_dir=out_dir,
+                      progress=progress, **settings)
+    start = time.perf_counter()
+    records = trainer.fit(x_train, y_train, epochs, validation=(x_test, y_test), resume=resume or None)
+    seconds = time.perf_counter() - start
+    result = {"task": task_name, "model": model_name, "size": size, "backend": trainer.backend,
+              "metric": task.metric, "value": records[-1][f"val_{task.metric}"], "epochs": epochs,
+              "train_seconds": seconds, "parameters": int(sum(p.size for p in trainer.model.parameters().values())),
+              "n_train": int(len(x_train)), "n_test": int(len(x_test)), "seed": seed, "data": data.info}
+    if out_dir is not None:
+        atomic_write_text(Path(out_dir) / "result.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result, records, trainer
