@@ -13,7 +13,7 @@ _REGISTRY = {}
 AUTO_PREFERENCE = ("cuda", "numba", "numpy")
 
 
-def register(name, loader, probe=None):
+def register(name, loader, probe=None, auto_probe=None):
     """Register backend ``name``.
 
     Parameters
@@ -23,8 +23,12 @@ def register(name, loader, probe=None):
         Returns the backend object (imported lazily, on first use).
     probe : callable, optional
         Returns None when the backend works here, else a string saying why not.
+    auto_probe : callable, optional
+        Like ``probe``, for ``backend="auto"``, which may decline what an explicit choice accepts (the CUDA
+        simulator); defaults to ``probe``.
     """
-    _REGISTRY[name] = {"loader": loader, "probe": probe or (lambda: None), "module": None}
+    _REGISTRY[name] = {"loader": loader, "probe": probe or (lambda: None), "auto_probe": auto_probe,
+                       "module": None}
 
 
 def registered_backends():
@@ -32,11 +36,12 @@ def registered_backends():
     return tuple(_REGISTRY)
 
 
-def unavailable_reason(name):
-    """None if backend ``name`` works here, else why it does not."""
+def unavailable_reason(name, auto=False):
+    """None if backend ``name`` works here (and, with ``auto``, may be picked by ``"auto"``), else why not."""
     entry = _REGISTRY[name]
+    probe = entry["auto_probe"] if auto and entry["auto_probe"] is not None else entry["probe"]
     try:
-        return entry["probe"]()
+        return probe()
     except Exception as exc:  # a failing probe means the backend is unusable; say why
         return f"{type(exc).__name__}: {exc}"
 
@@ -51,7 +56,7 @@ def resolve(name):
     if name == "auto":
         for candidate in AUTO_PREFERENCE:
             if candidate in _REGISTRY:
-                reason = unavailable_reason(candidate)
+                reason = unavailable_reason(candidate, auto=True)
                 if reason is None:
                     return candidate
                 logger.info("backend 'auto': %s not used (%s)", candidate, reason)
@@ -92,3 +97,21 @@ def _probe_numba():
 
 
 register("numba", _load_numba, _probe_numba)
+
+
+def _load_cuda():
+    from .cuda_backend import load
+    return load()
+
+
+def _probe_cuda():
+    from .cuda_backend import probe
+    return probe()
+
+
+def _auto_probe_cuda():
+    from .cuda_backend import auto_reason
+    return auto_reason()
+
+
+register("cuda", _load_cuda, _probe_cuda, _auto_probe_cuda)

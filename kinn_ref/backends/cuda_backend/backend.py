@@ -105,13 +105,13 @@ def forward_device(spec, dparams, x, V0=None, *, checkpoint_every=None):
     consts = prepare(spec, circuit, coupling.diag())
     interval = checkpoint_every or family.default_interval(T)
     flag = new_flag()
-    y3, states, currents = family.forward(spec, dparams, circuit, consts, coupling, x, V0, T, sequence, interval,
+    y3, states, aux = family.forward(spec, dparams, circuit, consts, coupling, x, V0, T, sequence, interval,
                                           flag)
     y = y3 if spec.return_sequences else y3.reshape(B, spec.readout_width)
     tape = DeviceTape(spec=spec, backend=NAME, x=x, states=states, n_steps=T, sequence=sequence,
                       has_V0=V0 is not None, checkpoint_every=checkpoint_every, interval=interval,
                       output_shape=tuple(y.shape), family=family_name, flag=flag, params=dparams, circuit=circuit,
-                      consts=consts, coupling=coupling, currents=currents)
+                      consts=consts, coupling=coupling, aux=aux)
     return y, tape
 
 

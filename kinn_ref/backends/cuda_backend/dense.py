@@ -276,6 +276,11 @@ class MatrixCoupling:
         mm.gemm(_cells(Z, k).T, _cells(V, k), C, alpha=alpha, beta=1.0, batch=K if k is None else 1,
                 nsplit=nsplit, split_stride=K * N * N)
 
+    def set_integrator_sums(self, parts):
+        """Use ``parts`` (splits, K, N, N) as the integrator's ``X_int`` (computed by the persistent kernels)."""
+        self._accumulators(1)
+        self.Xi = parts
+
     def _sums(self):
         K, N = self.K, self.N
         if self.Xi is None:

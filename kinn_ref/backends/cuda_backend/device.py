@@ -150,3 +150,23 @@ def axpby(a, X, b, Y, out=None):
     launch_1d(_axpby_kernel(X.dtype.str), X.size, scalar(X.dtype, a), flat(X), scalar(X.dtype, b), flat(Y),
               flat(out))
     return out
+
+
+def max_shared_per_block():
+    """Largest dynamic shared memory a block may use on this device after opting in (bytes)."""
+    if simulator_active():
+        return 1 << 30
+    return cuda.get_current_device().MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+
+
+def allow_shared(kern, args, nbytes):
+    """Let ``kern`` (compiled for ``args``) use ``nbytes`` of dynamic shared memory (above 48 KiB the CUDA
+    driver requires an explicit opt-in per kernel)."""
+    if simulator_active() or nbytes <= 48 * 1024:
+        return
+    from numba import typeof
+    from numba.cuda.cudadrv.driver import binding, driver
+    overload = kern.compile(tuple(typeof(a) for a in args))
+    cufunc = overload._codelibrary.get_cufunc()
+    attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    driver.cuKernelSetAttribute(attr, int(nbytes), cufunc.handle, cufunc.device.id)

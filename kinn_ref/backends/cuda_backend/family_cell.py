@@ -1,4 +1,6 @@
 """The ``none`` coupling on the fused per-node kernels (:mod:`.cell_kernels`): forward and backward passes."""
+from types import SimpleNamespace
+
 from . import gemm as mm
 from .cell_kernels import cell_kernels, fused_projection, n_stores, span_capacity
 from .device import empty, new_flag, node_grid, scalar, zeros
@@ -34,8 +36,8 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     -------
     y : device array (B, T or 1, W)
     states : dict
-    currents : device array (B, Tin, N) or None
-        The projected input when the kernels do not project it themselves.
+    aux : SimpleNamespace
+        ``currents``: the projected input (B, Tin, N), or None when the kernels project it themselves.
     """
     dtype = dp["W"].dtype
     B, K, N = x.shape[0], spec.order, spec.total_nodes
@@ -53,7 +55,7 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     states = {0: V0}
     for j in range(store.shape[0]):
         states[min((j + 1) * every, T)] = store[j]
-    return y, states, (None if fused else Ibuf)
+    return y, states, SimpleNamespace(currents=None if fused else Ibuf)
 
 
 def backward(spec, tape, dy3):
@@ -71,7 +73,7 @@ def backward(spec, tape, dy3):
     x = tape.x
     B, K, N, T = x.shape[0], spec.order, spec.total_nodes, tape.n_steps
     x3, fused, Tin = _inputs(spec, x, tape.sequence, T)
-    Ibuf = _dummy(3, dtype) if fused else tape.currents
+    Ibuf = _dummy(3, dtype) if fused else tape.aux.currents
     fwd, bwd = cell_kernels(dtype.str, K, KINDS[spec.integrator])
     grid, block = node_grid(N, B)
     partial = zeros((grid[1], K, N_SLOTS, N), dtype)

@@ -226,7 +226,7 @@ def _currents(spec, dp, x, sequence, T):
 
 
 def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag):
-    """All ``T`` steps, keeping every ``every``-th state; returns ``(y (B, T or 1, W), states, currents)``."""
+    """All ``T`` steps, keeping every ``every``-th state; returns ``(y (B, T or 1, W), states, aux)``."""
     dtype = dp["W"].dtype
     B, K, N = x.shape[0], spec.order, spec.total_nodes
     I = _currents(spec, dp, x, sequence, T)
@@ -247,7 +247,7 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
         if spec.return_sequences or r == T:
             run.readout(out, y, n if spec.return_sequences else 0, t)
         Y = out
-    return y, states, I
+    return y, states, SimpleNamespace(currents=I)
 
 
 def backward(spec, tape, dy3):
@@ -255,7 +255,7 @@ def backward(spec, tape, dy3):
     dtype = tape.params["W"].dtype
     x = tape.x
     B, K, N, T = x.shape[0], spec.order, spec.total_nodes, tape.n_steps
-    run = _Run(spec, tape.circuit, tape.consts, tape.coupling, tape.currents, B)
+    run = _Run(spec, tape.circuit, tape.consts, tape.coupling, tape.aux.currents, B)
     Tin = T if tape.sequence else 1
     dI = zeros((B, Tin, N), dtype)
     partial = zeros((run.launch[0][1], K, N_SLOTS, N), dtype)

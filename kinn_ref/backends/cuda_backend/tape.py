@@ -32,6 +32,9 @@ class DeviceTape:
         ``"cell"``, ``"persistent"`` or ``"stepper"``: which kernels ran (see :mod:`.backend`).
     flag : device array, int32 (1,)
         ``step*K + cell`` of the first non-finite state, or the largest int32 when there is none.
+    params, circuit, consts, coupling : device quantities of the pass
+    aux : SimpleNamespace
+        What the family keeps besides the states (the projected input ``currents``, the state buffer).
     """
 
     spec: object
@@ -50,7 +53,7 @@ class DeviceTape:
     circuit: object = field(default=None, repr=False)
     consts: object = field(default=None, repr=False)
     coupling: object = field(default=None, repr=False)
-    currents: object = field(default=None, repr=False)
+    aux: object = field(default=None, repr=False)
     _nonfinite: object = field(default=False, repr=False)
 
     @property
