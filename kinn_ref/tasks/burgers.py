@@ -23,8 +23,9 @@ def wavenumbers(n, length):
 def gaussian_random_field(n_samples, n_points, rng, length=1.0, scale=625.0, tau=5.0, gamma=2.0, zero_mean=False):
     """Samples of ``N(0, scale (-Delta + tau^2 I)^(-gamma))`` on a periodic grid of ``n_points`` points.
 
-    Each real Fourier mode ``k`` gets variance ``scale (|k|^2 + tau^2)^(-gamma)`` (``k`` angular), so the
-    field is smooth for ``gamma > 1/2``.
+    The Fourier coefficient ``c_k`` of ``exp(i k x)`` (``k`` angular) has ``E|c_k|^2 = scale (k^2 + tau^2)^(-gamma)``:
+    on the unit interval this is the Karhunen-Loeve expansion with the L2-orthonormal modes
+    ``sqrt(2) cos``, ``sqrt(2) sin``. The field is smooth for ``gamma > 1/2``.
 
     Parameters
     ----------

@@ -123,7 +123,7 @@ def _oscillator_kinn(order):
     return build
 
 
-_COSINE = {"kind": "cosine", "warmup_steps": 20}
+_COSINE = {"kind": "cosine", "warmup_fraction": 0.02}
 
 TASKS = {
     "burgers": Task(
@@ -139,12 +139,12 @@ TASKS = {
         models={"kinn": _digits_kinn, "mlp": _digits_mlp},
         settings={"small": {"epochs": 15, "lr": 1e-2, "batch_size": 32, "optimizer": "adam", "schedule": _COSINE},
                   "full": {"epochs": 40, "lr": 1e-2, "batch_size": 32, "optimizer": "adam",
-                           "schedule": {"kind": "cosine", "warmup_steps": 50}}}),
+                           "schedule": {"kind": "cosine", "warmup_fraction": 0.03}}}),
     "oscillator": Task(
         "oscillator", "driven critically damped oscillator, sequence to sequence (held-out relative L2)",
         loss="mse", metric="relative_l2", make_data=_oscillator_data,
         models={f"kinn-k{k}": _oscillator_kinn(k) for k in (1, 2, 3)},
-        settings={"small": {"epochs": 25, "lr": 0.1, "batch_size": 25, "optimizer": "adam", "schedule": _COSINE},
+        settings={"small": {"epochs": 40, "lr": 0.1, "batch_size": 25, "optimizer": "adam", "schedule": _COSINE},
                   "full": {"epochs": 60, "lr": 0.1, "batch_size": 32, "optimizer": "adam", "schedule": _COSINE}}),
 }
 

@@ -60,7 +60,8 @@ class Trainer:
         Further optimizer keyword arguments (``momentum``, ``betas``, ``weight_decay``, ...).
     schedule : dict, optional
         ``{"kind": "constant" | "step" | "cosine", ...}`` (see :mod:`~kinn_ref.training.schedules`); ``lr``
-        defaults to the base rate and the cosine ``total_steps`` to the whole run. Constant when omitted.
+        defaults to the base rate and the cosine ``total_steps`` to the whole run; a cosine
+        ``warmup_fraction`` sets ``warmup_steps`` to that share of it. Constant when omitted.
     batch_size : int
     clip_norm : float, optional
         Clip the global gradient norm to this value.
@@ -133,6 +134,8 @@ class Trainer:
         cfg.setdefault("lr", self.optimizer.lr)
         if cfg["kind"] == "cosine":
             cfg.setdefault("total_steps", epochs * steps_per_epoch)
+            if "warmup_fraction" in cfg:
+                cfg["warmup_steps"] = int(cfg.pop("warmup_fraction") * cfg["total_steps"])
         return make_schedule(cfg)
 
     def train_step(self, xb, yb, lr):

@@ -1,0 +1,93 @@
+"""Task data: Burgers solver against Cole-Hopf, random fields, the oscillator, digits, the registry."""
+import numpy as np
+import pytest
+
+from helpers import assert_close
+from kinn_ref.tasks.burgers import (cole_hopf, gaussian_random_field, make_burgers_data, solve_burgers,
+                                    stencil_features, wavenumbers)
+from kinn_ref.tasks.oscillator import damped_response, make_oscillator_data
+from kinn_ref.tasks.registry import TASKS, Dataset, get_task
+from kinn_ref.tasks.run import train_task
+
+
+@pytest.mark.parametrize("length,amplitude,t_end", [(1.0, 1.0, 0.3), (2 * np.pi, 1.5, 1.0)])
+def test_burgers_solver_matches_cole_hopf(length, amplitude, t_end):
+    """u0 = a (sin(kx) + 0.5 cos(2kx)) with k = 2 pi / L has the periodic potential P below."""
+    k = 2 * np.pi / length
+    x = np.arange(128) * length / 128
+    u0 = amplitude * (np.sin(k * x) + 0.5 * np.cos(2 * k * x))
+    potential = lambda s: amplitude * (-np.cos(k * s) / k + 0.25 * np.sin(2 * k * s) / k)  # noqa: E731
+    u = solve_burgers(u0, t_end, nu=0.1, length=length)
+    assert_close(u, cole_hopf(potential, x, t_end, nu=0.1, length=length), rtol=1e-7)
+
+
+def test_burgers_conserves_the_mean_and_decays():
+    data = make_burgers_data(6, 64, seed=3)
+    assert_close(data.u1.mean(axis=1), data.u0.mean(axis=1), rtol=1e-12)
+    assert np.all(data.u1.std(axis=1) < data.u0.std(axis=1))
+
+
+def test_gaussian_random_field_has_the_prescribed_spectrum():
+    rng = np.random.default_rng(0)
+    u = gaussian_random_field(4000, 32, rng, length=1.0, scale=625.0, tau=5.0, gamma=2.0)
+    k = wavenumbers(32, 1.0)
+    expected = 625.0 * (k ** 2 + 25.0) ** -2.0
+    c = np.fft.rfft(u, axis=1) / 32
+    power = np.mean(np.abs(c) ** 2, axis=0)
+    assert_close(power[:6], expected[:6], rtol=0.1)
+    assert np.allclose(gaussian_random_field(3, 16, rng, zero_mean=True).mean(axis=1), 0.0, atol=1e-12)
+
+
+def test_stencil_features_are_periodic_shifts():
+    u = np.arange(10.0)[None]
+    f = stencil_features(u, 1)
+    assert f.shape == (1, 10, 3)
+    assert f[0, 0].tolist() == [9.0, 0.0, 1.0] and f[0, 9].tolist() == [8.0, 9.0, 0.0]
+
+
+def test_oscillator_response_to_a_step_is_the_closed_form():
+    dt, omega = 0.05, 1.5
+    y = damped_response(np.ones((1, 200)), dt, omega, zeta=1.0)[0]
+    t = dt * np.arange(1, 201)
+    assert_close(y, 1 - (1 + omega * t) * np.exp(-omega * t), rtol=1e-12)
+    data = make_oscillator_data(5, n_steps=30, seed=1)
+    assert data.u.shape == data.y.shape == (5, 30, 1)
+
+
+def test_digits_split_is_stratified():
+    pytest.importorskip("sklearn")
+    from kinn_ref.tasks.digits import load_digits_split
+    x_train, y_train, x_test, y_test = load_digits_split(0.2, seed=0)
+    assert x_train.shape[1] == 64 and len(x_train) + len(x_test) == 1797
+    assert 0.0 <= x_train.min() and x_train.max() <= 1.0
+    counts = np.bincount(y_test, minlength=10) / np.bincount(np.concatenate([y_train, y_test]))
+    assert np.all(np.abs(counts - 0.2) < 0.02)
+
+
+@pytest.mark.parametrize("task,model", [(t, m) for t in TASKS for m in TASKS[t].models])
+def test_every_registered_model_runs_a_step(task, model):
+    rng = np.random.default_rng(0)
+    if task == "burgers":
+        u = gaussian_random_field(6, 16, rng)
+        data = Dataset(u[:4], u[:4], u[4:], u[4:])
+    elif task == "digits":
+        data = Dataset(rng.random((4, 64)), np.arange(4), rng.random((2, 64)), np.arange(2))
+    else:
+        s = make_oscillator_data(6, n_steps=10)
+        data = Dataset(s.u[:4], s.y[:4], s.u[4:], s.y[4:])
+    result, records, _ = train_task(task, model, dataset=data, progress=False, epochs=1, batch_size=2)
+    assert np.isfinite(result["value"]) and len(records) == 1
+    with pytest.raises(ValueError, match="model"):
+        get_task(task).model("nope", data)
+
+
+@pytest.mark.slow
+def test_cascade_order_matters_on_the_oscillator():
+    errors = {m: train_task("oscillator", m, size="full", progress=False)[0]["value"] for m in TASKS["oscillator"].models}
+    assert errors["kinn-k2"] < 0.2 * errors["kinn-k1"] and errors["kinn-k3"] < errors["kinn-k1"]
+
+
+@pytest.mark.slow
+def test_digits_kinn_reaches_97_percent():
+    pytest.importorskip("sklearn")
+    assert train_task("digits", "kinn", size="full", progress=False)[0]["value"] >= 0.97
