@@ -1,0 +1,56 @@
+"""The command line: demo (smoke-test sizes), train with resume, solve-pde."""
+import json
+
+import numpy as np
+import pytest
+
+from kinn_ref.cli import main
+from kinn_ref.training import load_checkpoint
+
+
+def test_demo_quick_writes_table_plots_and_results(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert main(["demo", "--quick", "--backend", "numpy", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "results (backend numpy" in out and "burgers" in out and "oscillator" in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert abs(results["integrator_orders"]["rk4"] - 4) < 0.3 and results["gradient_mismatch"] < 1e-7
+    assert all(abs(h["order_dx"] - 2) < 0.1 for h in results["heat"].values())
+    for name in ("pde_heat_1d_dirichlet.png", "train_oscillator_curves.png", "train_burgers_prediction.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_interrupted_and_resumed_matches_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
+    from kinn_ref.training.metrics_log import MetricsLog
+    common = ["train", "--task", "oscillator", "--model", "kinn-k2", "--backend", "numpy", "--no-progress",
+              "--lr", "0.05", "--epochs", "4"]
+    assert main(common + ["--out", str(tmp_path / "full")]) == 0
+    append = MetricsLog.append
+
+    def interrupt_after_epoch_2(self, record):
+        append(self, record)
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(MetricsLog, "append", interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        main(common + ["--out", str(tmp_path / "part")])
+    assert load_checkpoint(tmp_path / "part" / "checkpoint.npz").epoch == 2
+    monkeypatch.setattr(MetricsLog, "append", append)
+    assert main(common + ["--out", str(tmp_path / "part"), "--resume"]) == 0
+    full = load_checkpoint(tmp_path / "full" / "checkpoint.npz")
+    again = load_checkpoint(tmp_path / "part" / "checkpoint.npz")
+    assert again.epoch == 4 and all(np.array_equal(full.params[k], again.params[k]) for k in full.params)
+    assert "held-out relative_l2" in capsys.readouterr().out
+    (tmp_path / "part" / "checkpoint.npz").write_bytes(b"not a checkpoint")
+    assert main(common + ["--out", str(tmp_path / "part"), "--resume"]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_solve_pde_command(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert main(["solve-pde", "--boundary", "periodic", "--points", "16", "--backend", "numpy",
+                 "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["max_error"] < 1e-2 and abs(result["space_order"] - 2) < 0.1
+    assert "slope" in capsys.readouterr().out
