@@ -283,7 +283,7 @@ class Trainer:
             from tqdm.auto import tqdm
         except ImportError:
             return None
-        return tqdm(total=total, unit="step", leave=False, dynamic_ncols=True)
+        return tqdm(total=total, unit="step", leave=False, dynamic_ncols=True, mininterval=0.5)
 
     def _epoch(self, x, y, schedule, steps_per_epoch, validation, bar):
         start = time.perf_counter()
