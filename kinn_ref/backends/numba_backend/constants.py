@@ -38,8 +38,8 @@ KernelConstants = namedtuple("KernelConstants", [
     # implicit grid: eigenvectors of the first axis' Laplacian (P0, P0) and their transpose; per cell,
     # first-axis mode and channel, the tridiagonal LU (LAPACK gttrf layout) along the second axis
     # (K, P0, P1, H), row-swap flags (K, P0, P1, H); Sherman-Morrison vector and ratio for periodic
-    # second axes (K, P0, P1, H), (K, P0, H)
-    "Q0", "Q0_T", "tri_dl", "tri_d", "tri_du", "tri_du2", "tri_swap", "tri_w", "tri_rho",
+    # second axes (K, P0, P1, H), (K, P0, H); whether any row of a (cell, mode) was swapped (K, P0)
+    "Q0", "Q0_T", "tri_dl", "tri_d", "tri_du", "tri_du2", "tri_swap", "tri_w", "tri_rho", "tri_pivoted",
 ])
 
 
@@ -117,7 +117,8 @@ def _grid_factorisation(spec, c, s, dtype):
                     rho[k, j, h] = ratio
     Q0 = Q0.astype(dtype)
     return dict(P0=P0, P1=P1, cyclic=int(cyclic), Q0=Q0, Q0_T=np.ascontiguousarray(Q0.T), tri_dl=dl,
-                tri_d=d, tri_du=du, tri_du2=du2, tri_swap=swap, tri_w=w, tri_rho=rho)
+                tri_d=d, tri_du=du, tri_du2=du2, tri_swap=swap, tri_w=w, tri_rho=rho,
+                tri_pivoted=swap.any(axis=(2, 3)).astype(np.int8))
 
 
 def _dense_matrices(spec, coupling, K):
@@ -165,7 +166,7 @@ def prepare_constants(spec, circuit, coupling, dtype):
         lu=_empty(dtype, 3), lu_T=_empty(dtype, 3), piv=np.zeros((0, 0), np.int64),
         Q0=_empty(dtype, 2), Q0_T=_empty(dtype, 2), tri_dl=_empty(dtype, 4), tri_d=_empty(dtype, 4),
         tri_du=_empty(dtype, 4), tri_du2=_empty(dtype, 4), tri_swap=np.zeros((0,) * 4, np.int8),
-        tri_w=_empty(dtype, 4), tri_rho=_empty(dtype, 3),
+        tri_w=_empty(dtype, 4), tri_rho=_empty(dtype, 3), tri_pivoted=np.zeros((0, 0), np.int8),
     )
     if spec.coupling in ("dense", "kirchhoff"):
         fields.update(_dense_matrices(spec, coupling, K))

@@ -12,18 +12,22 @@ from .codes import DENSE, GRID, KIRCHHOFF, MAT_ZV, NONE, SUM_GRID_OFF, SUM_ZV
 
 @njit(cache=True)
 def grid_offdiag(cs, v, out):
-    """``out = (L0 - diag(L0)) v`` per channel for one row ``v`` of ``N = P*H`` nodes (unit conductance)."""
+    """``out = (L0 - diag(L0)) v`` per channel for one row ``v`` of ``N = P*H`` nodes (unit conductance).
+
+    Rows are viewed as ``(P, H)`` so the loops over channels run on contiguous rows and vectorise.
+    """
     H = cs.H
     P = cs.lap_ptr.shape[0] - 1
+    V2, O2 = v.reshape(P, H), out.reshape(P, H)
     for q in range(P):
-        base = q * H
+        o = O2[q]
         for h in range(H):
-            out[base + h] = 0.0
+            o[h] = 0.0
         for e in range(cs.lap_ptr[q], cs.lap_ptr[q + 1]):
-            src = cs.lap_idx[e] * H
+            src = V2[cs.lap_idx[e]]
             w = cs.lap_val[e]
             for h in range(H):
-                out[base + h] += w * v[src + h]
+                o[h] += w * src[h]
 
 
 @njit(cache=True)
@@ -93,8 +97,9 @@ def accumulate_grad(cs, k, Z, V, node_sums, mat_sums, full, work, work_nn):
         np.dot(Z.T, V, work_nn)
         m = mat_sums[MAT_ZV, k]
         for a in range(N):
+            ma, wa = m[a], work_nn[a]
             for b in range(N):
-                m[a, b] += work_nn[a, b]
+                ma[b] += wa[b]
     if full:
         acc = node_sums[SUM_ZV, k]
         for i in range(rows):

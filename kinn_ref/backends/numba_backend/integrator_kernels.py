@@ -8,8 +8,8 @@ to one slot's ``node_sums`` ``(N_NODE_SUMS, K, N)`` and ``mat_sums`` ``(N_MATRIX
 import numpy as np
 from numba import njit
 
-from .codes import (DENSE, EULER, EXPEULER, GRID, IMPLICIT, KIRCHHOFF, MAT_EXP, NONE, SUM_BETA, SUM_LEAK,
-                    SUM_GRID_OFF, SUM_PASS1, SUM_PASS2)
+from .codes import (DENSE, EULER, EXPEULER, GRID, IMPLICIT, KIRCHHOFF, MAT_EXP, NONE, SUM_BETA, SUM_GRID_OFF,
+                    SUM_LEAK, SUM_PASS1, SUM_PASS2)
 from .coupling_kernels import accumulate_grad, apply, apply_T, grid_offdiag
 from .dynamics_kernels import rhs, rhs_vjp
 from .solver_kernels import solve, solve_T
@@ -136,55 +136,52 @@ def expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_s
     """
     K, rows, N = Y.shape
     kind = cs.coupling
-    matrix = kind == DENSE or kind == KIRCHHOFF
+    grid = kind == GRID
     r, offV = ws[0][0], ws[1][0]
     for k in range(K):
         E, p, leak, beta = cs.E[k], cs.p[k], cs.leak[k], cs.beta[k]
         sE, sp = node_sums[SUM_PASS1, k], node_sums[SUM_PASS2, k]
-        sleak, sbeta = node_sums[SUM_LEAK, k], node_sums[SUM_BETA, k]
+        sleak, sbeta, sgrid = node_sums[SUM_LEAK, k], node_sums[SUM_BETA, k], node_sums[SUM_GRID_OFF, k]
         dV1, V = dYn[k], Y[k]
-        if kind == GRID:
+        if grid:
             for i in range(rows):
                 grid_offdiag(cs, V[i], offV[i])
-        s = cs.s[k] if kind == GRID else p
-        for i in range(rows):
+        s = cs.s[k] if grid else p
+        for i in range(rows):                     # one fused pass per row; branches are loop-invariant
+            d_, v_, r_, o_, dy_ = dV1[i], V[i], r[i], offV[i], dY[k, i]
+            first = k == 0
+            u_ = cur[b0 + i, t] if first else Y[k - 1, i]
+            du_ = dI[b0 + i, t] if first else dY[k - 1, i]
             for j in range(N):
-                d = dV1[i, j]
-                u = cur[b0 + i, t, j] if k == 0 else beta[j] * Y[k - 1, i, j]
-                q = (s[j] * offV[i, j] - leak[j]) + u if kind == GRID else u - leak[j]
-                sE[j] += d * V[i, j]
+                d = d_[j]
+                u = u_[j] if first else beta[j] * u_[j]
+                q = (s[j] * o_[j] - leak[j]) + u if grid else u - leak[j]
+                rj = p[j] * d
+                r_[j] = rj
+                sE[j] += d * v_[j]
                 sp[j] += d * q
-                r[i, j] = p[j] * d
-                sleak[j] -= r[i, j]
-        if kind == GRID:
-            sg = node_sums[SUM_GRID_OFF, k]
-            for i in range(rows):
-                for j in range(N):
-                    sg[j] += r[i, j] * offV[i, j]
-        elif matrix:
+                sleak[j] -= rj
+                dy_[j] = E[j] * d
+                if grid:
+                    sgrid[j] += rj * o_[j]
+                if first:
+                    du_[j] += rj
+                else:
+                    sbeta[j] += rj * u_[j]
+                    du_[j] += beta[j] * rj
+        if kind == DENSE or kind == KIRCHHOFF:
             np.dot(dV1.T, V, work_nn)
             m = mat_sums[MAT_EXP, k]
             for a in range(N):
+                ma, wa = m[a], work_nn[a]
                 for b in range(N):
-                    m[a, b] += work_nn[a, b]
-        if kind == NONE:
-            for i in range(rows):
-                for j in range(N):
-                    dY[k, i, j] = E[j] * dV1[i, j]
-        else:
+                    ma[b] += wa[b]
+        if kind != NONE:
             apply_T(cs, k, r, work, True)
             for i in range(rows):
+                dy_, w_ = dY[k, i], work[i]
                 for j in range(N):
-                    dY[k, i, j] = E[j] * dV1[i, j] + work[i, j]
-        if k == 0:
-            for i in range(rows):
-                for j in range(N):
-                    dI[b0 + i, t, j] += r[i, j]
-        else:
-            for i in range(rows):
-                for j in range(N):
-                    sbeta[j] += r[i, j] * Y[k - 1, i, j]
-                    dY[k - 1, i, j] += beta[j] * r[i, j]
+                    dy_[j] += w_[j]
 
 
 @njit(cache=True)
@@ -203,22 +200,22 @@ def implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, m
         sh, sc = node_sums[SUM_PASS1, k], node_sums[SUM_PASS2, k]
         sleak, sbeta = node_sums[SUM_LEAK, k], node_sums[SUM_BETA, k]
         for i in range(rows):
+            l_, y_, yn_, dy_ = lam[i], Y[k, i], Yn[k, i], dY[k, i]
+            first = k == 0
+            u_ = dI[b0 + i, t] if first else D[k - 1, i]
+            yp_ = Yn[k - 1, i] if k > 0 else yn_
             for j in range(N):
-                lij = lam[i, j]
-                dY[k, i, j] = h[j] * lij
-                sh[j] += lij * Y[k, i, j]
-                sc[j] -= lij * Yn[k, i, j]
-                sleak[j] -= lij
+                lj = l_[j]
+                dy_[j] = h[j] * lj
+                sh[j] += lj * y_[j]
+                sc[j] -= lj * yn_[j]
+                sleak[j] -= lj
+                if first:
+                    u_[j] += lj
+                else:
+                    sbeta[j] += lj * yp_[j]
+                    u_[j] += beta[j] * lj
         accumulate_grad(cs, k, lam, Yn[k], node_sums, mat_sums, True, work, work_nn)
-        if k == 0:
-            for i in range(rows):
-                for j in range(N):
-                    dI[b0 + i, t, j] += lam[i, j]
-        else:
-            for i in range(rows):
-                for j in range(N):
-                    sbeta[j] += lam[i, j] * Yn[k - 1, i, j]
-                    D[k - 1, i, j] += beta[j] * lam[i, j]
 
 
 @njit(cache=True)

@@ -17,19 +17,23 @@ from .readout_kernels import readout, readout_vjp
 @njit(cache=True)
 def _load_state(src, b0, Y):
     """``Y[k, i] = src[b0 + i, k]`` for a chunk ``Y`` (K, rows, N) of ``src`` (B, K, N)."""
-    K, rows, _ = Y.shape
+    K, rows, N = Y.shape
     for i in range(rows):
         for k in range(K):
-            Y[k, i, :] = src[b0 + i, k, :]
+            a, b = src[b0 + i, k], Y[k, i]
+            for j in range(N):
+                b[j] = a[j]
 
 
 @njit(cache=True)
 def _store_state(Y, b0, dst):
     """``dst[b0 + i, k] = Y[k, i]`` (inverse of :func:`_load_state`)."""
-    K, rows, _ = Y.shape
+    K, rows, N = Y.shape
     for i in range(rows):
         for k in range(K):
-            dst[b0 + i, k, :] = Y[k, i, :]
+            a, b = Y[k, i], dst[b0 + i, k]
+            for j in range(N):
+                b[j] = a[j]
 
 
 @njit(cache=True)

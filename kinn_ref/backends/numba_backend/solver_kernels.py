@@ -59,34 +59,54 @@ def _lu_solve_T_row(lu, piv, x):
 def _tridiagonal_solve(cs, k, mode, b):
     """Solve the factorised tridiagonal systems of all channels of one first-axis ``mode`` in place.
 
-    ``b`` is ``(P1 * H,)`` with the channel index fastest; the loops over channels vectorise. Mirrors
-    LAPACK ``gttrs`` (row swaps as selects), then the Sherman-Morrison correction of periodic axes.
+    ``b`` is ``(P1 * H,)`` with the channel index fastest, viewed as ``(P1, H)`` rows so the loops over
+    channels vectorise. Mirrors LAPACK ``gttrs`` (row swaps as selects; systems factorised without a
+    swap take the shorter elimination), then the Sherman-Morrison correction of periodic axes.
     """
     H, n = cs.H, cs.P1
+    b2 = b.reshape(n, H)
     dl, d, du, du2 = cs.tri_dl[k, mode], cs.tri_d[k, mode], cs.tri_du[k, mode], cs.tri_du2[k, mode]
-    swap = cs.tri_swap[k, mode]
-    for i in range(n - 1):
-        for h in range(H):
-            top, bot = b[i * H + h], b[(i + 1) * H + h]
-            lw = dl[i, h]
-            s = swap[i, h] != 0
-            b[i * H + h] = bot if s else top
-            b[(i + 1) * H + h] = (top - lw * bot) if s else (bot - lw * top)
+    if cs.tri_pivoted[k, mode]:
+        swap = cs.tri_swap[k, mode]
+        for i in range(n - 1):
+            top, bot, lw, sw = b2[i], b2[i + 1], dl[i], swap[i]
+            for h in range(H):
+                t, u = top[h], bot[h]
+                s = sw[h] != 0
+                top[h] = u if s else t
+                bot[h] = (t - lw[h] * u) if s else (u - lw[h] * t)
+    else:
+        for i in range(n - 1):
+            top, bot, lw = b2[i], b2[i + 1], dl[i]
+            for h in range(H):
+                bot[h] -= lw[h] * top[h]
+    last, dn = b2[n - 1], d[n - 1]
     for h in range(H):
-        b[(n - 1) * H + h] /= d[n - 1, h]
+        last[h] /= dn[h]
     if n > 1:
+        row, nxt, a, dd = b2[n - 2], b2[n - 1], du[n - 2], d[n - 2]
         for h in range(H):
-            b[(n - 2) * H + h] = (b[(n - 2) * H + h] - du[n - 2, h] * b[(n - 1) * H + h]) / d[n - 2, h]
-    for i in range(n - 3, -1, -1):
-        for h in range(H):
-            b[i * H + h] = (b[i * H + h] - du[i, h] * b[(i + 1) * H + h]
-                            - du2[i, h] * b[(i + 2) * H + h]) / d[i, h]
+            row[h] = (row[h] - a[h] * nxt[h]) / dd[h]
+    if cs.tri_pivoted[k, mode]:
+        for i in range(n - 3, -1, -1):
+            row, nxt, nxt2, a, a2, dd = b2[i], b2[i + 1], b2[i + 2], du[i], du2[i], d[i]
+            for h in range(H):
+                row[h] = (row[h] - a[h] * nxt[h] - a2[h] * nxt2[h]) / dd[h]
+    else:
+        for i in range(n - 3, -1, -1):
+            row, nxt, a, dd = b2[i], b2[i + 1], du[i], d[i]
+            for h in range(H):
+                row[h] = (row[h] - a[h] * nxt[h]) / dd[h]
     if cs.cyclic:
         w, rho = cs.tri_w[k, mode], cs.tri_rho[k, mode]
+        first, last = b2[0], b2[n - 1]
+        coef = np.empty(H, b.dtype)
         for h in range(H):
-            coef = b[h] + rho[h] * b[(n - 1) * H + h]
-            for i in range(n):
-                b[i * H + h] -= coef * w[i, h]
+            coef[h] = first[h] + rho[h] * last[h]
+        for i in range(n):
+            row, wi = b2[i], w[i]
+            for h in range(H):
+                row[h] -= coef[h] * wi[h]
 
 
 @njit(cache=True)
