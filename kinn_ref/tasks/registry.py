@@ -63,7 +63,7 @@ def _identity(x, y):
 # --------------------------------------------------------------------------- Burgers
 def _burgers_data(size, seed):
     from .burgers import make_burgers_data
-    n_train, n_test, resolution = {"small": (200, 50, 64), "full": (1000, 200, 256)}[size]
+    n_train, n_test, resolution = {"small": (200, 50, 64), "full": (2000, 200, 256)}[size]
     data = make_burgers_data(n_train + n_test, resolution, seed=seed)
     return Dataset(data.u0[:n_train], data.u1[:n_train], data.u0[n_train:], data.u1[n_train:],
                    info={"resolution": resolution, "nu": data.nu, "t_end": data.t_end, "length": data.length})
@@ -131,7 +131,7 @@ TASKS = {
         loss="relative_l2", metric="relative_l2", make_data=_burgers_data,
         models={"kinn": _burgers_kinn, "kinn-grid": _burgers_kinn_grid, "mlp": _burgers_mlp},
         settings={"small": {"epochs": 60, "lr": 3e-3, "batch_size": 32, "optimizer": "adam", "schedule": _COSINE},
-                  "full": {"epochs": 1200, "lr": 3e-3, "batch_size": 32, "optimizer": "adam",
+                  "full": {"epochs": 1000, "lr": 3e-3, "batch_size": 32, "optimizer": "adam",
                            "schedule": _COSINE}}),
     "digits": Task(
         "digits", "8x8 digits (scikit-learn), 10 classes (held-out accuracy)",
