@@ -91,3 +91,12 @@ def test_cascade_order_matters_on_the_oscillator():
 def test_digits_kinn_reaches_97_percent():
     pytest.importorskip("sklearn")
     assert train_task("digits", "kinn", size="full", progress=False)[0]["value"] >= 0.97
+
+
+def test_reference_predictions_heat_is_the_small_amplitude_limit():
+    from kinn_ref.tasks.burgers import reference_predictions
+    x = np.arange(64) / 64
+    u0 = 1e-6 * (np.sin(2 * np.pi * x) + np.cos(6 * np.pi * x))[None] + 0.0
+    refs = reference_predictions(u0)
+    assert_close(refs["heat"], solve_burgers(u0, 1.0), rtol=1e-5)
+    assert np.allclose(refs["mean"], u0.mean())

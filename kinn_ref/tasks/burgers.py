@@ -225,3 +225,22 @@ def stencil_features(u, radius=2):
     ndarray, shape (B, P, 2 radius + 1)
     """
     return np.stack([np.roll(u, -j, axis=1) for j in range(-radius, radius + 1)], axis=-1)
+
+
+def reference_predictions(u0, t_end=1.0, nu=0.1, length=1.0):
+    """Two learning-free predictions of ``u(x, t_end)`` that a learned operator must beat.
+
+    - ``"mean"``: the conserved mean of ``u0`` (what remains once everything has diffused);
+    - ``"heat"``: ``u0`` evolved by the linear part of (B1) alone, ``u_t = nu u_xx`` (no advection).
+
+    Parameters
+    ----------
+    u0 : ndarray, shape (B, n)
+
+    Returns
+    -------
+    dict of str -> ndarray, shape (B, n)
+    """
+    k = wavenumbers(u0.shape[1], length)
+    heat = np.fft.irfft(np.fft.rfft(u0, axis=1) * np.exp(-nu * k ** 2 * t_end), n=u0.shape[1], axis=1)
+    return {"mean": np.repeat(u0.mean(axis=1, keepdims=True), u0.shape[1], axis=1), "heat": heat}

@@ -64,9 +64,15 @@ def _identity(x, y):
 def _burgers_data(size, seed):
     from .burgers import make_burgers_data
     n_train, n_test, resolution = {"small": (200, 50, 64), "full": (2000, 200, 256)}[size]
+    from ..training.losses import relative_l2
+    from .burgers import reference_predictions
     data = make_burgers_data(n_train + n_test, resolution, seed=seed)
-    return Dataset(data.u0[:n_train], data.u1[:n_train], data.u0[n_train:], data.u1[n_train:],
-                   info={"resolution": resolution, "nu": data.nu, "t_end": data.t_end, "length": data.length})
+    x_test, y_test = data.u0[n_train:], data.u1[n_train:]
+    references = {k: relative_l2(v, y_test)[0] for k, v in reference_predictions(x_test, data.t_end, data.nu,
+                                                                                 data.length).items()}
+    return Dataset(data.u0[:n_train], data.u1[:n_train], x_test, y_test,
+                   info={"resolution": resolution, "nu": data.nu, "t_end": data.t_end, "length": data.length,
+                         "reference_relative_l2": references})
 
 
 def _burgers_kinn(ds):
