@@ -105,9 +105,8 @@ def cell_kernels(dtype, K, integrator):
                 if seq:
                     I = current(x, W, bvec, Ibuf, fused, b, s, n)
                 step(V, I, dt, c1, c2, C, g, leak, beta)
-                r = s + 1 - n0
-                if r % every == 0 or s + 1 == n1:
-                    j = (r + every - 1) // every - 1
+                if (s + 1) % every == 0 or s + 1 == n1:  # twin of spans.store_index
+                    j = (s + 1) // every - n0 // every - (1 if (s + 1) % every == 0 else 0)
                     for k in range(K):
                         store[j, b, k, n] = V[k]
                 if ret_seq:
@@ -241,8 +240,3 @@ def span_capacity():
 def fused_projection(in_features):
     """Whether the kernels compute ``I = x W^T + b`` themselves (cheap for few input features)."""
     return in_features <= 32
-
-
-def n_stores(span, every):
-    """Number of states a forward launch over ``span`` steps stores with interval ``every``."""
-    return math.ceil(span / every)

@@ -13,7 +13,7 @@ _SIM = simulator_requested()
 NODE_BLOCK = (2, 2) if _SIM else (32, 8)
 #: Threads resident on the whole device the node-parallel kernels aim for (batch blocks are sized from it);
 #: multiplied by the multiprocessor count.
-THREADS_PER_SM = 4 if _SIM else 2048
+THREADS_PER_SM = 32 if _SIM else 2048
 #: The fused ``none`` kernels keep the states of CELL_SEGMENT steps, and CELL_CHECKPOINTS checkpoints, per
 #: thread: one backward launch covers up to CELL_SEGMENT * CELL_CHECKPOINTS steps.
 CELL_SEGMENT = 2 if _SIM else 8
@@ -29,13 +29,15 @@ FLAT_BLOCK = 4 if _SIM else 256
 PERSISTENT_MAX_N = 128
 PERSISTENT_GROUPS = 2 if _SIM else 16
 PERSISTENT_ROWS = 1 if _SIM else 4
+#: Steps per backward launch of the persistent kernels.
+PERSISTENT_SPAN = 3 if _SIM else 16
 #: Largest dynamic shared memory (bytes) the persistent kernel may ask for.
 PERSISTENT_MAX_SHARED = 220 * 1024
 #: Threads per block of the on-device matrix inversion (implicit steps of dense/kirchhoff couplings).
 INVERSE_BLOCK = 4 if _SIM else 256
 
 _NAMES = ("NODE_BLOCK", "THREADS_PER_SM", "CELL_SEGMENT", "CELL_CHECKPOINTS", "GEMM_TILE", "GEMM_SPLIT_MIN",
-          "FLAT_BLOCK", "PERSISTENT_MAX_N", "PERSISTENT_GROUPS", "PERSISTENT_ROWS", "PERSISTENT_MAX_SHARED",
+          "FLAT_BLOCK", "PERSISTENT_MAX_N", "PERSISTENT_GROUPS", "PERSISTENT_ROWS", "PERSISTENT_SPAN", "PERSISTENT_MAX_SHARED",
           "INVERSE_BLOCK")
 
 

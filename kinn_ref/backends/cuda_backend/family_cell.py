@@ -1,23 +1,25 @@
-"""The ``none`` coupling on the fused per-node kernels (:mod:`.cell_kernels`): forward and backward passes."""
+"""The ``none`` coupling on the fused per-node kernels (:mod:`.cell_kernels`): forward and backward passes.
+
+The backward runs one launch per span of ``span_capacity()`` steps (:mod:`.spans`), latest first; a span's
+first state is a kept state or is recomputed by the forward kernel from the last kept state before it.
+"""
 from types import SimpleNamespace
 
 from . import gemm as mm
-from .cell_kernels import cell_kernels, fused_projection, n_stores, span_capacity
+from .cell_kernels import cell_kernels, fused_projection, span_capacity
 from .device import empty, new_flag, node_grid, scalar, zeros
 from .projection import project
 from .slots import N_SLOTS
+from .spans import groups, n_stores, spans, store_index, stored_states
 
 KINDS = {"euler": "linear", "expeuler": "linear", "implicit": "implicit", "rk4": "rk4"}
 READOUTS = {"last": 0, "cells": 1, "derivatives": 2}
 
 
-def _inputs(spec, tape_x, sequence, T):
-    """``(x3, fused, Ibuf)``: ``x`` as (B, Tin, D), whether the kernels project it, and the current buffer."""
-    B = tape_x.shape[0]
+def _inputs(spec, x, sequence, T):
+    """``(x3, fused, Tin)``: ``x`` as (B, Tin, D) and whether the kernels project it themselves."""
     Tin = T if sequence else 1
-    D = spec.in_features
-    x3 = tape_x.reshape(B, Tin, D)
-    return x3, fused_projection(D), Tin
+    return x.reshape(x.shape[0], Tin, spec.in_features), fused_projection(spec.in_features), Tin
 
 
 def _dummy(ndim, dtype):
@@ -25,7 +27,7 @@ def _dummy(ndim, dtype):
 
 
 def default_interval(T):
-    """States the fused kernels keep by default: one per backward span."""
+    """Keep the first state of every backward span (the kernels recompute the others)."""
     return span_capacity()
 
 
@@ -46,15 +48,14 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
                                                   dp["b"]).reshape(B, Tin, N)
     fwd, _ = cell_kernels(dtype.str, K, KINDS[spec.integrator])
     y = empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
-    store = empty((n_stores(T, every), B, K, N), dtype)
+    store = empty((n_stores(0, T, every), B, K, N), dtype)
     grid, block = node_grid(N, B)
     fwd[grid, block](x3, dp["W"], dp["b"], Ibuf, fused, sequence, 0, T, T, scalar(dtype, spec.dt),
                      V0 if V0 is not None else _dummy(3, dtype), V0 is not None, consts.c1, consts.c2, circuit.C,
                      circuit.g, circuit.leak, circuit.beta, store, every, y, READOUTS[spec.readout],
                      spec.return_sequences, flag)
     states = {0: V0}
-    for j in range(store.shape[0]):
-        states[min((j + 1) * every, T)] = store[j]
+    states.update(stored_states(store, 0, T, every))
     return y, states, SimpleNamespace(currents=None if fused else Ibuf)
 
 
@@ -70,9 +71,8 @@ def backward(spec, tape, dy3):
     """
     dp, circuit, consts = tape.params, tape.circuit, tape.consts
     dtype = dp["W"].dtype
-    x = tape.x
-    B, K, N, T = x.shape[0], spec.order, spec.total_nodes, tape.n_steps
-    x3, fused, Tin = _inputs(spec, x, tape.sequence, T)
+    B, K, N, T = tape.x.shape[0], spec.order, spec.total_nodes, tape.n_steps
+    x3, fused, Tin = _inputs(spec, tape.x, tape.sequence, T)
     Ibuf = _dummy(3, dtype) if fused else tape.aux.currents
     fwd, bwd = cell_kernels(dtype.str, K, KINDS[spec.integrator])
     grid, block = node_grid(N, B)
@@ -84,30 +84,23 @@ def backward(spec, tape, dy3):
     common = (x3, dp["W"], dp["b"], Ibuf, fused, tape.sequence)
     consts_args = (consts.c1, consts.c2, circuit.C, circuit.g, circuit.leak, circuit.beta)
     dummy3 = _dummy(3, dtype)
-    marks = sorted(tape.states)
+    stops = dict(spans(T, cap))
     first = True
-
-    def span(n0, n1, Ystart):
-        nonlocal first
-        last = n0 == 0
-        bwd[grid, block](*common, n0, n1, T, dt, Ystart if Ystart is not None else dummy3, Ystart is not None,
-                         dY, not first, *consts_args, dy3, READOUTS[spec.readout], spec.return_sequences,
-                         dY, (not last) or tape.has_V0, dI, not first, partial)
-        first = False
-
-    for i in reversed(range(len(marks) - 1)):
-        n0, n1 = marks[i], marks[i + 1]
-        Ystart = tape.states[n0]
-        if n1 - n0 <= cap:
-            span(n0, n1, Ystart)
-            continue
-        sub = empty((n_stores(n1 - n0, cap), B, K, N), dtype)  # states every `cap` steps inside the span
-        fwd[grid, block](*common, n0, n1, -1, dt, Ystart if Ystart is not None else dummy3, Ystart is not None,
-                         *consts_args, sub, cap, dummy3, 0, False, new_flag())  # T=-1: no readout
-        starts = list(range(n0, n1, cap))
-        for j in reversed(range(len(starts))):
-            s0 = starts[j]
-            span(s0, min(s0 + cap, n1), Ystart if j == 0 else sub[j - 1])
+    for source, starts in reversed(groups(tape.states, list(stops))):
+        start_states = {source: tape.states[source]}
+        later = [s for s in starts if s != source]
+        if later:  # recompute the spans' first states from the kept state `source`
+            Ys = tape.states[source]
+            sub = empty((n_stores(source, later[-1], cap), B, K, N), dtype)
+            fwd[grid, block](*common, source, later[-1], -1, dt, Ys if Ys is not None else dummy3, Ys is not None,
+                             *consts_args, sub, cap, dummy3, 0, False, new_flag())  # T = -1: no readout
+            start_states.update({s: sub[store_index(s, source, cap)] for s in later})
+        for n0 in reversed(starts):
+            Ystart = start_states[n0]
+            bwd[grid, block](*common, n0, stops[n0], T, dt, Ystart if Ystart is not None else dummy3,
+                             Ystart is not None, dY, not first, *consts_args, dy3, READOUTS[spec.readout],
+                             spec.return_sequences, dY, n0 > 0 or tape.has_V0, dI, not first, partial)
+            first = False
     sums = empty((K, N_SLOTS, N), dtype)
     mm.sum_splits(partial, sums)
     return sums, dI, (dY if tape.has_V0 else None)

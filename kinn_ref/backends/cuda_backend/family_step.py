@@ -18,6 +18,7 @@ from .dense import invert
 from .device import axpby, copy, empty, flat, node_grid, scalar, zeros
 from .projection import project
 from .slots import N_SLOTS
+from .spans import n_stores, store_index
 from .step_kernels import step_kernels
 from .stencil import geometry
 
@@ -232,14 +233,14 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     I = _currents(spec, dp, x, sequence, T)
     run = _Run(spec, circuit, consts, coupling, I, B)
     y = empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
-    store = empty((math.ceil(T / every), B, K, N), dtype)
+    store = empty((n_stores(0, T, every), B, K, N), dtype)
     states = {0: V0}
     Y = V0 if V0 is not None else zeros((B, K, N), dtype)
     scratch = (run.new(), run.new())
     for n in range(T):
         r = n + 1
         due = r % every == 0 or r == T
-        out = store[math.ceil(r / every) - 1] if due else scratch[n % 2]
+        out = store[store_index(r, 0, every)] if due else scratch[n % 2]
         t = n if sequence else 0
         run.step(Y, out, n, t, flag)
         if due:

@@ -17,9 +17,10 @@ import numpy as np
 
 from . import config, gemm as mm
 from .compat import cuda_module
-from .device import allow_shared, empty, kernel_cache, max_shared_per_block, multiprocessors, zeros
+from .device import allow_shared, empty, kernel_cache, max_shared_per_block, multiprocessors, new_flag, zeros
 from .family_step import _currents
 from .slots import N_SLOTS
+from .spans import n_stores, spans, stored_states
 
 cuda = cuda_module()
 
@@ -112,9 +113,8 @@ def _kernels(dtype, N):
                         for jj in range(CPT):
                             acc[ii, jj] += a[ii] * m[jj]
                 cuda.syncthreads()
-                r_ = s + 1 - n0
-                due = r_ % every == 0 or s + 1 == n1
-                jst = (r_ + every - 1) // every - 1
+                due = (s + 1) % every == 0 or s + 1 == n1  # twin of spans.store_index
+                jst = (s + 1) // every - n0 // every - (1 if (s + 1) % every == 0 else 0)
                 for ii in range(RPT):
                     r = rg + G * ii
                     b = b0 + r
@@ -288,13 +288,12 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     G, RPT, RB, CPT, NP = _geometry(N)
     ntiles = math.ceil(B / RB)
     y = empty((B, T if spec.return_sequences else 1, N), dtype)
-    store = empty((math.ceil(T / every), B, 1, N), dtype)
+    store = empty((n_stores(0, T, every), B, 1, N), dtype)
     mode = "full" if spec.integrator == "euler" else "off"
     _run_forward(fwd, coupling.matrix(mode), V0, I, sequence, T, 0, T, consts, circuit, store, every, y,
                  spec.return_sequences, flag, ntiles, N, dtype)
     states = {0: V0}
-    for j in range(store.shape[0]):
-        states[min((j + 1) * every, T)] = store[j]
+    states.update(stored_states(store, 0, T, every))
     return y, states, SimpleNamespace(currents=I, store=store)
 
 
@@ -309,7 +308,11 @@ def _run_forward(fwd, M, V0, I, seq, T, n0, n1, consts, circuit, store, every, y
 
 
 def backward(spec, tape, dy3):
-    """Adjoint of :func:`forward`: ``(sums (1, N_SLOTS, N), dI (B, Tin, N), dV0 or None)``."""
+    """Adjoint of :func:`forward`: ``(sums (1, N_SLOTS, N), dI (B, Tin, N), dV0 or None)``.
+
+    One launch per span of ``PERSISTENT_SPAN`` steps (aligned, see :mod:`.spans`), latest first; a span's
+    states come from the tape or are recomputed from the last kept state before it.
+    """
     dtype = tape.params["W"].dtype
     B, N, T = tape.x.shape[0], spec.total_nodes, tape.n_steps
     fwd, bwd = _kernels(dtype.str, N)
@@ -318,30 +321,35 @@ def backward(spec, tape, dy3):
     blocks = _launch_blocks(ntiles, 1)
     coupling, consts, circuit = tape.coupling, tape.consts, tape.circuit
     mode = "full" if spec.integrator == "euler" else "off"
-    Mp = coupling.scaled("Mp", consts.c2, mode)
+    M, Mp = coupling.matrix(mode), coupling.scaled("Mp", consts.c2, mode)
     I = tape.aux.currents
-    Tin = T if tape.sequence else 1
-    dI = empty((B, Tin, N), dtype)
+    dI = empty((B, T if tape.sequence else 1, N), dtype)
     dY = empty((B, 1, N), dtype)
     partial = zeros((blocks, 1, N_SLOTS, N), dtype)
     Xpart = zeros((blocks, 1, N, N), dtype)
     dummy3, dummy4 = empty((1, 1, 1), dtype), empty((1, 1, 1, 1), dtype)
     nbytes = shared_bytes(N, np.dtype(dtype).itemsize)[1]
-    marks = sorted(tape.states)
+
+    def recompute(Ystart, n0, n1, every):
+        out = empty((n_stores(n0, n1, every), B, 1, N), dtype)
+        _run_forward(fwd, M, Ystart, I, tape.sequence, -1, n0, n1, consts, circuit, out, every, dummy3, False,
+                     new_flag(), ntiles, N, dtype)
+        return out
+
     first = True
-    for i in reversed(range(len(marks) - 1)):
-        n0, n1 = marks[i], marks[i + 1]
-        start = tape.states[n0]
+    for n0, n1 in reversed(spans(T, config.PERSISTENT_SPAN)):
+        if n0 in tape.states:
+            start = tape.states[n0]
+        else:
+            source = max(k for k in tape.states if k <= n0)
+            start = recompute(tape.states[source], source, n0, n0 + 1)[0]  # stores the last state only
         if tape.interval == 1:
-            hist = tape.aux.store[n0:n1] if n1 > n0 + 1 else dummy4
-        else:  # recompute the segment's states from its checkpoint
-            hist = empty((n1 - n0, B, 1, N), dtype)
-            _run_forward(fwd, coupling.matrix(mode), start, I, tape.sequence, -1, n0, n1, consts, circuit, hist, 1,
-                         dummy3, False, empty((1,), np.int32), ntiles, N, dtype)
-        last = n0 == 0
-        args = (Mp, start if start is not None else dummy3, start is not None, hist, dY, not first, I,
-                tape.sequence, T, n0, n1, consts.c1, consts.c2, dy3, spec.return_sequences, dY,
-                (not last) or tape.has_V0, dI, not first, partial, Xpart, ntiles)
+            hist = tape.aux.store[n0:n1]
+        else:
+            hist = recompute(start, n0, n1, 1)
+        args = (Mp, start if start is not None else dummy3, start is not None, hist if n1 > n0 + 1 else dummy4, dY,
+                not first, I, tape.sequence, T, n0, n1, consts.c1, consts.c2, dy3, spec.return_sequences, dY,
+                n0 > 0 or tape.has_V0, dI, not first, partial, Xpart, ntiles)
         allow_shared(bwd, args, nbytes)
         bwd[blocks, G * G, 0, nbytes](*args)
         first = False
