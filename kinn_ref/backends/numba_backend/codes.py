@@ -27,3 +27,9 @@ N_NODE_SUMS = 8
 MAT_ZV = 0       # dense/kirchhoff: sum z^T V
 MAT_EXP = 1      # dense/kirchhoff expeuler: sum dV_next^T V
 N_MATRIX_SUMS = 2
+
+# planes of the packed constant arrays of KernelConstants (fewer, larger arrays keep compilation short)
+NODE_C, NODE_G, NODE_LEAK, NODE_BETA, NODE_E, NODE_P, NODE_H, NODE_CI, NODE_S = range(9)   # node (9, K, N)
+N_NODE_PLANES = 9
+COUP_A, COUP_A_T, COUP_O, COUP_O_T = range(4)          # coupling (4, K, N, N)
+TRI_DL, TRI_D, TRI_DU, TRI_DU2, TRI_W = range(5)       # tri (5, K, P0, P1, H)

@@ -15,31 +15,29 @@ import scipy.sparse
 
 from ...coupling import unit_laplacian_sparse
 from ...integrators import INTEGRATORS
-from .codes import COUPLING_CODES, GRID, INTEGRATOR_CODES, READOUT_CODES
+from .codes import (COUPLING_CODES, GRID, INTEGRATOR_CODES, N_NODE_PLANES, NODE_BETA, NODE_C, NODE_CI,
+                    NODE_E, NODE_G, NODE_H, NODE_LEAK, NODE_P, NODE_S, READOUT_CODES)
 
 KernelConstants = namedtuple("KernelConstants", [
     # codes and sizes
     "coupling", "integrator", "readout", "K", "N", "H", "P0", "P1", "cyclic",
-    # step size and Runge-Kutta coefficients in the computation dtype: dt, (4,) dt*b_i and dt*c_i
-    "dt", "rk4_dtw", "rk4_dtc",
-    # circuit, (K, N)
-    "C", "g", "leak", "beta",
-    # dense/kirchhoff coupling matrices A_k, their off-diagonal parts O_k and transposes, (K, N, N)
-    "A", "A_T", "O", "O_T",
-    # grid: per-node edge conductance (K, N); off-diagonal unit Laplacian L0 in CSR (P+1,), (nnz,), (nnz,);
-    # per-node diagonal of L0 (N,)
-    "s", "lap_ptr", "lap_idx", "lap_val", "lap_diag",
-    # expeuler decay and input weight (K, N)
-    "E", "p",
-    # implicit: h = C/dt and c = h + g (K, N)
-    "h", "c",
-    # implicit dense/kirchhoff: LU factors of diag(c) - A (K, N, N), their transposes, pivots (K, N)
-    "lu", "lu_T", "piv",
-    # implicit grid: eigenvectors of the first axis' Laplacian (P0, P0) and their transpose; per cell,
-    # first-axis mode and channel, the tridiagonal LU (LAPACK gttrf layout) along the second axis
-    # (K, P0, P1, H), row-swap flags (K, P0, P1, H); Sherman-Morrison vector and ratio for periodic
-    # second axes (K, P0, P1, H), (K, P0, H); whether any row of a (cell, mode) was swapped (K, P0)
-    "Q0", "Q0_T", "tri_dl", "tri_d", "tri_du", "tri_du2", "tri_swap", "tri_w", "tri_rho", "tri_pivoted",
+    # step size in the computation dtype; Runge-Kutta dt*b_i and dt*c_i (2, 4)
+    "dt", "rk4",
+    # per-node quantities (N_NODE_PLANES, K, N), planes NODE_*: circuit C, g, leak, beta; expeuler decay E
+    # and input weight p; implicit h = C/dt and c = h + g; grid per-node edge conductance s
+    "node",
+    # dense/kirchhoff coupling matrices (4, K, N, N), planes COUP_*: A_k, A_k^T, the off-diagonal part
+    # O_k and O_k^T; (4, 0, 0, 0) otherwise
+    "coupling_mats",
+    # grid: off-diagonal unit Laplacian L0 in CSR (P+1,), (nnz,), (nnz,); per-node diagonal of L0 (N,)
+    "lap_ptr", "lap_idx", "lap_val", "lap_diag",
+    # implicit dense/kirchhoff: LU factors of diag(c) - A and their transposes (2, K, N, N), pivots (K, N)
+    "lus", "piv",
+    # implicit grid: eigenvectors of the first axis' Laplacian and their transpose (2, P0, P0); per cell,
+    # first-axis mode and channel, the tridiagonal LU along the second axis (LAPACK gttrf layout) and the
+    # Sherman-Morrison vector of periodic axes (5, K, P0, P1, H), planes TRI_*; row-swap flags
+    # (K, P0, P1, H); Sherman-Morrison ratio (K, P0, H); whether a (cell, mode) swapped rows (K, P0)
+    "Q", "tri", "tri_swap", "tri_rho", "tri_pivoted",
 ])
 
 
@@ -115,19 +113,17 @@ def _grid_factorisation(spec, c, s, dtype):
                     ratio = alpha / gamma
                     w[k, j, :, h] = z / (1.0 + z[0] + ratio * z[-1])
                     rho[k, j, h] = ratio
-    Q0 = Q0.astype(dtype)
-    return dict(P0=P0, P1=P1, cyclic=int(cyclic), Q0=Q0, Q0_T=np.ascontiguousarray(Q0.T), tri_dl=dl,
-                tri_d=d, tri_du=du, tri_du2=du2, tri_swap=swap, tri_w=w, tri_rho=rho,
+    return dict(P0=P0, P1=P1, cyclic=int(cyclic), Q=np.stack([Q0, Q0.T]).astype(dtype),
+                tri=np.stack([dl, d, du, du2, w]), tri_swap=swap, tri_rho=rho,
                 tri_pivoted=swap.any(axis=(2, 3)).astype(np.int8))
 
 
 def _dense_matrices(spec, coupling, K):
-    A = np.ascontiguousarray(np.stack([coupling.matrix(k) for k in range(K)]))
+    A = np.stack([coupling.matrix(k) for k in range(K)])
     O = A.copy()
     idx = np.arange(A.shape[1])
     O[:, idx, idx] = 0.0
-    return dict(A=A, A_T=np.ascontiguousarray(A.transpose(0, 2, 1)), O=O,
-                O_T=np.ascontiguousarray(O.transpose(0, 2, 1)))
+    return np.ascontiguousarray(np.stack([A, A.transpose(0, 2, 1), O, O.transpose(0, 2, 1)]))
 
 
 def prepare_constants(spec, circuit, coupling, dtype):
@@ -150,45 +146,40 @@ def prepare_constants(spec, circuit, coupling, dtype):
     """
     K, N = circuit.C.shape
     code = COUPLING_CODES[spec.coupling]
-    dt = dtype.type(spec.dt)
     rk4 = INTEGRATORS["rk4"]
+    node = np.zeros((N_NODE_PLANES, K, N), dtype)
+    node[NODE_C], node[NODE_G], node[NODE_LEAK], node[NODE_BETA] = circuit.C, circuit.g, circuit.leak, \
+        circuit.beta
     fields = dict(
         coupling=code, integrator=INTEGRATOR_CODES[spec.integrator], readout=READOUT_CODES[spec.readout],
-        K=K, N=N, H=spec.n_nodes, P0=1, P1=1, cyclic=0, dt=dt,
-        rk4_dtw=np.array([spec.dt * w for w in rk4.weights], dtype),
-        rk4_dtc=np.array([spec.dt * c for c in rk4.nodes], dtype),
-        C=circuit.C, g=circuit.g, leak=np.ascontiguousarray(circuit.leak),
-        beta=np.ascontiguousarray(circuit.beta),
-        A=_empty(dtype, 3), A_T=_empty(dtype, 3), O=_empty(dtype, 3), O_T=_empty(dtype, 3),
-        s=_empty(dtype, 2), lap_ptr=np.zeros(1, np.int64), lap_idx=np.zeros(0, np.int64),
-        lap_val=_empty(dtype, 1), lap_diag=_empty(dtype, 1),
-        E=_empty(dtype, 2), p=_empty(dtype, 2), h=_empty(dtype, 2), c=_empty(dtype, 2),
-        lu=_empty(dtype, 3), lu_T=_empty(dtype, 3), piv=np.zeros((0, 0), np.int64),
-        Q0=_empty(dtype, 2), Q0_T=_empty(dtype, 2), tri_dl=_empty(dtype, 4), tri_d=_empty(dtype, 4),
-        tri_du=_empty(dtype, 4), tri_du2=_empty(dtype, 4), tri_swap=np.zeros((0,) * 4, np.int8),
-        tri_w=_empty(dtype, 4), tri_rho=_empty(dtype, 3), tri_pivoted=np.zeros((0, 0), np.int8),
+        K=K, N=N, H=spec.n_nodes, P0=1, P1=1, cyclic=0, dt=dtype.type(spec.dt),
+        rk4=np.array([[spec.dt * w for w in rk4.weights], [spec.dt * c for c in rk4.nodes]], dtype),
+        node=node, coupling_mats=_empty(dtype, 4),
+        lap_ptr=np.zeros(1, np.int64), lap_idx=np.zeros(0, np.int64), lap_val=_empty(dtype, 1),
+        lap_diag=_empty(dtype, 1), lus=_empty(dtype, 4), piv=np.zeros((0, 0), np.int64),
+        Q=_empty(dtype, 3), tri=_empty(dtype, 5), tri_swap=np.zeros((0,) * 4, np.int8),
+        tri_rho=_empty(dtype, 3), tri_pivoted=np.zeros((0, 0), np.int8),
     )
     if spec.coupling in ("dense", "kirchhoff"):
-        fields.update(_dense_matrices(spec, coupling, K))
+        fields.update(coupling_mats=_dense_matrices(spec, coupling, K))
     elif code == GRID:
         ptr, idx, val, diag = _grid_mesh(spec, dtype)
-        fields.update(s=np.ascontiguousarray(np.tile(circuit.A, (1, spec.n_points))), lap_ptr=ptr,
-                      lap_idx=idx, lap_val=val, lap_diag=diag)
+        node[NODE_S] = np.tile(circuit.A, (1, spec.n_points))
+        fields.update(lap_ptr=ptr, lap_idx=idx, lap_val=val, lap_diag=diag)
     integrator_ctx = None
     if spec.integrator == "expeuler":
         integrator_ctx = INTEGRATORS["expeuler"].prepare(circuit, coupling, spec.dt)
-        fields.update(E=np.ascontiguousarray(integrator_ctx.E), p=np.ascontiguousarray(integrator_ctx.p))
+        node[NODE_E], node[NODE_P] = integrator_ctx.E, integrator_ctx.p
     elif spec.integrator == "implicit":
         h = circuit.C / spec.dt
         c = h + circuit.g
-        fields.update(h=h, c=c)
+        node[NODE_H], node[NODE_CI] = h, c
         if spec.coupling in ("dense", "kirchhoff"):
             lus, pivs = zip(*(scipy.linalg.lu_factor(np.diag(c[k]) - coupling.matrix(k), check_finite=False)
                               for k in range(K)))
-            lu = np.ascontiguousarray(np.stack(lus), dtype=dtype)
-            fields.update(lu=lu, lu_T=np.ascontiguousarray(lu.transpose(0, 2, 1)),
+            lu = np.stack(lus).astype(dtype)
+            fields.update(lus=np.ascontiguousarray(np.stack([lu, lu.transpose(0, 2, 1)])),
                           piv=np.stack(pivs).astype(np.int64))
         elif code == GRID:
-            H = spec.n_nodes
-            fields.update(_grid_factorisation(spec, c[:, :H], circuit.A, dtype))
+            fields.update(_grid_factorisation(spec, c[:, :spec.n_nodes], circuit.A, dtype))
     return KernelConstants(**fields), integrator_ctx

@@ -7,7 +7,8 @@ kirchhoff products are BLAS matrix products of the whole chunk; the grid is a st
 import numpy as np
 from numba import njit
 
-from .codes import DENSE, GRID, KIRCHHOFF, MAT_ZV, NONE, SUM_GRID_OFF, SUM_ZV
+from .codes import (COUP_A, COUP_A_T, COUP_O, COUP_O_T, DENSE, GRID, KIRCHHOFF, MAT_ZV, NODE_S, NONE,
+                    SUM_GRID_OFF, SUM_ZV)
 
 
 @njit(cache=True)
@@ -38,7 +39,7 @@ def apply(cs, k, V, out, off):
     if kind == NONE:
         out[:, :] = 0.0
     elif kind == GRID:
-        s = cs.s[k]
+        s = cs.node[NODE_S, k]
         for i in range(V.shape[0]):
             grid_offdiag(cs, V[i], out[i])
             if off:
@@ -48,9 +49,9 @@ def apply(cs, k, V, out, off):
                 for j in range(V.shape[1]):
                     out[i, j] = s[j] * (out[i, j] + cs.lap_diag[j] * V[i, j])
     elif off:
-        np.dot(V, cs.O_T[k], out)
+        np.dot(V, cs.coupling_mats[COUP_O_T, k], out)
     else:
-        np.dot(V, cs.A_T[k], out)
+        np.dot(V, cs.coupling_mats[COUP_A_T, k], out)
 
 
 @njit(cache=True)
@@ -59,9 +60,9 @@ def apply_T(cs, k, Z, out, off):
     ``Coupling.apply_off_T`` (the grid Laplacian is symmetric)."""
     if cs.coupling == DENSE or cs.coupling == KIRCHHOFF:
         if off:
-            np.dot(Z, cs.O[k], out)
+            np.dot(Z, cs.coupling_mats[COUP_O, k], out)
         else:
-            np.dot(Z, cs.A[k], out)
+            np.dot(Z, cs.coupling_mats[COUP_A, k], out)
     else:
         apply(cs, k, Z, out, off)
 

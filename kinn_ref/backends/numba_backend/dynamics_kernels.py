@@ -6,7 +6,7 @@ Chunk states are ``(K, rows, N)``; the input current of the chunk's rows at the 
 """
 from numba import njit
 
-from .codes import NONE, SUM_BETA, SUM_C, SUM_G, SUM_LEAK
+from .codes import NODE_BETA, NODE_C, NODE_G, NODE_LEAK, NONE, SUM_BETA, SUM_C, SUM_G, SUM_LEAK
 from .coupling_kernels import accumulate_grad, apply, apply_T
 
 
@@ -27,7 +27,8 @@ def rhs(cs, Y, cur, b0, t, affine, F, work):
     for k in range(K):
         if coupled:
             apply(cs, k, Y[k], work, False)
-        g, C, leak, beta = cs.g[k], cs.C[k], cs.leak[k], cs.beta[k]
+        nd = cs.node
+        g, C, leak, beta = nd[NODE_G, k], nd[NODE_C, k], nd[NODE_LEAK, k], nd[NODE_BETA, k]
         for i in range(rows):
             for j in range(N):
                 c = (work[i, j] if coupled else 0.0) - g[j] * Y[k, i, j]
@@ -60,7 +61,7 @@ def rhs_vjp(cs, Y, cur, b0, t, dF, affine, dY, dI, F, Zc, work, node_sums, mat_s
     K, rows, N = Y.shape
     rhs(cs, Y, cur, b0, t, affine, F, work)
     for k in range(K):
-        C, g, beta = cs.C[k], cs.g[k], cs.beta[k]
+        C, g, beta = cs.node[NODE_C, k], cs.node[NODE_G, k], cs.node[NODE_BETA, k]
         sC, sg, sleak, sbeta = node_sums[SUM_C, k], node_sums[SUM_G, k], node_sums[SUM_LEAK, k], \
             node_sums[SUM_BETA, k]
         z = Zc[k]

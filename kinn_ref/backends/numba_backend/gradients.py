@@ -11,7 +11,7 @@ import numpy as np
 
 from ...integrators import INTEGRATORS
 from ...parameterization import Circuit
-from .codes import (MAT_EXP, MAT_ZV, SUM_BETA, SUM_C, SUM_G, SUM_GRID_OFF, SUM_LEAK, SUM_PASS1,
+from .codes import (COUP_O, MAT_EXP, MAT_ZV, NODE_P, SUM_BETA, SUM_C, SUM_G, SUM_GRID_OFF, SUM_LEAK, SUM_PASS1,
                     SUM_PASS2, SUM_ZV)
 
 
@@ -47,8 +47,8 @@ def circuit_gradients(spec, tape_ctx, coupling, node_sums, mat_sums, dtype):
         off = M[MAT_ZV]
         if spec.integrator == "expeuler":
             Mq = M[MAT_EXP]
-            off = off + cs.p.astype(np.float64)[:, :, None] * Mq
-            dp_coupling = (cs.O.astype(np.float64) * Mq).sum(axis=2)
+            off = off + cs.node[NODE_P].astype(np.float64)[:, :, None] * Mq
+            dp_coupling = (cs.coupling_mats[COUP_O].astype(np.float64) * Mq).sum(axis=2)
         if spec.coupling == "dense":
             idx = np.arange(off.shape[1])
             off[:, idx, idx] = 0.0

@@ -8,8 +8,8 @@ to one slot's ``node_sums`` ``(N_NODE_SUMS, K, N)`` and ``mat_sums`` ``(N_MATRIX
 import numpy as np
 from numba import njit
 
-from .codes import (DENSE, EULER, EXPEULER, GRID, IMPLICIT, KIRCHHOFF, MAT_EXP, NONE, SUM_BETA, SUM_GRID_OFF,
-                    SUM_LEAK, SUM_PASS1, SUM_PASS2)
+from .codes import (DENSE, EULER, EXPEULER, GRID, IMPLICIT, KIRCHHOFF, MAT_EXP, NODE_BETA, NODE_E, NODE_H,
+                    NODE_LEAK, NODE_P, NODE_S, NONE, SUM_BETA, SUM_GRID_OFF, SUM_LEAK, SUM_PASS1, SUM_PASS2)
 from .coupling_kernels import accumulate_grad, apply, apply_T, grid_offdiag
 from .dynamics_kernels import rhs, rhs_vjp
 from .solver_kernels import solve, solve_T
@@ -36,7 +36,8 @@ def expeuler_step(cs, Y, cur, b0, t, Yn, work):
     K, rows, N = Y.shape
     coupled = cs.coupling != NONE
     for k in range(K):
-        E, p, leak, beta = cs.E[k], cs.p[k], cs.leak[k], cs.beta[k]
+        nd = cs.node
+        E, p, leak, beta = nd[NODE_E, k], nd[NODE_P, k], nd[NODE_LEAK, k], nd[NODE_BETA, k]
         if coupled:
             apply(cs, k, Y[k], work, True)
             for i in range(rows):
@@ -55,7 +56,7 @@ def implicit_step(cs, Y, cur, b0, t, Yn, work):
     """Backward Euler with block forward substitution over the cascade (eq. 15)."""
     K, rows, N = Y.shape
     for k in range(K):
-        h, leak, beta = cs.h[k], cs.leak[k], cs.beta[k]
+        h, leak, beta = cs.node[NODE_H, k], cs.node[NODE_LEAK, k], cs.node[NODE_BETA, k]
         R = Yn[k]
         for i in range(rows):
             for j in range(N):
@@ -67,7 +68,7 @@ def implicit_step(cs, Y, cur, b0, t, Yn, work):
 @njit(cache=True)
 def _rk4_stage(cs, Y, F, stage, out):
     """Stage state ``Y + dt c_stage F`` (eq. 16)."""
-    a = cs.rk4_dtc[stage]
+    a = cs.rk4[1, stage]
     K, rows, N = Y.shape
     for k in range(K):
         for i in range(rows):
@@ -86,7 +87,7 @@ def rk4_step(cs, Y, cur, b0, t, Yn, ws, work):
         else:
             _rk4_stage(cs, Y, F, stage, St)
             rhs(cs, St, cur, b0, t, True, F, work)
-        w = cs.rk4_dtw[stage]
+        w = cs.rk4[0, stage]
         for k in range(K):
             for i in range(rows):
                 for j in range(N):
@@ -139,36 +140,39 @@ def expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_s
     grid = kind == GRID
     r, offV = ws[0][0], ws[1][0]
     for k in range(K):
-        E, p, leak, beta = cs.E[k], cs.p[k], cs.leak[k], cs.beta[k]
+        nd = cs.node
+        E, p, leak, beta = nd[NODE_E, k], nd[NODE_P, k], nd[NODE_LEAK, k], nd[NODE_BETA, k]
         sE, sp = node_sums[SUM_PASS1, k], node_sums[SUM_PASS2, k]
         sleak, sbeta, sgrid = node_sums[SUM_LEAK, k], node_sums[SUM_BETA, k], node_sums[SUM_GRID_OFF, k]
         dV1, V = dYn[k], Y[k]
         if grid:
             for i in range(rows):
                 grid_offdiag(cs, V[i], offV[i])
-        s = cs.s[k] if grid else p
-        for i in range(rows):                     # one fused pass per row; branches are loop-invariant
-            d_, v_, r_, o_, dy_ = dV1[i], V[i], r[i], offV[i], dY[k, i]
-            first = k == 0
-            u_ = cur[b0 + i, t] if first else Y[k - 1, i]
-            du_ = dI[b0 + i, t] if first else dY[k - 1, i]
+        for i in range(rows):          # loops without branches inside, so that they vectorise
+            d_, v_, r_, dy_ = dV1[i], V[i], r[i], dY[k, i]
             for j in range(N):
                 d = d_[j]
-                u = u_[j] if first else beta[j] * u_[j]
-                q = (s[j] * o_[j] - leak[j]) + u if grid else u - leak[j]
                 rj = p[j] * d
                 r_[j] = rj
                 sE[j] += d * v_[j]
-                sp[j] += d * q
                 sleak[j] -= rj
                 dy_[j] = E[j] * d
-                if grid:
-                    sgrid[j] += rj * o_[j]
-                if first:
-                    du_[j] += rj
-                else:
-                    sbeta[j] += rj * u_[j]
-                    du_[j] += beta[j] * rj
+            if k == 0:
+                u_, di_ = cur[b0 + i, t], dI[b0 + i, t]
+                for j in range(N):
+                    sp[j] += d_[j] * (u_[j] - leak[j])
+                    di_[j] += r_[j]
+            else:
+                u_, dyp_ = Y[k - 1, i], dY[k - 1, i]
+                for j in range(N):
+                    sp[j] += d_[j] * (beta[j] * u_[j] - leak[j])
+                    sbeta[j] += r_[j] * u_[j]
+                    dyp_[j] += beta[j] * r_[j]
+            if grid:
+                s, o_ = cs.node[NODE_S, k], offV[i]
+                for j in range(N):
+                    sp[j] += d_[j] * (s[j] * o_[j])
+                    sgrid[j] += r_[j] * o_[j]
         if kind == DENSE or kind == KIRCHHOFF:
             np.dot(dV1.T, V, work_nn)
             m = mat_sums[MAT_EXP, k]
@@ -196,25 +200,26 @@ def implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, m
     for k in range(K - 1, -1, -1):
         lam = D[k]
         solve_T(cs, k, lam, work)
-        h, beta = cs.h[k], cs.beta[k]
+        h, beta = cs.node[NODE_H, k], cs.node[NODE_BETA, k]
         sh, sc = node_sums[SUM_PASS1, k], node_sums[SUM_PASS2, k]
         sleak, sbeta = node_sums[SUM_LEAK, k], node_sums[SUM_BETA, k]
         for i in range(rows):
             l_, y_, yn_, dy_ = lam[i], Y[k, i], Yn[k, i], dY[k, i]
-            first = k == 0
-            u_ = dI[b0 + i, t] if first else D[k - 1, i]
-            yp_ = Yn[k - 1, i] if k > 0 else yn_
             for j in range(N):
                 lj = l_[j]
                 dy_[j] = h[j] * lj
                 sh[j] += lj * y_[j]
                 sc[j] -= lj * yn_[j]
                 sleak[j] -= lj
-                if first:
-                    u_[j] += lj
-                else:
-                    sbeta[j] += lj * yp_[j]
-                    u_[j] += beta[j] * lj
+            if k == 0:
+                di_ = dI[b0 + i, t]
+                for j in range(N):
+                    di_[j] += l_[j]
+            else:
+                yp_, dp_ = Yn[k - 1, i], D[k - 1, i]
+                for j in range(N):
+                    sbeta[j] += l_[j] * yp_[j]
+                    dp_[j] += beta[j] * l_[j]
         accumulate_grad(cs, k, lam, Yn[k], node_sums, mat_sums, True, work, work_nn)
 
 
@@ -230,7 +235,7 @@ def rk4_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, 
         if stage < 3:
             rhs(cs, stages[stage - 1], cur, b0, t, True, F, work)
     dY[:, :, :] = dYn
-    w3 = cs.rk4_dtw[3]
+    w3 = cs.rk4[0, 3]
     for k in range(K):
         for i in range(rows):
             for j in range(N):
@@ -243,7 +248,7 @@ def rk4_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, 
                 for j in range(N):
                     dY[k, i, j] += dstate[k, i, j]
         if stage > 0:
-            w, a = cs.rk4_dtw[stage - 1], cs.rk4_dtc[stage]
+            w, a = cs.rk4[0, stage - 1], cs.rk4[1, stage]
             for k in range(K):
                 for i in range(rows):
                     for j in range(N):

@@ -143,7 +143,7 @@ def backward_chunk(cs, b0, b1, cur, states, slot_of_step, every, dy, return_sequ
     dYp = np.empty((K, rows, N), dtype)
     ws = np.empty((N_WORKSPACES, K, rows, N), dtype)
     work = np.empty((rows, N), dtype)
-    nn = N if cs.A.shape[0] > 0 else 0
+    nn = cs.coupling_mats.shape[3]
     work_nn = np.empty((nn, nn), dtype)
     for start in range(T - 1, -1, -1):
         if slot_of_step[start] < 0:

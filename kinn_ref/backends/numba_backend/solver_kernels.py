@@ -6,7 +6,7 @@ Each solve works in place on a chunk ``R`` of right-hand sides, shape ``(rows, N
 import numpy as np
 from numba import njit
 
-from .codes import DENSE, GRID, KIRCHHOFF, NONE
+from .codes import DENSE, GRID, KIRCHHOFF, NODE_CI, NONE, TRI_D, TRI_DL, TRI_DU, TRI_DU2, TRI_W
 
 
 @njit(cache=True)
@@ -65,7 +65,8 @@ def _tridiagonal_solve(cs, k, mode, b):
     """
     H, n = cs.H, cs.P1
     b2 = b.reshape(n, H)
-    dl, d, du, du2 = cs.tri_dl[k, mode], cs.tri_d[k, mode], cs.tri_du[k, mode], cs.tri_du2[k, mode]
+    tri = cs.tri
+    dl, d, du, du2 = tri[TRI_DL, k, mode], tri[TRI_D, k, mode], tri[TRI_DU, k, mode], tri[TRI_DU2, k, mode]
     if cs.tri_pivoted[k, mode]:
         swap = cs.tri_swap[k, mode]
         for i in range(n - 1):
@@ -98,7 +99,7 @@ def _tridiagonal_solve(cs, k, mode, b):
             for h in range(H):
                 row[h] = (row[h] - a[h] * nxt[h]) / dd[h]
     if cs.cyclic:
-        w, rho = cs.tri_w[k, mode], cs.tri_rho[k, mode]
+        w, rho = cs.tri[TRI_W, k, mode], cs.tri_rho[k, mode]
         first, last = b2[0], b2[n - 1]
         coef = np.empty(H, b.dtype)
         for h in range(H):
@@ -117,10 +118,10 @@ def _grid_solve_row(cs, k, r, work):
         _tridiagonal_solve(cs, k, 0, r)
         return
     R, Wk = r.reshape(P0, m), work.reshape(P0, m)
-    np.dot(cs.Q0_T, R, Wk)                   # to the eigenbasis of the first axis
+    np.dot(cs.Q[1], R, Wk)                   # to the eigenbasis of the first axis
     for mode in range(P0):
         _tridiagonal_solve(cs, k, mode, Wk[mode])
-    np.dot(cs.Q0, Wk, R)
+    np.dot(cs.Q[0], Wk, R)
 
 
 @njit(cache=True)
@@ -128,13 +129,13 @@ def solve(cs, k, R, work):
     """Implicit solve of cell ``k``: rows of ``R`` become ``rhs (diag(c_k) - A_k)^{-T}`` (in place)."""
     kind = cs.coupling
     if kind == NONE:
-        c = cs.c[k]
+        c = cs.node[NODE_CI, k]
         for i in range(R.shape[0]):
             for j in range(R.shape[1]):
                 R[i, j] = R[i, j] / c[j]
     elif kind == DENSE or kind == KIRCHHOFF:
         for i in range(R.shape[0]):
-            _lu_solve_row(cs.lu[k], cs.lu_T[k], cs.piv[k], R[i])
+            _lu_solve_row(cs.lus[0, k], cs.lus[1, k], cs.piv[k], R[i])
     elif kind == GRID:
         for i in range(R.shape[0]):
             _grid_solve_row(cs, k, R[i], work[i])
@@ -145,6 +146,6 @@ def solve_T(cs, k, Z, work):
     """Adjoint solve of cell ``k`` in place (``solve_T`` of the reference solvers)."""
     if cs.coupling == DENSE or cs.coupling == KIRCHHOFF:
         for i in range(Z.shape[0]):
-            _lu_solve_T_row(cs.lu[k], cs.piv[k], Z[i])
+            _lu_solve_T_row(cs.lus[0, k], cs.piv[k], Z[i])
     else:                                    # diagonal and grid systems are symmetric
         solve(cs, k, Z, work)
