@@ -213,3 +213,16 @@ def test_layer_and_network_run_on_numba():
             for b in ("numpy", "numba")}
     outs = {b: net.forward(x) for b, net in nets.items()}
     assert_close(outs["numba"], outs["numpy"])
+
+
+@pytest.mark.parametrize("coupling", ["grid1d-dirichlet", "grid1d-periodic", "grid2d-neumann"])
+def test_implicit_grid_with_row_swaps(coupling):
+    """Negative edge conductances (raw mode) make the tridiagonal systems need partial pivoting; with
+    ``C/dt + g = 2.3 |s|`` the systems stay well away from singular."""
+    spec, params, x, V0 = make_case(coupling, "implicit", "cells", param="raw", seed=9)
+    params["C_raw"][:] = 0.05
+    params["g_raw"][:] = 1.8
+    params["G_raw"][:] = -1.0
+    _, tape = kr.forward(spec, params, x, V0, backend="numba")
+    assert tape.ctx.constants.tri_pivoted.any()
+    check_against_reference(spec, params, x, V0)
