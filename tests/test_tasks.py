@@ -83,7 +83,8 @@ def test_every_registered_model_runs_a_step(task, model):
 
 @pytest.mark.slow
 def test_cascade_order_matters_on_the_oscillator():
-    errors = {m: train_task("oscillator", m, size="full", progress=False)[0]["value"] for m in TASKS["oscillator"].models}
+    errors = {m: train_task("oscillator", m, size="full", progress=False)[0]["value"]
+              for m in TASKS["oscillator"].models}
     assert errors["kinn-k2"] < 0.2 * errors["kinn-k1"] and errors["kinn-k3"] < errors["kinn-k1"]
 
 

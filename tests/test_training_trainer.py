@@ -135,3 +135,14 @@ def test_plot_curves_writes_png(tmp_path):
     recs = _trainer(metrics=("relative_l2",)).fit(x, y, 2, validation=(x, y))
     path = plot_curves({"kinn": recs}, tmp_path / "curves.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_atomic_write_replaces_and_uses_the_usual_permissions(tmp_path):
+    import os
+    from kinn_ref.training.atomic import atomic_write_text
+    path = atomic_write_text(tmp_path / "a.txt", "one")
+    atomic_write_text(path, "two")
+    assert path.read_text() == "two" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -92,17 +92,23 @@ def _plot_sequences(trainers, data, path):
 
 
 def _plot_fields(trainers, prepared, data, path):
+    """Left: u(x, 0) and u(x, 1); right: u(x, 1) minus the conserved mean, the part a model must learn."""
     from ..training.plots import pyplot, save_figure
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, i in zip(axes, (0, 1)):
-        ax.plot(data.x_test[i], color="0.7", label="u(x, 0)")
-        ax.plot(data.y_test[i], "k", lw=2, label="u(x, 1)")
-        for name, tr in trainers.items():
-            ax.plot(tr.predict(prepared[name][i:i + 1]).reshape(-1), "--", label=name)
+    mean = data.x_test[0].mean()
+    axes[0].plot(data.x_test[0], color="0.6", label="u(x, 0)")
+    axes[0].plot(data.y_test[0], "k", lw=2, label="u(x, 1)")
+    axes[1].plot(data.y_test[0] - mean, "k", lw=2, label="u(x, 1) - mean")
+    for name, tr in trainers.items():
+        pred = tr.predict(prepared[name][:1]).reshape(-1)
+        axes[0].plot(pred, "--", label=name)
+        axes[1].plot(pred - mean, "--", label=name)
+    for ax in axes:
         ax.set_xlabel("grid point")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Burgers, held-out initial conditions")
+        ax.legend(fontsize=8)
+    axes[1].set_title("deviation from the conserved mean", fontsize=10)
+    fig.suptitle("Burgers, a held-out initial condition")
     return save_figure(fig, path)
 
 
