@@ -3,6 +3,9 @@
 Timings of one configuration interleave the backends within each repeat, so every repeat compares runs
 made under the same machine load; the reported ratios are medians of the per-repeat ratios.
 """
+import contextlib
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -124,6 +127,28 @@ def machine_limits(repeats=5):
     best = min(_timed(lambda: np.copyto(dst, src)) for _ in range(repeats))
     out["copy_gbs"] = 2 * src.nbytes / best / 1e9
     return out
+
+
+@contextlib.contextmanager
+def thread_limit(n):
+    """Run every backend on ``n`` threads: numba, every loaded BLAS/OpenMP pool and PyTorch."""
+    import numba
+    import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS the numba kernels call, so it is limited)
+    from threadpoolctl import threadpool_limits
+    previous = numba.get_num_threads()
+    torch = sys.modules.get("torch") or (importlib.import_module("torch")
+                                         if importlib.util.find_spec("torch") else None)
+    torch_previous = torch.get_num_threads() if torch else None
+    numba.set_num_threads(n)
+    if torch:
+        torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        numba.set_num_threads(previous)
+        if torch:
+            torch.set_num_threads(torch_previous)
 
 
 def _timed(fn):

@@ -20,19 +20,32 @@ def add_arguments(parser):
     parser.add_argument("--no-compile", action="store_true", help="skip the compile-time measurement")
     parser.add_argument("--checkpoint-every", type=int, default=4,
                         help="checkpoint interval of the memory comparison (default 4)")
+    parser.add_argument("--threads", type=int,
+                        help="threads for every backend (numba, BLAS, PyTorch); default: all cores")
     parser.add_argument("--json", help="also write the raw results to this JSON file")
 
 
 def run(args):
     from ..backends import available_backends
     from ..bench import harness
-    from ..bench.configs import cpu_configs
-    from ..bench.report import markdown
 
     if "numba" not in available_backends():
         raise ValueError("the numba backend is not usable here; install kinn-ref[numba]")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        with harness.thread_limit(args.threads):
+            return _run(args)
+    return _run(args)
+
+
+def _run(args):
+    from ..bench import harness
+    from ..bench.configs import cpu_configs
+    from ..bench.report import markdown
+
     names = [n.strip() for n in args.configs.split(",")]
     configs = [c for c in cpu_configs(tuple(d.strip() for d in args.dtypes.split(","))) if c.name in names]
     unknown = set(names) - {c.name for c in configs}
