@@ -226,3 +226,21 @@ def test_implicit_grid_with_row_swaps(coupling):
     _, tape = kr.forward(spec, params, x, V0, backend="numba")
     assert tape.ctx.constants.tri_pivoted.any()
     check_against_reference(spec, params, x, V0)
+
+
+def test_state_buffer_is_reused_only_once_its_tape_is_gone():
+    spec, params, x, V0 = make_case("kirchhoff", "expeuler", "cells", sequence=True, n_steps=5)
+    y1, tape1 = kr.forward(spec, params, x, V0, backend="numba")
+    y2, tape2 = kr.forward(spec, params, x, V0, backend="numba")
+    second = id(tape2.ctx.kept)
+    assert id(tape1.ctx.kept) != second                   # tape1 still holds its states
+    g2 = kr.backward(spec, params, tape2, np.ones_like(y2))
+    del tape2
+    y3, tape3 = kr.forward(spec, params, x, V0, backend="numba")
+    assert id(tape3.ctx.kept) == second
+    np.testing.assert_array_equal(y3, y1)
+    g3 = kr.backward(spec, params, tape3, np.ones_like(y3))
+    for name in g2:
+        np.testing.assert_array_equal(g3[name], g2[name])
+    for n in tape1.states:
+        np.testing.assert_array_equal(tape3.states[n], tape1.states[n])

@@ -5,6 +5,8 @@ prepares the per-pass constants and turns the kernels' sums into gradients (reus
 :func:`~kinn_ref.parameterization.circuit_vjp` and :func:`~kinn_ref.reference.input_currents_vjp`); the
 step loops run in the compiled kernels of :mod:`.loops`.
 """
+import sys
+import threading
 from dataclasses import dataclass
 
 import numba
@@ -52,6 +54,30 @@ class PassContext:
     rows: int
 
 
+class _StateBuffer:
+    """Hands out the array of kept states, reusing the last one once no tape refers to it any more.
+
+    A fresh buffer of hundreds of MiB costs a page fault per page on first touch, which can take as long
+    as the pass itself; a training loop asks for the same shape every step. At most one buffer is held.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._buffer = None
+
+    def take(self, shape, dtype):
+        with self._lock:
+            buf = self._buffer
+            # references: self._buffer, buf, getrefcount's argument -> no tape holds it
+            if buf is not None and buf.shape == shape and buf.dtype == dtype and sys.getrefcount(buf) == 3:
+                return buf
+            self._buffer = np.empty(shape, dtype)
+            return self._buffer
+
+
+_STATES = _StateBuffer()
+
+
 def chunk_rows(spec, batch, dtype):
     """Batch rows per chunk (see :mod:`.config`); independent of the thread count."""
     row_bytes = spec.order * spec.total_nodes * np.dtype(dtype).itemsize
@@ -91,7 +117,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     kept_steps = _kept_steps(T, checkpoint_every)
     slot_of_step = np.full(T + 1, -1, np.int64)
     slot_of_step[kept_steps] = np.arange(len(kept_steps))
-    kept = np.empty((len(kept_steps), B, K, N), dtype)
+    kept = _STATES.take((len(kept_steps), B, K, N), dtype)
     y = np.empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
     rows = chunk_rows(spec, B, dtype)
     nonfinite = np.empty((-(-B // rows), 2), np.int64)
