@@ -12,6 +12,9 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser):
+    parser.add_argument("--backend", choices=("numba", "cuda"), default="numba",
+                        help="numba (CPU, default) or cuda (GPU, float32, against PyTorch on the GPU; "
+                             "--no-compile leaves out torch.compile): see kinn_ref.bench.gpu")
     parser.add_argument("--configs", default="cell,dense,grid", help="comma-separated: cell, dense, grid")
     parser.add_argument("--dtypes", default="float32,float64", help="comma-separated: float32, float64")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per backend (default 5)")
@@ -29,6 +32,9 @@ def run(args):
     from ..backends import available_backends
     from ..bench import harness
 
+    if args.backend == "cuda":
+        from ..bench import gpu
+        return gpu.run(args)
     if "numba" not in available_backends():
         raise ValueError("the numba backend is not usable here; install kinn-ref[numba]")
     if args.repeats < 1:

@@ -29,12 +29,18 @@ READOUT_CODES = {"last": 0, "cells": 1, "derivatives": 2}
 def cell_kernels(dtype, K, integrator):
     """``(forward, backward)`` kernels for ``K`` cells, ``integrator`` in ``"linear", "implicit", "rk4"``."""
     code = INTEGRATOR_CODES[integrator] if integrator != "linear" else 0
-    m = cell_math(dtype, K)
+    m = cell_math(dtype, K)  # kernels may only reference device functions, not a namespace of them
+    all_finite, first_nonfinite = m.all_finite, m.first_nonfinite
+    linear_step, linear_step_vjp = m.linear_step, m.linear_step_vjp
+    implicit_step, implicit_step_vjp = m.implicit_step, m.implicit_step_vjp
+    rk4_step, rk4_step_vjp = m.rk4_step, m.rk4_step_vjp
+    derivatives, derivatives_vjp = m.derivatives, m.derivatives_vjp
     f = np.dtype(dtype).type
     zero = f(0.0)
     nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
     TX, TY = config.NODE_BLOCK
     SEG, NCK = config.CELL_SEGMENT, config.CELL_CHECKPOINTS
+    SEG1, K1 = SEG + 1, K + 1  # local array shapes must be compile-time literals
 
     block_reduce = block_reducer(dtype, K)
 
@@ -50,11 +56,11 @@ def cell_kernels(dtype, K, integrator):
     @cuda.jit(device=True, inline=True)
     def step(V, I, dt, c1, c2, C, g, leak, beta):
         if code == 0:
-            m.linear_step(V, I, c1, c2, leak, beta)
+            linear_step(V, I, c1, c2, leak, beta)
         elif code == 1:
-            m.implicit_step(V, I, c1, c2, leak, beta)
+            implicit_step(V, I, c1, c2, leak, beta)
         else:
-            m.rk4_step(V, I, dt, C, g, leak, beta)
+            rk4_step(V, I, dt, C, g, leak, beta)
 
     @cuda.jit(device=True, inline=True)
     def load_node(n, c1_, c2_, C_, g_, leak_, beta_, c1, c2, C, g, leak, beta):
@@ -75,7 +81,7 @@ def cell_kernels(dtype, K, integrator):
                 y[b, t, k * N + n] = V[k]
         else:
             Z = cuda.local.array((K, K), nb)
-            m.derivatives(V, I, Z, C, g, leak, beta)
+            derivatives(V, I, Z, C, g, leak, beta)
             y[b, t, n] = V[K - 1]
             for j in range(K):
                 y[b, t, (j + 1) * N + n] = Z[j, K - 1]
@@ -113,7 +119,7 @@ def cell_kernels(dtype, K, integrator):
                     write_readout(V, I, y, b, s, n, N, readout, C, g, leak, beta)
                 elif s + 1 == T:
                     write_readout(V, I, y, b, 0, n, N, readout, C, g, leak, beta)
-            if not m.all_finite(V):  # rare: replay the row to find its first non-finite step
+            if not all_finite(V):  # rare: replay the row to find its first non-finite step
                 for k in range(K):
                     V[k] = Ystart[b, k, n] if has_start else zero
                 I = zero if seq else current(x, W, bvec, Ibuf, fused, b, 0, n)
@@ -121,7 +127,7 @@ def cell_kernels(dtype, K, integrator):
                     if seq:
                         I = current(x, W, bvec, Ibuf, fused, b, s, n)
                     step(V, I, dt, c1, c2, C, g, leak, beta)
-                    bad = m.first_nonfinite(V)
+                    bad = first_nonfinite(V)
                     if bad >= 0:
                         cuda.atomic.min(flag, 0, np.int32(s * K + bad))
                         break
@@ -130,10 +136,10 @@ def cell_kernels(dtype, K, integrator):
     @cuda.jit(device=True, inline=True)
     def step_vjp(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc):
         if code == 0:
-            return m.linear_step_vjp(Vo, I, dV, c1, c2, beta, acc)
+            return linear_step_vjp(Vo, I, dV, c1, c2, beta, acc)
         elif code == 1:
-            return m.implicit_step_vjp(Vo, Vn, I, dV, c1, c2, beta, acc)
-        return m.rk4_step_vjp(Vo, I, dt, dV, C, g, leak, beta, acc)
+            return implicit_step_vjp(Vo, Vn, I, dV, c1, c2, beta, acc)
+        return rk4_step_vjp(Vo, I, dt, dV, C, g, leak, beta, acc)
 
     @cuda.jit(device=True, inline=True)
     def readout_vjp(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc):
@@ -144,10 +150,10 @@ def cell_kernels(dtype, K, integrator):
             for k in range(K):
                 dV[k] += dy[b, t, k * N + n]
             return zero
-        blocks = cuda.local.array(K + 1, nb)
+        blocks = cuda.local.array(K1, nb)
         for j in range(K + 1):
             blocks[j] = dy[b, t, j * N + n]
-        return m.derivatives_vjp(V, I, blocks, dV, C, g, leak, beta, acc)
+        return derivatives_vjp(V, I, blocks, dV, C, g, leak, beta, acc)
 
     @cuda.jit
     def backward(x, W, bvec, Ibuf, fused, seq, n0, n1, T, dt, Ystart, has_start, dYend, has_dYend,
@@ -167,7 +173,7 @@ def cell_kernels(dtype, K, integrator):
         V = cuda.local.array(K, nb)
         dV = cuda.local.array(K, nb)
         ck = cuda.local.array((NCK, K), nb)
-        seg = cuda.local.array((SEG + 1, K), nb)
+        seg = cuda.local.array((SEG1, K), nb)
         acc = cuda.local.array((K, N_SLOTS), nb)
         load_node(nn, c1_, c2_, C_, g_, leak_, beta_, c1, c2, C, g, leak, beta)
         for k in range(K):

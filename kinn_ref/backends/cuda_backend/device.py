@@ -10,6 +10,10 @@ from .compat import cuda_module, simulator_active
 cuda = cuda_module()
 
 
+#: Every cached kernel builder, by qualified name (for resource reports and compile checks).
+BUILDERS = {}
+
+
 def kernel_cache(builder):
     """Cache the kernels ``builder(*args)`` returns, keyed by its arguments and the tunables of :mod:`config`."""
     cache = {}
@@ -22,6 +26,7 @@ def kernel_cache(builder):
         return cache[k]
 
     get.cache = cache
+    BUILDERS[f"{builder.__module__}.{builder.__qualname__}"] = get
     return get
 
 

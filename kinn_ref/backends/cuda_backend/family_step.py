@@ -15,7 +15,7 @@ import numpy as np
 from . import gemm as mm
 from .cell_math import RK4_NODES, RK4_WEIGHTS
 from .dense import invert
-from .device import axpby, copy, empty, flat, node_grid, scalar, zeros
+from .device import axpby, copy, empty, fill, flat, node_grid, scalar, zeros
 from .projection import project
 from .slots import N_SLOTS
 from .spans import n_stores, store_index
@@ -45,9 +45,20 @@ class _Run:
         self.s = coupling.s if self.grid else empty((1, 1), self.dtype)
         self.dummy3 = empty((1, 1, 1), self.dtype)
         self.dt = spec.dt
+        self._pool = {}
 
     def new(self):
         return empty((self.B, self.K, self.N), self.dtype)
+
+    def buf(self, name):
+        """A (B, K, N) work array reused under ``name`` for the whole pass (no allocation per step)."""
+        if name not in self._pool:
+            self._pool[name] = self.new()
+        return self._pool[name]
+
+    def other(self, a, names):
+        """The buffer of ``names`` (a pair) that is not ``a``."""
+        return self.buf(names[1]) if a is self._pool.get(names[0]) else self.buf(names[0])
 
     def f(self, v):
         return scalar(self.dtype, v)
@@ -56,7 +67,7 @@ class _Run:
         """The coupling term ``X A^T`` (dense, kirchhoff), or a placeholder (grid: the kernels compute it)."""
         if self.grid:
             return self.dummy3
-        out = self.new()
+        out = self.buf("P")
         self.coupling.product(X, self.coupling.matrix(mode), out)
         return out
 
@@ -97,7 +108,7 @@ class _Run:
             k_.linear_fwd[self.launch](Y, out, self.product(Y, mode), self.I, t, c.c1, c.c2, self.circuit.leak,
                                        self.circuit.beta, self.s, self.geo, integ == "euler", flag, n)
         elif integ == "implicit":
-            R = self.new()
+            R = self.buf("R")
             for k in range(self.K):
                 k_.implicit_rhs[self.launch](Y, out, k, self.I, t, c.c1, self.circuit.leak, self.circuit.beta, R)
                 self.solve(R, out, k, transpose=True)
@@ -137,8 +148,8 @@ class _Run:
         return out
 
     def rk4(self, Y, out, t):
-        acc = self.new()
-        S, bufs = Y, (self.new(), self.new())
+        acc = self.buf("rk4_acc")
+        S, bufs = Y, (self.buf("rk4_stage0"), self.buf("rk4_stage1"))
         for i in range(4):
             if i < 3:
                 nxt = bufs[i % 2]
@@ -185,19 +196,19 @@ class _Run:
         """Cotangent of ``Yo`` from the cotangent ``dY`` of ``Yn`` (a new array)."""
         c, cp = self.consts, self.coupling
         integ = self.spec.integrator
-        out = self.new()
+        out = self.other(dY, ("dY0", "dY1"))
         if integ in ("euler", "expeuler"):
             mode = "full" if integ == "euler" else "off"
             if self.grid:
                 Q = self.dummy3
             else:
-                Q = self.new()
+                Q = self.buf("Q")
                 cp.product(dY, cp.scaled("Mp", c.c2, mode), Q, transpose=False)
                 cp.accumulate("int", dY, Yo)
             self.kern.linear_bwd[self.launch](Yo, dY, out, Q, self.I, t, c.c1, c.c2, self.circuit.beta, self.s,
                                               self.geo, integ == "euler", dI, partial)
         elif integ == "implicit":
-            dY1, lam = copy(dY), self.new()
+            dY1, lam = copy(dY, self.buf("dY_copy")), self.buf("lam")
             for k in reversed(range(self.K)):
                 self.solve(dY1, lam, k, transpose=False)
                 if not self.grid:
@@ -260,7 +271,7 @@ def backward(spec, tape, dy3):
     Tin = T if tape.sequence else 1
     dI = zeros((B, Tin, N), dtype)
     partial = zeros((run.launch[0][1], K, N_SLOTS, N), dtype)
-    dY = zeros((B, K, N), dtype)
+    dY = fill(run.buf("dY0"), 0.0)
     marks = sorted(tape.states)
     zero_state = None
     sink = empty((1,), np.int32)
