@@ -1,0 +1,200 @@
+"""Checking implementations against the golden suite (``kinn-ref golden verify`` and ``golden check``).
+
+An outside implementation is checked through an *adapter*, a function
+
+    adapter(spec, params, x, V0, dy) -> (y, grads)
+
+- ``spec``: dict of the layer options (the fields of :class:`kinn_ref.LayerSpec`, ``grid_shape`` a list or
+  None), see docs/math.md;
+- ``params``: dict of raw parameter arrays (``W, b, C_raw, g_raw, leak, beta`` and ``G_raw`` where the
+  coupling has one), in the case's dtype;
+- ``x``: the input; ``V0``: the initial state or None; ``dy``: the cotangent of the output;
+- returns the output ``y`` and either None (forward only) or a dict of gradients of ``sum(dy * y)`` with the
+  keys of ``params``, ``"x"`` and, when ``V0`` is given, ``"V0"``.
+
+An adapter raises ``NotImplementedError`` for a case it does not support; the case is then reported as
+``unsupported`` (not a failure).
+"""
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import kinn_ref
+from kinn_ref.layers import KINNLayers
+
+from .golden_cases import spec_to_dict
+from .golden_store import GoldenIntegrityError, load_suite
+
+GPU_BACKENDS = ("cuda",)
+
+
+def relative_error(actual, expected):
+    """``||actual - expected|| / ||expected||`` (``||actual||`` when ``expected`` is all zeros), in float64."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    if actual.shape != expected.shape:
+        raise ValueError(f"shape {actual.shape} differs from the expected {expected.shape}")
+    scale = np.linalg.norm(expected)
+    diff = np.linalg.norm(actual - expected)
+    return float(diff / scale) if scale > 0 else float(diff)
+
+
+@dataclass
+class CaseResult:
+    """Outcome of one case.
+
+    Attributes
+    ----------
+    name : str
+    dtype : str
+    status : {"ok", "mismatch", "error", "unsupported"}
+    tolerance : float
+    errors : dict of str -> float
+        Relative error of ``"y"`` and of each gradient checked.
+    detail : str
+        What went wrong (missing gradients, shapes, the exception).
+    """
+
+    name: str
+    dtype: str
+    status: str
+    tolerance: float
+    errors: dict = field(default_factory=dict)
+    detail: str = ""
+
+    @property
+    def failed(self):
+        return self.status in ("mismatch", "error")
+
+
+def compare(case, y, grads, tolerance):
+    """Compare ``y`` and ``grads`` (None: forward only) with ``case``; return a :class:`CaseResult`."""
+    errors, problems = {}, []
+    try:
+        errors["y"] = relative_error(y, case.y)
+    except ValueError as exc:
+        problems.append(f"y: {exc}")
+    if grads is not None:
+        missing = sorted(set(case.grads) - set(grads))
+        if missing:
+            problems.append(f"missing gradients {missing}")
+        for name in sorted(set(case.grads) & set(grads)):
+            try:
+                errors[f"grad.{name}"] = relative_error(grads[name], case.grads[name])
+            except ValueError as exc:
+                problems.append(f"grad.{name}: {exc}")
+    bad = [k for k, e in errors.items() if not e <= tolerance]
+    if bad:
+        problems.append("above tolerance: " + ", ".join(bad))
+    return CaseResult(case.name, case.entry["dtype"], "mismatch" if problems else "ok", tolerance, errors,
+                      "; ".join(problems))
+
+
+def run_backend(case, backend):
+    """Forward and backward of ``case`` on a ``kinn_ref`` backend (through ``KINNLayers`` for the seed layer).
+
+    Returns
+    -------
+    y : ndarray
+    grads : dict of ndarray
+    """
+    if case.entry["layer"] == "KINNLayers":
+        spec = case.spec
+        layer = KINNLayers(spec.n_nodes, spec.dt, dtype=case.x.dtype, backend=backend)
+        layer.params.update({k: v.copy() for k, v in case.params.items()})
+        y = layer.forward(case.x, n_steps=spec.n_steps)
+        dx = layer.backward(case.dy)
+        return y, dict(layer.grads, x=dx)
+    y, tape = kinn_ref.forward(case.spec, case.params, case.x, case.V0, backend=backend)
+    return y, kinn_ref.backward(case.spec, case.params, tape, case.dy)
+
+
+def _tolerance(case, gpu):
+    return case.entry["tolerance"]["gpu" if gpu else "cpu"]
+
+
+def verify_backend(backend, directory=None, select=None):
+    """Run every golden case on ``backend`` and compare forward values and all gradients.
+
+    Returns
+    -------
+    list of CaseResult
+    """
+    _, cases = load_suite(directory, select)
+    results = []
+    for case in cases:
+        tol = _tolerance(case, backend in GPU_BACKENDS)
+        try:
+            y, grads = run_backend(case, backend)
+        except (ValueError, FloatingPointError, ArithmeticError) as exc:
+            results.append(CaseResult(case.name, case.entry["dtype"], "error", tol, detail=f"{type(exc).__name__}: {exc}"))
+            continue
+        results.append(compare(case, y, grads, tol))
+    return results
+
+
+def load_adapter(target):
+    """The adapter named by ``module:function`` or ``path/to/file.py:function``."""
+    if not isinstance(target, str) or ":" not in target:
+        raise ValueError(f"impl must be 'module:function' or 'path/to/file.py:function', got {target!r}")
+    module_name, _, func = target.rpartition(":")
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise ValueError(f"impl file {path} does not exist")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(f"impl module {module_name!r} cannot be imported: {exc}") from exc
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        raise ValueError(f"impl {target!r}: {module_name} has no function {func!r}")
+    return fn
+
+
+def check_implementation(adapter, directory=None, select=None, gpu=False):
+    """Check an outside implementation, given as an adapter function, against the suite.
+
+    Returns
+    -------
+    list of CaseResult
+    """
+    _, cases = load_suite(directory, select)
+    results = []
+    for case in cases:
+        tol = _tolerance(case, gpu)
+        args = (spec_to_dict(case.spec), {k: v.copy() for k, v in case.params.items()}, case.x.copy(),
+                None if case.V0 is None else case.V0.copy(), case.dy.copy())
+        try:
+            y, grads = adapter(*args)
+        except NotImplementedError as exc:
+            results.append(CaseResult(case.name, case.entry["dtype"], "unsupported", tol, detail=str(exc)))
+            continue
+        except Exception as exc:   # an outside implementation may fail in any way; report, do not crash
+            results.append(CaseResult(case.name, case.entry["dtype"], "error", tol, detail=f"{type(exc).__name__}: {exc}"))
+            continue
+        results.append(compare(case, y, grads, tol))
+    return results
+
+
+def format_table(results):
+    """A per-case text table of :class:`CaseResult` and a summary line."""
+    lines = [f"{'case':<62} {'dtype':<8} {'status':<11} {'y':>9} {'worst grad':>10}  {'tol':>7}  detail"]
+    for r in results:
+        grad_errors = {k: v for k, v in r.errors.items() if k.startswith("grad.")}
+        y = f"{r.errors['y']:.1e}" if "y" in r.errors else "-"
+        g = f"{max(grad_errors.values()):.1e}" if grad_errors else "-"
+        lines.append(f"{r.name:<62} {r.dtype:<8} {r.status:<11} {y:>9} {g:>10}  {r.tolerance:7.0e}  {r.detail}")
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "mismatch", "error", "unsupported")}
+    lines.append(", ".join(f"{v} {k}" for k, v in counts.items()) + f" (of {len(results)} cases)")
+    return "\n".join(lines)
+
+
+__all__ = ["CaseResult", "GoldenIntegrityError", "check_implementation", "compare", "format_table",
+           "load_adapter", "relative_error", "run_backend", "verify_backend"]

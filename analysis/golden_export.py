@@ -1,0 +1,112 @@
+"""Generate (or copy) the golden suite into a directory (``kinn-ref golden export``)."""
+import fnmatch
+import logging
+from pathlib import Path
+
+import kinn_ref
+
+from .golden_cases import golden_cases, case_inputs
+from .golden_generate import DIGITS, STEP, golden_values
+from .golden_store import (GoldenIntegrityError, PACKAGED, atomic_write_bytes, case_arrays, load_case,
+                           manifest_entry, npz_bytes, read_manifest, sha256, write_manifest)
+
+logger = logging.getLogger(__name__)
+
+
+def provenance():
+    """How the stored values were produced (recorded in the manifest)."""
+    import mpmath
+    return {
+        "generator": "analysis.golden_export (kinn-ref golden export)",
+        "forward": f"analysis.discrete_map.evaluate: the discrete map written from docs/math.md with explicit "
+                   f"coupling matrices, in mpmath at {DIGITS} significant digits on the exact input values; "
+                   f"independent of the kinn_ref NumPy reference",
+        "gradients": f"complex-step derivatives Im L(q + i h)/h of L = sum(dy * y), h = {STEP}, at {DIGITS} "
+                     f"digits (truncation ~h^2, no cancellation)",
+        "rounding": "each stored expected value rounded once, to nearest float64",
+        "inputs": "random.Random(seed).uniform (Python standard library), cast to the case dtype",
+        "mpmath_version": mpmath.__version__,
+        "kinn_ref_version": kinn_ref.__version__,
+    }
+
+
+def case_file_bytes(case):
+    """The ``.npz`` bytes of ``case``, generated in high precision."""
+    params, x, V0, dy = case_inputs(case)
+    y, grads = golden_values(case.spec, params, x, V0, dy)
+    return npz_bytes(case_arrays(params, x, V0, dy, y, grads))
+
+
+def _generate(case):
+    return case, case_file_bytes(case)
+
+
+def export_suite(directory, select=None, jobs=1, progress=None):
+    """Regenerate the golden cases (all, or those matching the glob ``select``) into ``directory``.
+
+    Cases of an existing manifest there that are not regenerated are kept (their files are hash-checked).
+
+    Parameters
+    ----------
+    directory : str or Path
+    select : str, optional
+        Glob over case names.
+    jobs : int
+        Worker processes.
+    progress : callable, optional
+        Called with each case name once its file is written.
+
+    Returns
+    -------
+    dict
+        The manifest written.
+    """
+    directory = Path(directory)
+    cases = [c for c in golden_cases() if select is None or fnmatch.fnmatch(c.name, select)]
+    if not cases:
+        raise ValueError(f"no golden case matches {select!r}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs!r}")
+    kept = {}
+    if (directory / "manifest.json").is_file():
+        fresh = {c.name for c in cases}
+        for entry in read_manifest(directory)["cases"]:
+            if entry["name"] not in fresh:
+                load_case(directory, entry)
+                kept[entry["name"]] = entry
+    entries = dict(kept)
+    if jobs == 1:
+        results = map(_generate, cases)
+    else:
+        import multiprocessing
+        pool = multiprocessing.get_context("spawn").Pool(jobs)
+        results = pool.imap(_generate, cases)
+    try:
+        for case, data in results:
+            file_name = f"{case.name}.npz"
+            atomic_write_bytes(directory / file_name, data)
+            entries[case.name] = manifest_entry(case, file_name, sha256(data))
+            logger.info("golden case %s written", case.name)
+            if progress is not None:
+                progress(case.name)
+    finally:
+        if jobs != 1:
+            pool.close()
+            pool.join()
+    return write_manifest(directory, list(entries.values()), provenance())
+
+
+def copy_suite(directory, source=None):
+    """Copy the packaged suite (or the one in ``source``) to ``directory``, checking every hash."""
+    source = Path(source) if source is not None else PACKAGED
+    directory = Path(directory)
+    if directory.resolve() == source.resolve():
+        raise ValueError(f"directory must differ from the source suite {source}")
+    manifest = read_manifest(source)
+    for entry in manifest["cases"]:
+        load_case(source, entry)
+        atomic_write_bytes(directory / entry["file"], (source / entry["file"]).read_bytes())
+    atomic_write_bytes(directory / "manifest.json", (source / "manifest.json").read_bytes())
+    if read_manifest(directory) != manifest:
+        raise GoldenIntegrityError(f"copy of {source} to {directory} differs from its source")
+    return manifest
