@@ -12,6 +12,8 @@ COMMANDS = {
     "train": ("train", "train a KINN (or the MLP baseline) on a built-in task"),
     "solve-pde": ("solve_pde", "solve the heat equation with a KINN RC mesh and check it"),
     "bench": ("bench", "benchmark the numba backend against NumPy and PyTorch (CPU)"),
+    "stability": ("stability", "largest stable dt per integrator and cell, maps and stability-region plots"),
+    "golden": ("golden", "export, verify or check against the golden reference suite"),
 }
 
 

@@ -1,0 +1,67 @@
+"""``kinn-ref golden``: the golden reference suite (docs/golden.md).
+
+- ``export DIR``: regenerate the cases in high precision into DIR (``--copy``: copy the packaged suite);
+- ``verify --backend NAME``: run every case on a backend (``all``: every available one), compare forward
+  values and all gradients, print a per-case table; exit status 1 on any mismatch;
+- ``check --impl module:function``: the same for an outside implementation through the adapter documented
+  in docs/golden.md (``path/to/file.py:function`` also accepted).
+"""
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser):
+    sub = parser.add_subparsers(dest="action", required=True)
+    export = sub.add_parser("export", help="regenerate the suite in high precision (or copy it) into DIR")
+    export.add_argument("directory", type=Path)
+    export.add_argument("--copy", action="store_true", help="copy the packaged suite instead of regenerating")
+    export.add_argument("--cases", default=None, help="glob over case names (default: all)")
+    export.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    verify = sub.add_parser("verify", help="check a kinn_ref backend against the suite")
+    verify.add_argument("--backend", required=True, help="backend name, or 'all' for every available one")
+    check = sub.add_parser("check", help="check an outside implementation through its adapter")
+    check.add_argument("--impl", required=True, help="module:function or path/to/file.py:function")
+    check.add_argument("--gpu", action="store_true", help="use the GPU tolerances")
+    for p in (verify, check):
+        p.add_argument("--dir", type=Path, default=None, help="suite folder (default: the packaged suite)")
+        p.add_argument("--cases", default=None, help="glob over case names (default: all)")
+
+
+def _export(args):
+    from analysis.golden_export import copy_suite, export_suite
+    if args.copy:
+        if args.cases is not None:
+            raise ValueError("--cases cannot be combined with --copy (the copy is the whole suite)")
+        manifest = copy_suite(args.directory)
+        print(f"copied {len(manifest['cases'])} golden cases to {args.directory}")
+        return 0
+    done = []
+
+    def progress(name):
+        done.append(name)
+        print(f"[{len(done)}] {name}", file=sys.stderr, flush=True)
+
+    manifest = export_suite(args.directory, args.cases, args.jobs, progress)
+    print(f"wrote {len(done)} golden cases and manifest.json ({len(manifest['cases'])} cases) to {args.directory}")
+    return 0
+
+
+def run(args):
+    from analysis.golden_check import check_implementation, format_table, load_adapter, verify_backend
+    if args.action == "export":
+        return _export(args)
+    if args.action == "verify":
+        from .. import available_backends
+        from ..backends import resolve
+        backends = available_backends() if args.backend == "all" else (resolve(args.backend),)
+        failed = False
+        for backend in backends:
+            results = verify_backend(backend, args.dir, args.cases)
+            print(f"backend {backend}")
+            print(format_table(results))
+            failed |= any(r.failed for r in results)
+        return 1 if failed else 0
+    results = check_implementation(load_adapter(args.impl), args.dir, args.cases, gpu=args.gpu)
+    print(f"implementation {args.impl}")
+    print(format_table(results))
+    return 1 if any(r.failed for r in results) else 0

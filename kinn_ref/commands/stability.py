@@ -1,0 +1,191 @@
+"""``kinn-ref stability``: the largest stable ``dt`` of a layer per integrator and cell, the spectral radius and
+verdict at the chosen ``dt``, a map over (dt, conductance scale) as PNG + JSON with the analytic boundary, and
+the stability regions with the eigenvalues of ``dt J`` (docs/stability.md).
+
+The layer comes from options on the command line, a JSON config, or a saved ``.npz``: a training checkpoint
+(:mod:`kinn_ref.training.checkpoint`; every KINN layer of the model is analysed) or a plain archive of the
+parameters (keys ``W``, ``b``, ... optionally prefixed ``param/`` or ``param.``) with a ``spec`` entry holding
+the :class:`~kinn_ref.LayerSpec` fields as a JSON string.
+"""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..parameterization import init_params
+from ..spec import BOUNDARIES, COUPLINGS, INTEGRATORS, PARAMETERIZATIONS, LayerSpec
+
+
+def add_arguments(parser):
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", type=Path, help="JSON file: LayerSpec fields (optionally under 'spec') and "
+                                                    "an optional 'seed' of the initial parameters")
+    source.add_argument("--checkpoint", type=Path, help=".npz: a training checkpoint, or parameters plus a "
+                                                        "'spec' JSON entry")
+    layer = parser.add_argument_group("layer options (without --config/--checkpoint)")
+    layer.add_argument("--in-features", type=int, default=3)
+    layer.add_argument("--nodes", type=int, default=4, help="nodes per cell (channels per point for grid)")
+    layer.add_argument("--order", type=int, default=1, help="cells in the cascade")
+    layer.add_argument("--coupling", choices=COUPLINGS, default="none")
+    layer.add_argument("--integrator", choices=INTEGRATORS, default="expeuler")
+    layer.add_argument("--param", choices=PARAMETERIZATIONS, default="positive")
+    layer.add_argument("--grid-shape", default=None, help="grid points per axis, e.g. 32 or 8x8")
+    layer.add_argument("--boundary", choices=BOUNDARIES, default="periodic")
+    layer.add_argument("--seed", type=int, default=0, help="seed of init_params")
+    parser.add_argument("--dt", type=float, default=None, help="step to judge (default: the layer's dt)")
+    parser.add_argument("--layer", default=None, help="only the KINN layer with this name in a training "
+                                                      "checkpoint (e.g. layers.0)")
+    parser.add_argument("--scale-target", choices=("coupling", "leak", "all"), default=None,
+                        help="conductances scaled in the map (default: coupling; leak for uncoupled cells)")
+    parser.add_argument("--resolution", type=int, default=40, help="points per axis of the map (default 40)")
+    parser.add_argument("--out", type=Path, default=Path("stability_out"), help="output folder")
+    parser.add_argument("--no-plots", action="store_true", help="skip the map and the plots")
+    parser.add_argument("--check", action="store_true",
+                        help="exit with status 1 when the layer's own integrator is unstable at the chosen dt")
+
+
+def _grid_shape(text):
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--grid-shape must look like 32 or 8x8, got {text!r}") from None
+
+
+def _spec_from_fields(fields, where):
+    fields = dict(fields)
+    if fields.get("grid_shape") is not None:
+        fields["grid_shape"] = tuple(fields["grid_shape"]) if isinstance(fields["grid_shape"], list) \
+            else fields["grid_shape"]
+    try:
+        return LayerSpec(**fields)
+    except TypeError as exc:
+        raise ValueError(f"{where}: not a set of LayerSpec fields ({exc})") from None
+
+
+def _from_config(path):
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--config {path}: cannot read a JSON object ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a JSON object, got {type(data).__name__}")
+    seed = data.pop("seed", 0)
+    spec = _spec_from_fields(data.get("spec", data), f"--config {path}")
+    return [("layer", spec, init_params(spec, seed=seed))]
+
+
+def _from_archive(path, only=None):
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            arrays = {k: archive[k] for k in keys}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--checkpoint {path}: cannot read an .npz archive ({exc})") from None
+    if "meta" in keys:
+        return _from_training_checkpoint(path, only)
+    if "spec" not in keys:
+        raise ValueError(f"--checkpoint {path}: expected a training checkpoint ('meta' entry) or parameters "
+                         "with a 'spec' JSON entry")
+    spec = _spec_from_fields(json.loads(str(arrays.pop("spec"))), f"--checkpoint {path}")
+    params = {}
+    for key, value in arrays.items():
+        name = key.split("/", 1)[1] if key.startswith("param/") else key[6:] if key.startswith("param.") else key
+        params[name] = value
+    return [("layer", spec, params)]
+
+
+def _from_training_checkpoint(path, only):
+    from ..training.checkpoint import load_checkpoint
+    from ..training.models import build_model
+    from ..training.regularization import kinn_layers
+    ckpt = load_checkpoint(path)
+    model = build_model(ckpt.config)
+    layers = []
+    for prefix, layer in kinn_layers(model):
+        if only is not None and prefix != only:
+            continue
+        params = {k: ckpt.params[f"{prefix}.{k}"] if f"{prefix}.{k}" in ckpt.params else v
+                  for k, v in layer.params.items()}
+        spec = layer.spec.replace(dt=ckpt.meta["layer_dt"].get(prefix, layer.spec.dt))
+        layers.append((prefix, spec, params))
+    if not layers:
+        raise ValueError(f"--checkpoint {path}: no KINN layer" + (f" named {only!r}" if only else ""))
+    return layers
+
+
+def load_layers(args):
+    """``[(name, spec, params)]`` from the command-line arguments."""
+    if args.config is not None:
+        return _from_config(args.config)
+    if args.checkpoint is not None:
+        return _from_archive(args.checkpoint, args.layer)
+    spec = LayerSpec(args.in_features, args.nodes, order=args.order, coupling=args.coupling,
+                     integrator=args.integrator, param=args.param, grid_shape=_grid_shape(args.grid_shape),
+                     boundary=args.boundary, **({} if args.dt is None else {"dt": args.dt}))
+    return [("layer", spec, init_params(spec, seed=args.seed))]
+
+
+def _fmt(v):
+    return "unbounded" if math.isinf(v) else f"{v:.6g}"
+
+
+def _print_report(name, report):
+    spec = report.spec
+    grid = f" grid={'x'.join(map(str, spec.grid_shape))} {spec.boundary}" if spec.coupling == "grid" else ""
+    print(f"{name}: coupling={spec.coupling}{grid} nodes={spec.total_nodes} order={spec.order} "
+          f"param={spec.param} integrator={spec.integrator} dt={spec.dt:g}")
+    K = spec.order
+    print("largest stable dt per integrator and cell")
+    print(f"  {'integrator':<10} " + " ".join(f"{'cell ' + str(k + 1):>11}" for k in range(K)) +
+          f" {'layer':>11}  method")
+    for integ, steps in report.table.items():
+        methods = sorted({s.method for s in steps})
+        note = "; ".join(methods)
+        if any(s.stable_from is not None for s in steps):
+            note += f" (stable for dt >= {max(s.stable_from or 0 for s in steps):.6g})"
+        print(f"  {integ:<10} " + " ".join(f"{_fmt(s.dt_max):>11}" for s in steps) +
+              f" {_fmt(report.dt_max(integ)):>11}  {note}")
+    from analysis.stability import verdict
+    print(f"at dt = {report.dt:g}")
+    print(f"  {'integrator':<10} {'spectral radius':>16} {'(layer matrix)':>15}  verdict")
+    for integ in report.table:
+        layer = report.rho_layer.get(integ)
+        marker = "  <- the layer's integrator" if integ == spec.integrator else ""
+        print(f"  {integ:<10} {report.rho[integ]:16.10f} {'-' if layer is None else f'{layer:.10f}':>15}  "
+              f"{verdict(report.rho[integ])}{marker}")
+
+
+def run(args):
+    from analysis.golden_store import atomic_write_bytes
+    from analysis.stability import verdict
+    from analysis.stability_report import assess, stability_map
+    if args.resolution < 2:
+        raise ValueError(f"--resolution must be >= 2, got {args.resolution}")
+    layers = load_layers(args)
+    unstable = False
+    for name, spec, params in layers:
+        if args.dt is not None:
+            spec = spec.replace(dt=args.dt)
+        report = assess(spec, params, spec.dt)
+        _print_report(name, report)
+        unstable |= verdict(report.rho[spec.integrator]) == "unstable"
+        suffix = "" if len(layers) == 1 else "_" + name.replace(".", "_")
+        if args.no_plots:
+            atomic_write_bytes(args.out / f"stability{suffix}.json",
+                               (json.dumps(report.to_dict(), indent=1) + "\n").encode())
+            print(f"wrote {args.out / f'stability{suffix}.json'}")
+            continue
+        from analysis.plots import plot_stability_map, plot_stability_regions
+        smap = stability_map(spec, params, target=args.scale_target, resolution=args.resolution)
+        record = dict(report.to_dict(), map=smap.to_dict())
+        files = [args.out / f"stability_map{suffix}.json", args.out / f"stability_map{suffix}.png",
+                 args.out / f"stability_regions{suffix}.png"]
+        atomic_write_bytes(files[0], (json.dumps(record, indent=1) + "\n").encode())
+        plot_stability_map(smap, files[1], chosen=(spec.dt, 1.0),
+                           title=f"{name}: {spec.coupling} coupling, {spec.total_nodes} nodes, order {spec.order}")
+        plot_stability_regions(spec, params, spec.dt, files[2])
+        print("wrote " + ", ".join(str(f) for f in files))
+    return 1 if (args.check and unstable) else 0
