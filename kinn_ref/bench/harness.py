@@ -161,6 +161,9 @@ def peak_memory(config, backend, checkpoint_every=None):
     """Peak bytes of array allocations (tracemalloc) during one forward + backward."""
     run = _kinn_runner(config, backend, checkpoint_every)
     run()
+    if backend == "numba":          # count the kept-state buffer, which the backend would reuse
+        from ..backends.numba_backend.backend import release_state_buffer
+        release_state_buffer()
     tracemalloc.start()
     try:
         run()

@@ -74,8 +74,18 @@ class _StateBuffer:
             self._buffer = np.empty(shape, dtype)
             return self._buffer
 
+    def release(self):
+        """Drop the held buffer (its memory returns once no tape refers to it)."""
+        with self._lock:
+            self._buffer = None
+
 
 _STATES = _StateBuffer()
+
+
+def release_state_buffer():
+    """Let go of the kept-state buffer the backend holds for reuse (see :class:`_StateBuffer`)."""
+    _STATES.release()
 
 
 def chunk_rows(spec, batch, dtype):
