@@ -185,12 +185,12 @@ def check_implementation(adapter, directory=None, select=None, gpu=False):
 
 def format_table(results):
     """A per-case text table of :class:`CaseResult` and a summary line."""
-    lines = [f"{'case':<62} {'dtype':<8} {'status':<11} {'y':>9} {'worst grad':>10}  {'tol':>7}  detail"]
+    lines = [f"{'case':<64} {'dtype':<8} {'status':<11} {'y':>9} {'worst grad':>10}  {'tol':>7}  detail"]
     for r in results:
         grad_errors = {k: v for k, v in r.errors.items() if k.startswith("grad.")}
         y = f"{r.errors['y']:.1e}" if "y" in r.errors else "-"
         g = f"{max(grad_errors.values()):.1e}" if grad_errors else "-"
-        lines.append(f"{r.name:<62} {r.dtype:<8} {r.status:<11} {y:>9} {g:>10}  {r.tolerance:7.0e}  {r.detail}")
+        lines.append(f"{r.name:<64} {r.dtype:<8} {r.status:<11} {y:>9} {g:>10}  {r.tolerance:7.0e}  {r.detail}")
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "mismatch", "error", "unsupported")}
     lines.append(", ".join(f"{v} {k}" for k, v in counts.items()) + f" (of {len(results)} cases)")
     return "\n".join(lines)
