@@ -148,31 +148,38 @@ def expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_s
         if grid:
             for i in range(rows):
                 grid_offdiag(cs, V[i], offV[i])
+        acc = np.zeros((4, N), Y.dtype)    # this chunk's sums over rows, in the computation dtype
+        aE, ap, aleak, abeta = acc[0], acc[1], acc[2], acc[3]
         for i in range(rows):          # loops without branches inside, so that they vectorise
             d_, v_, r_, dy_ = dV1[i], V[i], r[i], dY[k, i]
             for j in range(N):
                 d = d_[j]
                 rj = p[j] * d
                 r_[j] = rj
-                sE[j] += d * v_[j]
-                sleak[j] -= rj
+                aE[j] += d * v_[j]
+                aleak[j] -= rj
                 dy_[j] = E[j] * d
             if k == 0:
                 u_, di_ = cur[b0 + i, t], dI[b0 + i, t]
                 for j in range(N):
-                    sp[j] += d_[j] * (u_[j] - leak[j])
+                    ap[j] += d_[j] * (u_[j] - leak[j])
                     di_[j] += r_[j]
             else:
                 u_, dyp_ = Y[k - 1, i], dY[k - 1, i]
                 for j in range(N):
-                    sp[j] += d_[j] * (beta[j] * u_[j] - leak[j])
-                    sbeta[j] += r_[j] * u_[j]
+                    ap[j] += d_[j] * (beta[j] * u_[j] - leak[j])
+                    abeta[j] += r_[j] * u_[j]
                     dyp_[j] += beta[j] * r_[j]
             if grid:
                 s, o_ = cs.node[NODE_S, k], offV[i]
                 for j in range(N):
-                    sp[j] += d_[j] * (s[j] * o_[j])
+                    ap[j] += d_[j] * (s[j] * o_[j])
                     sgrid[j] += r_[j] * o_[j]
+        for j in range(N):
+            sE[j] += aE[j]
+            sp[j] += ap[j]
+            sleak[j] += aleak[j]
+            sbeta[j] += abeta[j]
         if kind == DENSE or kind == KIRCHHOFF:
             np.dot(dV1.T, V, work_nn)
             m = mat_sums[MAT_EXP, k]
