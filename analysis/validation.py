@@ -18,7 +18,7 @@ from kinn_ref.spec import INTEGRATORS
 from .stability import layer_cells, cell_dt_max, cell_spectral_radius
 
 BOUND = 10.0        # "bounded": the state norm never exceeds BOUND times the initial norm
-GROWTH = 1e8        # "grows": the run is long enough for the predicted growth rho^n to reach GROWTH
+GROWTH = 1e6        # "grows": the run is long enough for the predicted growth rho^n to reach GROWTH
 BOUNDED_STEPS = 20  # the shortest run
 
 
