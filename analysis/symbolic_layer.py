@@ -55,7 +55,10 @@ def spectral_radius_function(M, dt, dps=30):
     def rho(value):
         with mpmath.workdps(dps):
             A = mpmath.matrix(f(mpmath.mpf(value)).tolist())
-            eigenvalues = mpmath.eig(A, left=False, right=False)
+            if mpmath.mnorm(A - A.T, 1) == 0:            # symmetric: the dedicated solver handles degeneracy
+                eigenvalues = mpmath.eigsy(A, eigvals_only=True)
+            else:
+                eigenvalues = mpmath.eig(A, left=False, right=False)
             return max(abs(e) for e in eigenvalues)
     return rho
 
