@@ -310,7 +310,9 @@ def _release_memory():
 
     from ..backends.cuda_backend.compat import cuda_module
     gc.collect()
-    cuda_module().current_context().deallocations.clear()
+    pending = getattr(getattr(cuda_module().current_context(), "memory_manager", None), "deallocations", None)
+    if pending is not None:  # numba frees device memory lazily, in batches
+        pending.clear()
     torch.cuda.empty_cache()
 
 
