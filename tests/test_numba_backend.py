@@ -244,3 +244,15 @@ def test_state_buffer_is_reused_only_once_its_tape_is_gone():
         np.testing.assert_array_equal(g3[name], g2[name])
     for n in tape1.states:
         np.testing.assert_array_equal(tape3.states[n], tape1.states[n])
+
+
+@pytest.mark.parametrize("shape", [(2,), (3, 2), (2, 2)])
+@pytest.mark.parametrize("boundary", ["periodic", "neumann", "dirichlet"])
+def test_implicit_grid_with_two_points_on_the_last_axis(shape, boundary):
+    """Two points on the last axis: the 2 x 2 tridiagonal factorisation (and no periodic corner)."""
+    spec, params, x, V0 = make_case("grid1d-periodic", "implicit", "derivatives", seed=12)
+    spec = spec.replace(grid_shape=shape, boundary=boundary)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(spec.input_shape(3))
+    V0 = rng.standard_normal((3, spec.order, spec.total_nodes))
+    check_against_reference(spec, params, x, V0)

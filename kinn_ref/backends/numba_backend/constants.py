@@ -63,6 +63,26 @@ def _tridiagonal_parts(n, boundary):
     return L.diagonal(-1), L.diagonal(), L.diagonal(1), corners
 
 
+def _factor_tridiagonal(gttrf, sub, diag, sup):
+    """LAPACK ``gttrf`` of a tridiagonal matrix; the 2 x 2 case (which SciPy's wrapper rejects) by its
+    algorithm written out. Returns ``(dl, d, du, du2, ipiv, info)`` with 1-based ``ipiv``."""
+    if diag.shape[0] > 2:
+        return gttrf(sub, diag, sup)
+    dl, d, du = sub.copy(), diag.copy(), sup.copy()
+    ipiv = np.array([1, 2], np.int32)
+    if abs(d[0]) >= abs(dl[0]):
+        if d[0] != 0:
+            dl[0] = dl[0] / d[0]
+            d[1] = d[1] - dl[0] * du[0]
+    else:
+        fact = d[0] / dl[0]
+        d[0], dl[0] = dl[0], fact
+        du[0], d[1] = d[1], du[0] - fact * d[1]
+        ipiv[0] = 2
+    zero = np.flatnonzero(d == 0)
+    return dl, d, du, np.zeros(0, d.dtype), ipiv, int(zero[0]) + 1 if zero.size else 0
+
+
 def _grid_factorisation(spec, c, s, dtype):
     """Factorise ``diag(c_h) - s_h L0`` per cell and channel, once per pass (eq. 15, grid).
 
@@ -98,8 +118,8 @@ def _grid_factorisation(spec, c, s, dtype):
                     diag = diag.copy()
                     diag[0] -= gamma
                     diag[-1] -= alpha * beta / gamma
-                f_dl, f_d, f_du, f_du2, ipiv, info = gttrf(sub.astype(dtype), diag.astype(dtype),
-                                                           sup.astype(dtype))
+                f_dl, f_d, f_du, f_du2, ipiv, info = _factor_tridiagonal(
+                    gttrf, sub.astype(dtype), diag.astype(dtype), sup.astype(dtype))
                 if info > 0:
                     raise ValueError(f"the implicit grid system of cell {k}, channel {h} is singular "
                                      f"(C/dt + g and the edge conductance cancel); change dt or the parameters")
