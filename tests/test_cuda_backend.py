@@ -134,6 +134,16 @@ def test_checkpointed_backward_equals_stored(coupling, integrator, order, every)
             assert rel_error(grads_c[k], grads[k]) <= 1e-14, k
 
 
+@pytest.mark.parametrize("sequence", [False, True])
+def test_none_with_many_input_features_projects_before_the_kernels(sequence):
+    """Above ``FUSED_PROJECTION_MAX_D`` input features the fused kernels read a projected current buffer."""
+    from kinn_ref.backends.cuda_backend import config
+    spec, params, x, V0 = make_case("none", "expeuler", "cells", in_features=config.FUSED_PROJECTION_MAX_D + 1,
+                                    sequence=sequence, batch=2, n_steps=3)
+    tape, _ = check_against_reference(spec, params, x, V0)
+    assert tape.aux.currents is not None
+
+
 def test_none_spans_longer_than_one_launch():
     """T beyond one backward launch of the fused kernels: several spans, and a span split into sub-spans."""
     from kinn_ref.backends.cuda_backend.cell_kernels import span_capacity

@@ -13,7 +13,6 @@ memory per thread/block) and the host-device copies made by a device-resident tr
 """
 import datetime
 import logging
-import math
 import shlex
 import sys
 import time
@@ -174,10 +173,9 @@ def device_limits():
             times.append(e0.elapsed_time(e1) / 1e3)
         return float(np.median(times))
 
-    out = {"copy_gbs": 2 * src.numel() * 4 / best(lambda: dst.copy_(src)) / 1e9,
-           "fp32_gflops": 2 * n ** 3 / best(lambda: a @ b) / 1e9,
+    copy_s, gemm_s = best(lambda: dst.copy_(src)), best(lambda: torch.mm(a, b))
+    out = {"copy_gbs": 2 * src.numel() * 4 / copy_s / 1e9, "fp32_gflops": 2 * n ** 3 / gemm_s / 1e9,
            "device": torch.cuda.get_device_name(0)}
-    del src, dst, a, b
     torch.cuda.empty_cache()
     return out
 
@@ -223,21 +221,14 @@ def check(config, cuda_out, torch_out, params, x, dy, rows=2048):
     return result
 
 
-def _kernels_in(built):
-    """The kernels inside what a cached kernel builder returned (a kernel, tuple or namespace of them)."""
-    if hasattr(built, "overloads"):
-        return [built]
-    items = built if isinstance(built, tuple) else list(getattr(built, "__dict__", {}).values())
-    return [k for item in items for k in _kernels_in(item)]
-
-
 def kernel_resources():
     """Registers and local memory per thread, static shared memory per block, of every compiled kernel."""
     from ..backends.cuda_backend.device import BUILDERS
+    from ..backends.cuda_backend.ptx_check import kernels_in
     out = []
     for name, builder in BUILDERS.items():
         for key, built in builder.cache.items():
-            for kern in _kernels_in(built):
+            for kern in kernels_in(built):
                 for ovl in kern.overloads.values():
                     out.append({"builder": name.rsplit(".", 2)[-2] + "." + name.rsplit(".", 1)[-1],
                                 "kernel": kern.__name__, "key": repr(key[0]), "registers": ovl.regs_per_thread,

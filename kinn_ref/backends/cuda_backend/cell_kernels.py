@@ -9,8 +9,6 @@ storing any step to device memory. The input projection ``I = x W^T + b`` is com
 registers, are reduced over the block's rows in shared memory in a fixed order and added to the block's
 slice of a partial buffer.
 """
-import math
-
 import numpy as np
 
 from . import config
@@ -21,14 +19,13 @@ from .slots import N_SLOTS, block_reducer
 
 cuda = cuda_module()
 
-INTEGRATOR_CODES = {"euler": 0, "expeuler": 0, "implicit": 1, "rk4": 2}
-READOUT_CODES = {"last": 0, "cells": 1, "derivatives": 2}
+CODES = {"linear": 0, "implicit": 1, "rk4": 2}
 
 
 @kernel_cache
 def cell_kernels(dtype, K, integrator):
     """``(forward, backward)`` kernels for ``K`` cells, ``integrator`` in ``"linear", "implicit", "rk4"``."""
-    code = INTEGRATOR_CODES[integrator] if integrator != "linear" else 0
+    code = CODES[integrator]
     m = cell_math(dtype, K)  # kernels may only reference device functions, not a namespace of them
     all_finite, first_nonfinite = m.all_finite, m.first_nonfinite
     linear_step, linear_step_vjp = m.linear_step, m.linear_step_vjp
@@ -245,4 +242,4 @@ def span_capacity():
 
 def fused_projection(in_features):
     """Whether the kernels compute ``I = x W^T + b`` themselves (cheap for few input features)."""
-    return in_features <= 32
+    return in_features <= config.FUSED_PROJECTION_MAX_D

@@ -11,7 +11,7 @@ import numpy as np
 
 from .compat import cuda_module
 from .device import kernel_cache
-from .slots import N_SLOTS, RHS
+from .slots import RHS
 
 cuda = cuda_module()
 
@@ -208,5 +208,4 @@ def cell_math(dtype, K):
     return SimpleNamespace(all_finite=all_finite, first_nonfinite=first_nonfinite, linear_step=linear_step,
                            linear_step_vjp=linear_step_vjp, implicit_step=implicit_step,
                            implicit_step_vjp=implicit_step_vjp, rhs=rhs, rhs_vjp=rhs_vjp, rk4_step=rk4_step,
-                           rk4_step_vjp=rk4_step_vjp, derivatives=derivatives, derivatives_vjp=derivatives_vjp,
-                           n_slots=N_SLOTS)
+                           rk4_step_vjp=rk4_step_vjp, derivatives=derivatives, derivatives_vjp=derivatives_vjp)

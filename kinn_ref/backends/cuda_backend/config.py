@@ -18,6 +18,9 @@ THREADS_PER_SM = 32 if _SIM else 2048
 #: thread: one backward launch covers up to CELL_SEGMENT * CELL_CHECKPOINTS steps.
 CELL_SEGMENT = 2 if _SIM else 8
 CELL_CHECKPOINTS = 2 if _SIM else 8
+#: The fused ``none`` kernels compute the input projection themselves up to this many input features (above,
+#: it is one matrix product before the kernels).
+FUSED_PROJECTION_MAX_D = 32
 #: Tiled matrix product: block tile (BM, BN), depth BK and per-thread tile (TM, TN), per dtype itemsize.
 GEMM_TILE = {4: (4, 4, 2, 2, 2), 8: (4, 4, 2, 2, 2)} if _SIM else {4: (128, 128, 8, 8, 8), 8: (64, 64, 8, 4, 4)}
 #: Split a product's reduction into chunks of at least this length when its output has few tiles.
@@ -36,7 +39,7 @@ PERSISTENT_MAX_SHARED = 220 * 1024
 #: Threads per block of the on-device matrix inversion (implicit steps of dense/kirchhoff couplings).
 INVERSE_BLOCK = 4 if _SIM else 256
 
-_NAMES = ("NODE_BLOCK", "THREADS_PER_SM", "CELL_SEGMENT", "CELL_CHECKPOINTS", "GEMM_TILE", "GEMM_SPLIT_MIN",
+_NAMES = ("NODE_BLOCK", "THREADS_PER_SM", "CELL_SEGMENT", "CELL_CHECKPOINTS", "FUSED_PROJECTION_MAX_D", "GEMM_TILE", "GEMM_SPLIT_MIN",
           "FLAT_BLOCK", "PERSISTENT_MAX_N", "PERSISTENT_GROUPS", "PERSISTENT_ROWS", "PERSISTENT_SPAN", "PERSISTENT_MAX_SHARED",
           "INVERSE_BLOCK")
 

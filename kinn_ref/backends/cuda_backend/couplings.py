@@ -5,8 +5,6 @@ Twins of :mod:`kinn_ref.coupling`. ``none`` has nothing; ``dense`` and ``kirchho
 ``N x N`` matrices applied by the tiled product (:mod:`.gemm`); ``grid`` is applied as a stencil inside the
 step kernels (:mod:`.stencil`).
 """
-import numpy as np
-
 from .device import zeros
 
 

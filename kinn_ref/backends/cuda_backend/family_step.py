@@ -7,7 +7,6 @@ eigenbasis (:mod:`.grid`); rk4 runs four right-hand-side launches. The backward 
 backwards (recomputing a segment's states from its checkpoint when ``checkpoint_every`` is given) and runs
 the adjoint launches of each step.
 """
-import math
 from types import SimpleNamespace
 
 import numpy as np

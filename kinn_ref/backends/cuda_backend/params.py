@@ -3,8 +3,6 @@
 """
 from dataclasses import dataclass
 
-import numpy as np
-
 from .compat import cuda_module
 from .devmath import scalar_functions
 from .device import empty, kernel_cache, launch_1d, scalar

@@ -3,8 +3,6 @@
 Rows are the flattened leading axes of ``x`` (batch, steps of a sequence, grid points) and columns the
 channels ``H``: node ``p*H + h`` of a grid is column ``h`` of row ``(b, t, p)``.
 """
-import numpy as np
-
 from . import gemm as mm
 from .compat import cuda_module
 from .device import empty, fill, kernel_cache, launch_1d, zeros

@@ -5,7 +5,6 @@ whatever states the tape keeps, so the order in which gradient sums are accumula
 result, does not depend on ``checkpoint_every``. States are stored at absolute multiples of the storing
 interval (and at the end of a launch), see :func:`store_index`.
 """
-import math
 
 
 def spans(T, length):
@@ -39,7 +38,3 @@ def stored_states(store, n0, n1, every):
     if n1 % every:
         steps.append(n1)
     return {s: store[store_index(s, n0, every)] for s in steps}
-
-
-def ceil_div(a, b):
-    return math.ceil(a / b)
