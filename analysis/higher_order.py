@@ -174,8 +174,12 @@ def cascade_response(C, g, beta, current, V0=None, leak=None):
 
 
 def exact_derivatives(C, A, b, Y0, order):
-    """Exact ``Y^(m)(0)``, m = 0..order, of ``diag(C) dY/dt = A Y + b`` from the expansion of its Laplace
-    transform at ``s = oo``.
+    """Exact time derivatives ``Y^(m)(0)``, m = 0..order, of ``diag(C) dY/dt = A Y + b`` from the expansion
+    of its Laplace transform at ``s = oo``.
+
+    With ``w = 1/s``, ``Y = w (C - w A)^-1 (C Y0 + w b) = w adj(C - w A) (C Y0 + w b) / det(C - w A)``: a
+    ratio of polynomials in ``w`` (exact, over the rationals), expanded by power-series division; the
+    coefficient of ``w^(m+1)`` is ``Y^(m)(0)``.
 
     Parameters
     ----------
@@ -193,20 +197,28 @@ def exact_derivatives(C, A, b, Y0, order):
     Returns
     -------
     list of sympy.Matrix
-        ``order + 1`` column vectors.
+        ``order + 1`` column vectors of exact rationals.
     """
     sp = _sympy()
+    from sympy.polys.matrices import DomainMatrix
     n = len(Y0)
-    w = sp.Symbol("w")                      # w = 1/s
-    Cm = sp.diag(*map(_exact, C))
-    Am = sp.Matrix(n, n, lambda i, j: _exact(A[i][j]))
-    rhs = Cm * sp.Matrix(list(map(_exact, Y0))) + w * sp.Matrix(list(map(_exact, b)))
-    Ys = w * (Cm - w * Am).LUsolve(rhs)     # Y(s) with s = 1/w
-    out = []
-    series = [sp.series(e, w, 0, order + 2).removeO() for e in Ys]
-    for m in range(order + 1):
-        out.append(sp.Matrix([sp.expand(e).coeff(w, m + 1) for e in series]))
-    return out
+    w = sp.Symbol("w")
+    ring = sp.QQ[w]
+    M = sp.Matrix(n, n, lambda i, j: (_exact(C[i]) if i == j else 0) - w * _exact(A[i][j]))
+    r = sp.Matrix([_exact(C[i]) * _exact(Y0[i]) + w * _exact(b[i]) for i in range(n)])
+    DM = DomainMatrix.from_Matrix(M).convert_to(ring)
+    den = sp.Poly(ring.to_sympy(DM.det()), w)
+    nums = (DM.adjugate() * DomainMatrix.from_Matrix(r).convert_to(ring)).to_Matrix()
+    d = den.all_coeffs()[::-1]                               # lowest power first; d[0] = prod C != 0
+    columns = []
+    for entry in nums:
+        a = sp.Poly(entry, w).all_coeffs()[::-1]
+        c = []
+        for k in range(order + 1):                           # (a / d) = sum c_k w^k
+            acc = (a[k] if k < len(a) else 0) - sum(d[j] * c[k - j] for j in range(1, min(k, len(d) - 1) + 1))
+            c.append(acc / d[0])
+        columns.append(c)
+    return [sp.Matrix([col[m] for col in columns]) for m in range(order + 1)]
 
 
 def stacked_system(spec, params, V0, I):
