@@ -7,13 +7,13 @@ SHA-256. :func:`load_suite` checks the schema version and every file's hash befo
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from kinn_ref.training.atomic import atomic_write
 
 from .golden_cases import SCHEMA_VERSION, spec_from_dict, spec_to_dict
 
@@ -29,18 +29,8 @@ class GoldenIntegrityError(ValueError):
 
 
 def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then a rename)."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def npz_bytes(arrays):

@@ -43,7 +43,7 @@ def plot_stability_map(smap, path, chosen=None, title=""):
                              shading="auto")
         finite = np.isfinite(smap.boundary[name]) & (smap.boundary[name] > 0)
         if finite.any():
-            ax.plot(smap.boundary[name][finite], smap.scales[finite], color="#00b050", lw=3.0,
+            ax.plot(smap.boundary[name][finite], smap.scales[finite], color="#00b050", lw=3.0, marker=".",
                     label="analytic dt_max")
         if np.nanmin(z) < 0 < np.nanmax(z):
             ax.plot([], [], color="k", ls="--", label="numeric rho = 1")
