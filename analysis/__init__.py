@@ -1,4 +1,20 @@
 """SymPy stability and higher-order analysis of KINN layers, and the golden-reference suite.
 
-This package imports :mod:`kinn_ref`; :mod:`kinn_ref` never imports it.
+This package imports :mod:`kinn_ref`; :mod:`kinn_ref` never imports it (the ``kinn-ref stability`` and
+``kinn-ref golden`` commands reach it lazily). SymPy, mpmath and matplotlib are imported inside functions.
+
+Modules, by task:
+
+- the formulation again, in exact or high-precision arithmetic: :mod:`~analysis.discrete_map`;
+- stability (docs/stability.md): :mod:`~analysis.stability_functions` (``R(z)`` derived from KCL, closed
+  forms), :mod:`~analysis.stability` (``dt_max`` per integrator and cell, spectral radius),
+  :mod:`~analysis.symbolic_layer` (exact amplification matrices of tiny layers),
+  :mod:`~analysis.stability_report` (report and maps), :mod:`~analysis.plots`,
+  :mod:`~analysis.validation` (backends below and above ``dt_max``);
+- higher order: :mod:`~analysis.higher_order` (transfer function, ODE, responses, exact derivatives,
+  measured orders), :mod:`~analysis.symbolic_gradients` (SymPy oracle for the backward pass);
+- golden suite (docs/golden.md): :mod:`~analysis.golden_cases` (catalogue, inputs),
+  :mod:`~analysis.golden_generate` (50-digit values, complex-step gradients), :mod:`~analysis.golden_store`
+  (files, manifest, hashes), :mod:`~analysis.golden_export`, :mod:`~analysis.golden_check` (backends and
+  outside implementations through the adapter).
 """
