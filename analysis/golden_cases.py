@@ -188,5 +188,6 @@ def case_inputs(case):
     y_shape = (case.batch, spec.n_steps, width) if spec.return_sequences else (case.batch, width)
     dy = _draw(rng, y_shape, -1.0, 1.0)
     dtype = np.dtype(case.dtype)
-    cast = lambda a: None if a is None else np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
-    return {k: cast(v) for k, v in p.items()}, cast(x), cast(V0), cast(dy)
+    p, x, dy = ({k: np.ascontiguousarray(v, dtype=dtype) for k, v in p.items()}, np.ascontiguousarray(x, dtype),
+                np.ascontiguousarray(dy, dtype))
+    return p, x, None if V0 is None else np.ascontiguousarray(V0, dtype), dy

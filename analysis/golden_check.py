@@ -129,7 +129,8 @@ def verify_backend(backend, directory=None, select=None):
         try:
             y, grads = run_backend(case, backend)
         except (ValueError, FloatingPointError, ArithmeticError) as exc:
-            results.append(CaseResult(case.name, case.entry["dtype"], "error", tol, detail=f"{type(exc).__name__}: {exc}"))
+            results.append(CaseResult(case.name, case.entry["dtype"], "error", tol,
+                                      detail=f"{type(exc).__name__}: {exc}"))
             continue
         results.append(compare(case, y, grads, tol))
     return results
@@ -177,7 +178,8 @@ def check_implementation(adapter, directory=None, select=None, gpu=False):
             results.append(CaseResult(case.name, case.entry["dtype"], "unsupported", tol, detail=str(exc)))
             continue
         except Exception as exc:   # an outside implementation may fail in any way; report, do not crash
-            results.append(CaseResult(case.name, case.entry["dtype"], "error", tol, detail=f"{type(exc).__name__}: {exc}"))
+            results.append(CaseResult(case.name, case.entry["dtype"], "error", tol,
+                                      detail=f"{type(exc).__name__}: {exc}"))
             continue
         results.append(compare(case, y, grads, tol))
     return results

@@ -75,24 +75,23 @@ def export_suite(directory, select=None, jobs=1, progress=None):
                 load_case(directory, entry)
                 kept[entry["name"]] = entry
     entries = dict(kept)
+
+    def store(case, data):
+        file_name = f"{case.name}.npz"
+        atomic_write_bytes(directory / file_name, data)
+        entries[case.name] = manifest_entry(case, file_name, sha256(data))
+        logger.info("golden case %s written", case.name)
+        if progress is not None:
+            progress(case.name)
+
     if jobs == 1:
-        results = map(_generate, cases)
+        for case in cases:
+            store(*_generate(case))
     else:
         import multiprocessing
-        pool = multiprocessing.get_context("spawn").Pool(jobs)
-        results = pool.imap(_generate, cases)
-    try:
-        for case, data in results:
-            file_name = f"{case.name}.npz"
-            atomic_write_bytes(directory / file_name, data)
-            entries[case.name] = manifest_entry(case, file_name, sha256(data))
-            logger.info("golden case %s written", case.name)
-            if progress is not None:
-                progress(case.name)
-    finally:
-        if jobs != 1:
-            pool.close()
-            pool.join()
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            for case, data in pool.imap(_generate, cases):
+                store(case, data)
     return write_manifest(directory, list(entries.values()), provenance())
 
 

@@ -254,9 +254,9 @@ def uncoupled_cascade_layer(C, g, beta, leak, current, integrator, dt, n_steps):
     K = len(C)
     spec = LayerSpec(1, 1, order=K, coupling="none", integrator=integrator, dt=dt, n_steps=n_steps,
                      readout="last", param="raw")
-    col = lambda a: np.asarray(a, np.float64).reshape(K, 1)   # noqa: E731
-    params = {"W": np.ones((1, 1)), "b": np.zeros(1), "C_raw": col(C), "g_raw": col(g), "leak": col(leak),
-              "beta": col(beta)}
+    params = {"W": np.ones((1, 1)), "b": np.zeros(1)}
+    for name, values in (("C_raw", C), ("g_raw", g), ("leak", leak), ("beta", beta)):
+        params[name] = np.asarray(values, np.float64).reshape(K, 1)
     return spec, params, np.full((1, 1), float(current))
 
 

@@ -23,6 +23,7 @@ from kinn_ref.coupling import make_coupling
 from kinn_ref.parameterization import check_params, make_circuit, softplus, softplus_inverse
 from kinn_ref.spec import INTEGRATORS
 
+from .discrete_map import grid_laplacian
 from .stability_functions import boundary_polynomial, stability_function, symbols, uncoupled_dt_max
 
 SCALE_TARGETS = ("coupling", "leak", "all")
@@ -62,7 +63,6 @@ class Cell:
             return self.A
         if self.kind == "none":
             return np.zeros((self.N, self.N))
-        from .discrete_map import grid_laplacian
         shape, boundary, s = self.grid
         return np.kron(grid_laplacian(shape, boundary).astype(float), np.diag(s))
 

@@ -23,6 +23,11 @@ def layer_rho(spec, params, dt):
         return finite_spectral_radius(amplification_matrix(spec, params, dt))
 
 
+def _json_number(v):
+    """``v`` as a JSON number; None for ``inf`` (unbounded) or None."""
+    return None if v is None or math.isinf(v) else float(v)
+
+
 @dataclass
 class StabilityReport:
     """Stability of one layer.
@@ -53,12 +58,11 @@ class StabilityReport:
 
     def to_dict(self):
         """JSON-ready dict (``dt_max`` of ``null`` means unbounded)."""
-        finite = lambda v: None if v is None or math.isinf(v) else v  # noqa: E731
         return {
             "spec": spec_to_dict(self.spec), "dt": self.dt,
             "integrators": {name: {
-                "dt_max": finite(self.dt_max(name)),
-                "cells": [{"cell": s.cell, "dt_max": finite(s.dt_max), "method": s.method,
+                "dt_max": _json_number(self.dt_max(name)),
+                "cells": [{"cell": s.cell, "dt_max": _json_number(s.dt_max), "method": s.method,
                            "stable_from": s.stable_from} for s in steps],
                 "spectral_radius": self.rho[name], "spectral_radius_layer": self.rho_layer.get(name),
                 "verdict": verdict(self.rho[name])} for name, steps in self.table.items()},
@@ -102,11 +106,11 @@ class StabilityMap:
     source: str
 
     def to_dict(self):
-        finite = lambda a: [None if math.isinf(v) else float(v) for v in a]  # noqa: E731
         return {"dt": self.dts.tolist(), "conductance_scale": self.scales.tolist(), "scale_target": self.target,
                 "spectral_radius_source": self.source,
                 "integrators": {name: {"spectral_radius": self.rho[name].tolist(),
-                                       "boundary_dt_max": finite(self.boundary[name])} for name in self.rho},
+                                       "boundary_dt_max": [_json_number(v) for v in self.boundary[name]]}
+                                for name in self.rho},
                 "notes": "spectral_radius[i][j] is at conductance_scale[i] and dt[j]; boundary_dt_max[i] is the "
                          "analytic largest stable dt at conductance_scale[i] (null: unbounded)"}
 

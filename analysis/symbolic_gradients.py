@@ -65,6 +65,16 @@ def _split(row, shapes):
     return out
 
 
+def _mp_array(a):
+    """A float array as an object array of mpmath numbers (exact values)."""
+    import mpmath
+    a = np.asarray(a)
+    out = np.empty(a.shape, dtype=object)
+    for idx in np.ndindex(a.shape):
+        out[idx] = mpmath.mpf(float(a[idx]))
+    return out
+
+
 def _row(a):
     import mpmath
     return mpmath.matrix([list(np.asarray(a, dtype=object).reshape(-1))])
@@ -88,6 +98,7 @@ def symbolic_gradients(spec, params, x, V0, dy):
         Keys of ``params``, ``"x"`` and, when ``V0`` is given, ``"V0"``.
     """
     import mpmath
+    import sympy
     arith = SymArithmetic()
     names = list(params)
     raw = {k: _symbols(f"r{k}", np.shape(v)) for k, v in params.items()}
@@ -111,21 +122,20 @@ def symbolic_gradients(spec, params, x, V0, dy):
     d_step = _Jacobian([next_state], [Y, I] + p_groups)
     d_out = _Jacobian([readout(raw_spec, circuit, Y, I)], [Y, I] + p_groups)
 
-    import sympy
-    flat = _flat
-    step_fn = sympy.lambdify(flat([Y, I] + p_groups), flat([next_state]), "mpmath")
-    eff_fn = sympy.lambdify(flat([raw[k] for k in names]), flat([eff[k] for k in names]), "mpmath")
-    cur_fn = sympy.lambdify(flat(p_groups + [xs]), flat([currents]), "mpmath")
+    step_fn = sympy.lambdify(_flat([Y, I] + p_groups), _flat([next_state]), "mpmath")
+    eff_fn = sympy.lambdify(_flat([raw[k] for k in names]), _flat([eff[k] for k in names]), "mpmath")
+    cur_fn = sympy.lambdify(_flat(p_groups + [xs]), _flat([currents]), "mpmath")
 
     with mpmath.workdps(DPS):
-        num = lambda a: np.vectorize(lambda v: mpmath.mpf(float(v)), otypes=[object])(np.asarray(a))  # noqa: E731
+        num = _mp_array
         raw_v = [num(params[k]) for k in names]
-        eff_v = _split(eff_fn(*flat(raw_v)), p_shapes)
+        eff_v = _split(eff_fn(*_flat(raw_v)), p_shapes)
         x_v = num(x)
-        cur_v = np.array(cur_fn(*flat(eff_v + [x_v])), dtype=object).reshape(B, T, N)
+        cur_v = np.array(cur_fn(*_flat(eff_v + [x_v])), dtype=object).reshape(B, T, N)
         states = [num(np.zeros((B, K, N))) if V0 is None else num(V0)]
         for n in range(T):
-            states.append(np.array(step_fn(*flat([states[-1], cur_v[:, n]] + eff_v)), dtype=object).reshape(B, K, N))
+            nxt = step_fn(*_flat([states[-1], cur_v[:, n]] + eff_v))
+            states.append(np.array(nxt, dtype=object).reshape(B, K, N))
         w = num(dy)
         lam = mpmath.matrix(1, B * K * N)                     # cotangent of the state
         g_eff = mpmath.matrix(1, n_p)

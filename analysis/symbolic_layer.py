@@ -3,11 +3,12 @@ largest stable ``dt`` computed from it at high precision (docs/math.md, eqs. 22,
 
 ``M(dt) = dY^{n+1}/dY^n`` is one step of :mod:`analysis.discrete_map` in SymPy arithmetic at zero input and
 zero leak current, where the step is linear in the state: column ``j`` of ``M`` is the image of the ``j``-th
-unit state. ``dt`` is a symbol and the circuit (capacitances, conductances, gains) evaluated
-from the exact parameterization at 40 significant digits, so that the entries of ``M`` are polynomials,
-rational functions or exponentials of ``dt`` with numeric coefficients. These are the references that :mod:`kinn_ref.linear_analysis` (``amplification_matrix``,
-``spectral_radius``, ``max_stable_dt``) and :mod:`analysis.stability` are checked against. Meant for cells
-of a few nodes: the cost grows quickly with ``K * N``.
+unit state. ``dt`` is a symbol and the circuit (capacitances, conductances, gains) is evaluated from the
+exact parameterization at 40 significant digits, so that the entries of ``M`` are polynomials, rational
+functions or exponentials of ``dt`` with numeric coefficients. These are the references that
+:mod:`kinn_ref.linear_analysis` (``amplification_matrix``, ``spectral_radius``, ``max_stable_dt``) and
+:mod:`analysis.stability` are checked against. Meant for cells of a few nodes: the cost grows quickly with
+``K * N``.
 """
 import numpy as np
 

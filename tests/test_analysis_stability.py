@@ -62,7 +62,7 @@ def test_uncoupled_closed_forms():
 
 
 def test_boundary_polynomial_and_ray_exit():
-    x, y, t = symbols()["x"], symbols()["y"], symbols()["t"]
+    x, y = symbols()["x"], symbols()["y"]
     Q = boundary_polynomial("euler")
     assert sympy.simplify(Q[0] - 2 * x) == 0 and sympy.simplify(Q[1] - (x**2 + y**2)) == 0
     lam = -0.3 + 1.1j

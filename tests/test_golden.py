@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
-from analysis.golden_cases import COUPLINGS, golden_cases, case_inputs
+from analysis.golden_cases import golden_cases, case_inputs
 from analysis.golden_check import (check_implementation, load_adapter, relative_error, run_backend,
                                    verify_backend)
 from analysis.golden_export import case_file_bytes, copy_suite, export_suite

@@ -56,9 +56,8 @@ def _grid_shape(text):
 
 def _spec_from_fields(fields, where):
     fields = dict(fields)
-    if fields.get("grid_shape") is not None:
-        fields["grid_shape"] = tuple(fields["grid_shape"]) if isinstance(fields["grid_shape"], list) \
-            else fields["grid_shape"]
+    if isinstance(fields.get("grid_shape"), list):     # JSON has no tuples
+        fields["grid_shape"] = tuple(fields["grid_shape"])
     try:
         return LayerSpec(**fields)
     except TypeError as exc:
