@@ -5,15 +5,15 @@ span of steps (forward), or recomputes the span from its first state and runs th
 (backward). The backward keeps ``CELL_CHECKPOINTS`` states of the span and the ``CELL_SEGMENT`` states of
 the segment it is working on, so one launch covers up to ``CELL_SEGMENT * CELL_CHECKPOINTS`` steps without
 storing any step to device memory. The input projection ``I = x W^T + b`` is computed in the kernel when
-``D`` is small (``fused``) and read from a buffer otherwise. Gradient sums (:mod:`slots`) stay in
-registers, are reduced over the block's rows in shared memory in a fixed order and added to the block's
-slice of a partial buffer.
+``D`` is small (``fused``; the kernels take ``W^T``, so that a warp's loads of it are coalesced) and read from
+a buffer otherwise. Gradient sums (:mod:`slots`) stay in registers, are reduced over the block's rows in
+shared memory in a fixed order and added to the block's slice of a partial buffer.
 """
 import numpy as np
 
 from . import config
 from .cell_math import cell_math
-from .compat import cuda_module
+from .compat import cuda_module, simulator_active
 from .device import kernel_cache
 from .slots import N_SLOTS, block_reducer
 
@@ -23,8 +23,12 @@ CODES = {"linear": 0, "implicit": 1, "rk4": 2}
 
 
 @kernel_cache
-def cell_kernels(dtype, K, integrator):
-    """``(forward, backward)`` kernels for ``K`` cells, ``integrator`` in ``"linear", "implicit", "rk4"``."""
+def cell_kernels(dtype, K, integrator, D):
+    """``(forward, backward)`` kernels for ``K`` cells, ``integrator`` in ``"linear", "implicit", "rk4"``.
+
+    ``D`` > 0: the kernels project ``D`` input features themselves (a thread keeps its node's row of ``W`` in
+    registers); ``D = 0``: they read the projected current from a buffer.
+    """
     code = CODES[integrator]
     m = cell_math(dtype, K)  # kernels may only reference device functions, not a namespace of them
     all_finite, first_nonfinite = m.all_finite, m.first_nonfinite
@@ -38,15 +42,25 @@ def cell_kernels(dtype, K, integrator):
     TX, TY = config.NODE_BLOCK
     SEG, NCK = config.CELL_SEGMENT, config.CELL_CHECKPOINTS
     SEG1, K1 = SEG + 1, K + 1  # local array shapes must be compile-time literals
+    D1 = max(D, 1)
 
     block_reduce = block_reducer(dtype, K)
+    bounds = {} if config.CELL_MIN_BLOCKS is None or simulator_active() else \
+        {"launch_bounds": (TX * TY, config.CELL_MIN_BLOCKS)}
 
     @cuda.jit(device=True, inline=True)
-    def current(x, W, bvec, Ibuf, fused, b, t, n):
-        if fused:
-            s = bvec[n]
-            for d in range(x.shape[2]):
-                s += x[b, t, d] * W[n, d]
+    def load_weights(Wt, bvec, n, Wn):
+        """Node ``n``'s row of ``W`` into ``Wn`` (read from ``Wt = W^T``: coalesced); returns ``b[n]``."""
+        for d in range(D):
+            Wn[d] = Wt[d, n]
+        return bvec[n] if D > 0 else zero
+
+    @cuda.jit(device=True, inline=True)
+    def current(x, Wn, bn, Ibuf, b, t, n):
+        if D > 0:
+            s = bn
+            for d in range(D):
+                s += x[b, t, d] * Wn[d]
             return s
         return Ibuf[b, t, n]
 
@@ -83,8 +97,8 @@ def cell_kernels(dtype, K, integrator):
             for j in range(K):
                 y[b, t, (j + 1) * N + n] = Z[j, K - 1]
 
-    @cuda.jit
-    def forward(x, W, bvec, Ibuf, fused, seq, n0, n1, T, dt, Ystart, has_start, c1_, c2_, C_, g_, leak_, beta_,
+    @cuda.jit(**bounds)
+    def forward(x, Wt, bvec, Ibuf, fused, seq, n0, n1, T, dt, Ystart, has_start, c1_, c2_, C_, g_, leak_, beta_,
                 store, every, y, readout, ret_seq, flag):
         N = c1_.shape[1]
         n = cuda.blockIdx.x * TX + cuda.threadIdx.x
@@ -99,19 +113,27 @@ def cell_kernels(dtype, K, integrator):
         beta = cuda.local.array(K, nb)
         V = cuda.local.array(K, nb)
         load_node(n, c1_, c2_, C_, g_, leak_, beta_, c1, c2, C, g, leak, beta)
+        Wn = cuda.local.array(D1, nb)
+        bn = load_weights(Wt, bvec, n, Wn)
+        phase0 = n0 % every  # the store rule counts steps: no integer division inside the step loop
         b = cuda.blockIdx.y * TY + cuda.threadIdx.y
         while b < B:
             for k in range(K):
                 V[k] = Ystart[b, k, n] if has_start else zero
-            I = zero if seq else current(x, W, bvec, Ibuf, fused, b, 0, n)
+            I = zero if seq else current(x, Wn, bn, Ibuf, b, 0, n)
+            phase = phase0
+            j = 0
             for s in range(n0, n1):
                 if seq:
-                    I = current(x, W, bvec, Ibuf, fused, b, s, n)
+                    I = current(x, Wn, bn, Ibuf, b, s, n)
                 step(V, I, dt, c1, c2, C, g, leak, beta)
-                if (s + 1) % every == 0 or s + 1 == n1:  # twin of spans.store_index
-                    j = (s + 1) // every - n0 // every - (1 if (s + 1) % every == 0 else 0)
+                phase += 1
+                if phase == every or s + 1 == n1:  # state s + 1 goes to slot spans.store_index(s + 1, n0, every)
                     for k in range(K):
                         store[j, b, k, n] = V[k]
+                    j += 1
+                    if phase == every:
+                        phase = 0
                 if ret_seq:
                     write_readout(V, I, y, b, s, n, N, readout, C, g, leak, beta)
                 elif s + 1 == T:
@@ -119,10 +141,10 @@ def cell_kernels(dtype, K, integrator):
             if not all_finite(V):  # rare: replay the row to find its first non-finite step
                 for k in range(K):
                     V[k] = Ystart[b, k, n] if has_start else zero
-                I = zero if seq else current(x, W, bvec, Ibuf, fused, b, 0, n)
+                I = zero if seq else current(x, Wn, bn, Ibuf, b, 0, n)
                 for s in range(n0, n1):
                     if seq:
-                        I = current(x, W, bvec, Ibuf, fused, b, s, n)
+                        I = current(x, Wn, bn, Ibuf, b, s, n)
                     step(V, I, dt, c1, c2, C, g, leak, beta)
                     bad = first_nonfinite(V)
                     if bad >= 0:
@@ -152,8 +174,8 @@ def cell_kernels(dtype, K, integrator):
             blocks[j] = dy[b, t, j * N + n]
         return derivatives_vjp(V, I, blocks, dV, C, g, leak, beta, acc)
 
-    @cuda.jit
-    def backward(x, W, bvec, Ibuf, fused, seq, n0, n1, T, dt, Ystart, has_start, dYend, has_dYend,
+    @cuda.jit(**bounds)
+    def backward(x, Wt, bvec, Ibuf, fused, seq, n0, n1, T, dt, Ystart, has_start, dYend, has_dYend,
                  c1_, c2_, C_, g_, leak_, beta_, dy, readout, ret_seq, dYstart, write_dYstart, dI, accumulate_dI,
                  partial):
         N = c1_.shape[1]
@@ -173,6 +195,8 @@ def cell_kernels(dtype, K, integrator):
         seg = cuda.local.array((SEG1, K), nb)
         acc = cuda.local.array((K, N_SLOTS), nb)
         load_node(nn, c1_, c2_, C_, g_, leak_, beta_, c1, c2, C, g, leak, beta)
+        Wn = cuda.local.array(D1, nb)
+        bn = load_weights(Wt, bvec, nn, Wn)
         for k in range(K):
             for j in range(N_SLOTS):
                 acc[k, j] = zero
@@ -184,12 +208,12 @@ def cell_kernels(dtype, K, integrator):
                 V[k] = Ystart[b, k, n] if has_start else zero
                 ck[0, k] = V[k]
                 dV[k] = dYend[b, k, n] if has_dYend else zero
-            I = zero if seq else current(x, W, bvec, Ibuf, fused, b, 0, n)
+            I = zero if seq else current(x, Wn, bn, Ibuf, b, 0, n)
             for j in range(1, nseg):
                 for i in range(SEG):
                     s = n0 + (j - 1) * SEG + i
                     if seq:
-                        I = current(x, W, bvec, Ibuf, fused, b, s, n)
+                        I = current(x, Wn, bn, Ibuf, b, s, n)
                     step(V, I, dt, c1, c2, C, g, leak, beta)
                 for k in range(K):
                     ck[j, k] = V[k]
@@ -204,7 +228,7 @@ def cell_kernels(dtype, K, integrator):
                 for i in range(SEG):
                     if i < ln:
                         if seq:
-                            I = current(x, W, bvec, Ibuf, fused, b, s0 + i, n)
+                            I = current(x, Wn, bn, Ibuf, b, s0 + i, n)
                         step(V, I, dt, c1, c2, C, g, leak, beta)
                         for k in range(K):
                             seg[i + 1, k] = V[k]
@@ -213,7 +237,7 @@ def cell_kernels(dtype, K, integrator):
                     if i < ln:
                         s = s0 + i
                         if seq:
-                            I = current(x, W, bvec, Ibuf, fused, b, s, n)
+                            I = current(x, Wn, bn, Ibuf, b, s, n)
                         dIs = zero
                         if ret_seq:
                             dIs += readout_vjp(seg[i + 1], I, dy, b, s, n, N, readout, dV, C, g, leak, beta, acc)
@@ -243,3 +267,10 @@ def span_capacity():
 def fused_projection(in_features):
     """Whether the kernels compute ``I = x W^T + b`` themselves (cheap for few input features)."""
     return in_features <= config.FUSED_PROJECTION_MAX_D
+
+
+def kernels_for(dtype, K, integrator, in_features):
+    """``(forward, backward, fused)``: :func:`cell_kernels` for a layer with ``in_features`` inputs."""
+    fused = fused_projection(in_features)
+    fwd, bwd = cell_kernels(dtype, K, integrator, in_features if fused else 0)
+    return fwd, bwd, fused

@@ -18,6 +18,10 @@ THREADS_PER_SM = 32 if _SIM else 2048
 #: thread: one backward launch covers up to CELL_SEGMENT * CELL_CHECKPOINTS steps.
 CELL_SEGMENT = 2 if _SIM else 8
 CELL_CHECKPOINTS = 2 if _SIM else 8
+#: Launch bound of the fused ``none`` kernels: at least this many blocks per multiprocessor (limits their
+#: registers; None leaves the choice to the compiler). Two blocks of 256 threads cap them at 128: measured on an
+#: H200 (docs/benchmarks.md), the backward kernel then runs faster than with 157 registers and one block.
+CELL_MIN_BLOCKS = None if _SIM else 2
 #: The fused ``none`` kernels compute the input projection themselves up to this many input features (above,
 #: it is one matrix product before the kernels).
 FUSED_PROJECTION_MAX_D = 32
@@ -39,7 +43,8 @@ PERSISTENT_MAX_SHARED = 220 * 1024
 #: Threads per block of the on-device matrix inversion (implicit steps of dense/kirchhoff couplings).
 INVERSE_BLOCK = 4 if _SIM else 256
 
-_NAMES = ("NODE_BLOCK", "THREADS_PER_SM", "CELL_SEGMENT", "CELL_CHECKPOINTS", "FUSED_PROJECTION_MAX_D", "GEMM_TILE", "GEMM_SPLIT_MIN",
+_NAMES = ("NODE_BLOCK", "THREADS_PER_SM", "CELL_SEGMENT", "CELL_CHECKPOINTS", "CELL_MIN_BLOCKS",
+          "FUSED_PROJECTION_MAX_D", "GEMM_TILE", "GEMM_SPLIT_MIN",
           "FLAT_BLOCK", "PERSISTENT_MAX_N", "PERSISTENT_GROUPS", "PERSISTENT_ROWS", "PERSISTENT_SPAN", "PERSISTENT_MAX_SHARED",
           "INVERSE_BLOCK")
 

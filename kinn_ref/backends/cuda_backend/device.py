@@ -97,6 +97,30 @@ def copy(src, dst=None):
     return dst
 
 
+@kernel_cache
+def _transpose_kernel(dtype):
+    @cuda.jit
+    def transpose_kernel(src, dst):
+        i = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        rows, cols = src.shape[0], src.shape[1]
+        while i < rows * cols:
+            r = i // cols
+            c = i - r * cols
+            dst[c, r] = src[r, c]
+            i += stride
+
+    return transpose_kernel
+
+
+def transposed(a):
+    """A new C-contiguous device array holding the transpose of the 2-D device array ``a``."""
+    out = empty((a.shape[1], a.shape[0]), a.dtype)
+    if a.size:
+        launch_1d(_transpose_kernel(a.dtype.str), a.size, a, out)
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def multiprocessors():
     """Multiprocessors of the current device (1 under the simulator)."""

@@ -6,8 +6,8 @@ first state is a kept state or is recomputed by the forward kernel from the last
 from types import SimpleNamespace
 
 from . import gemm as mm
-from .cell_kernels import cell_kernels, fused_projection, span_capacity
-from .device import empty, new_flag, node_grid, scalar, zeros
+from .cell_kernels import kernels_for, span_capacity
+from .device import empty, new_flag, node_grid, scalar, transposed, zeros
 from .projection import project
 from .slots import N_SLOTS
 from .spans import groups, n_stores, spans, store_index, stored_states
@@ -17,9 +17,9 @@ READOUTS = {"last": 0, "cells": 1, "derivatives": 2}
 
 
 def _inputs(spec, x, sequence, T):
-    """``(x3, fused, Tin)``: ``x`` as (B, Tin, D) and whether the kernels project it themselves."""
+    """``(x3, Tin)``: ``x`` as (B, Tin, D)."""
     Tin = T if sequence else 1
-    return x.reshape(x.shape[0], Tin, spec.in_features), fused_projection(spec.in_features), Tin
+    return x.reshape(x.shape[0], Tin, spec.in_features), Tin
 
 
 def _dummy(ndim, dtype):
@@ -43,14 +43,15 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     """
     dtype = dp["W"].dtype
     B, K, N = x.shape[0], spec.order, spec.total_nodes
-    x3, fused, Tin = _inputs(spec, x, sequence, T)
+    x3, Tin = _inputs(spec, x, sequence, T)
+    fwd, _, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
     Ibuf = _dummy(3, dtype) if fused else project(x3.reshape(B * Tin, spec.in_features), dp["W"],
                                                   dp["b"]).reshape(B, Tin, N)
-    fwd, _ = cell_kernels(dtype.str, K, KINDS[spec.integrator])
     y = empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
     store = empty((n_stores(0, T, every), B, K, N), dtype)
     grid, block = node_grid(N, B)
-    fwd[grid, block](x3, dp["W"], dp["b"], Ibuf, fused, sequence, 0, T, T, scalar(dtype, spec.dt),
+    Wt = transposed(dp["W"]) if fused else dp["W"]
+    fwd[grid, block](x3, Wt, dp["b"], Ibuf, fused, sequence, 0, T, T, scalar(dtype, spec.dt),
                      V0 if V0 is not None else _dummy(3, dtype), V0 is not None, consts.c1, consts.c2, circuit.C,
                      circuit.g, circuit.leak, circuit.beta, store, every, y, READOUTS[spec.readout],
                      spec.return_sequences, flag)
@@ -72,16 +73,16 @@ def backward(spec, tape, dy3):
     dp, circuit, consts = tape.params, tape.circuit, tape.consts
     dtype = dp["W"].dtype
     B, K, N, T = tape.x.shape[0], spec.order, spec.total_nodes, tape.n_steps
-    x3, fused, Tin = _inputs(spec, tape.x, tape.sequence, T)
+    x3, Tin = _inputs(spec, tape.x, tape.sequence, T)
+    fwd, bwd, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
     Ibuf = _dummy(3, dtype) if fused else tape.aux.currents
-    fwd, bwd = cell_kernels(dtype.str, K, KINDS[spec.integrator])
     grid, block = node_grid(N, B)
     partial = zeros((grid[1], K, N_SLOTS, N), dtype)
     dI = empty((B, Tin, N), dtype)
     dY = empty((B, K, N), dtype)
     dt = scalar(dtype, spec.dt)
     cap = span_capacity()
-    common = (x3, dp["W"], dp["b"], Ibuf, fused, tape.sequence)
+    common = (x3, transposed(dp["W"]) if fused else dp["W"], dp["b"], Ibuf, fused, tape.sequence)
     consts_args = (consts.c1, consts.c2, circuit.C, circuit.g, circuit.leak, circuit.beta)
     dummy3 = _dummy(3, dtype)
     stops = dict(spans(T, cap))
