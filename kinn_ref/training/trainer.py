@@ -300,7 +300,7 @@ class Trainer:
             dt_changes += len(changes)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.3g}")
+                bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.3g}", refresh=False)
         self.epoch += 1
         record = {"epoch": self.epoch, "step": self.optimizer.step_count, "lr": lr, "train_loss": total / len(x),
                   "grad_norm": norm_total / steps_per_epoch, "seconds": time.perf_counter() - start}
