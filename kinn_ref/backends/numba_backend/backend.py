@@ -44,6 +44,8 @@ class PassContext:
         Index into ``kept`` per step, -1 where the state was not kept.
     rows : int
         Batch rows per chunk.
+    every : int
+        Steps between kept states (the backward recomputes the others); 0 when every state is kept.
     """
 
     constants: object
@@ -52,6 +54,7 @@ class PassContext:
     kept: np.ndarray
     slot_of_step: np.ndarray
     rows: int
+    every: int
 
 
 class _StateBuffer:
@@ -97,6 +100,15 @@ def chunk_rows(spec, batch, dtype):
     return max(1, min(rows, -(-batch // config.MIN_CHUNKS), batch))
 
 
+def default_interval(spec):
+    """Steps between kept states when ``checkpoint_every`` is None: every state, except for uncoupled
+    exponential Euler, whose recomputation is cheaper than writing and reading every state (measured in
+    docs/benchmarks.md: 116 -> 82 ms on the ``cell`` benchmark); same results either way."""
+    if spec.coupling == "none" and spec.integrator == "expeuler":
+        return config.CELL_RECOMPUTE_INTERVAL
+    return None
+
+
 def _kept_steps(T, checkpoint_every):
     keep = checkpoint_every or 1
     return [0] + [n + 1 for n in range(T) if (n + 1) % keep == 0 or n + 1 == T]
@@ -124,7 +136,8 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     I = x @ params["W"].T + params["b"]                      # eq. 3
     cur = np.ascontiguousarray(I.reshape(B, T if sequence else 1, N))
     currents = cur if sequence else np.broadcast_to(cur, (B, T, N))
-    kept_steps = _kept_steps(T, checkpoint_every)
+    every = checkpoint_every or default_interval(spec)
+    kept_steps = _kept_steps(T, every)
     slot_of_step = np.full(T + 1, -1, np.int64)
     slot_of_step[kept_steps] = np.arange(len(kept_steps))
     kept = _STATES.take((len(kept_steps), B, K, N), dtype)
@@ -142,7 +155,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
             raise NonFiniteStateError(bad[0], bad[1], spec.dt)
     y = y if spec.return_sequences else y[:, 0]
     ctx = PassContext(constants=constants, integrator_ctx=integrator_ctx, currents=cur, kept=kept,
-                      slot_of_step=slot_of_step, rows=rows)
+                      slot_of_step=slot_of_step, rows=rows, every=every or 0)
     tape = Tape(spec=spec, backend=NAME, x=x, currents=currents,
                 states={n: kept[s] for s, n in enumerate(kept_steps)}, n_steps=T, sequence=sequence,
                 has_V0=V0 is not None, checkpoint_every=checkpoint_every, nonfinite=bad, circuit=circuit,
@@ -174,7 +187,7 @@ def backward(spec, params, tape, dy):
     nn = N if spec.coupling in ("dense", "kirchhoff") else 0
     mat_sums = np.zeros((n_slots, N_MATRIX_SUMS, K, nn, nn))
     with single_threaded_blas():
-        backward_kernel(ctx.constants, ctx.currents, ctx.kept, ctx.slot_of_step, tape.checkpoint_every or 0,
+        backward_kernel(ctx.constants, ctx.currents, ctx.kept, ctx.slot_of_step, ctx.every,
                         dy3, spec.return_sequences, ctx.rows, n_chunks, dV0, dI, node_sums, mat_sums)
     acc = circuit_gradients(spec, ctx, tape.coupling, node_sums, mat_sums, dtype)
     grads = input_currents_vjp(spec, params, tape.x, tape.sequence, dI)

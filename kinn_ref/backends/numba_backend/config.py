@@ -6,3 +6,7 @@ CHUNK_BYTES = 64 * 1024
 MIN_MATRIX_ROWS = 64
 #: Chunks are capped so that a batch splits into at least this many (load balance over threads).
 MIN_CHUNKS = 16
+
+#: Uncoupled exponential-Euler layers keep every this-many-th state by default and recompute the others in
+#: the backward pass (see ``backend.default_interval``).
+CELL_RECOMPUTE_INTERVAL = 16
