@@ -98,7 +98,7 @@ def cell_kernels(dtype, K, integrator, D):
                 y[b, t, (j + 1) * N + n] = Z[j, K - 1]
 
     @cuda.jit(**bounds)
-    def forward(x, Wt, bvec, Ibuf, fused, seq, n0, n1, T, dt, Ystart, has_start, c1_, c2_, C_, g_, leak_, beta_,
+    def forward(x, Wt, bvec, Ibuf, seq, n0, n1, T, dt, Ystart, has_start, c1_, c2_, C_, g_, leak_, beta_,
                 store, every, y, readout, ret_seq, flag):
         N = c1_.shape[1]
         n = cuda.blockIdx.x * TX + cuda.threadIdx.x
@@ -175,7 +175,7 @@ def cell_kernels(dtype, K, integrator, D):
         return derivatives_vjp(V, I, blocks, dV, C, g, leak, beta, acc)
 
     @cuda.jit(**bounds)
-    def backward(x, Wt, bvec, Ibuf, fused, seq, n0, n1, T, dt, Ystart, has_start, dYend, has_dYend,
+    def backward(x, Wt, bvec, Ibuf, seq, n0, n1, T, dt, Ystart, has_start, dYend, has_dYend,
                  c1_, c2_, C_, g_, leak_, beta_, dy, readout, ret_seq, dYstart, write_dYstart, dI, accumulate_dI,
                  partial):
         N = c1_.shape[1]

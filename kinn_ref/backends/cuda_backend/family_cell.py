@@ -51,7 +51,7 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     store = empty((n_stores(0, T, every), B, K, N), dtype)
     grid, block = node_grid(N, B)
     Wt = transposed(dp["W"]) if fused else dp["W"]
-    fwd[grid, block](x3, Wt, dp["b"], Ibuf, fused, sequence, 0, T, T, scalar(dtype, spec.dt),
+    fwd[grid, block](x3, Wt, dp["b"], Ibuf, sequence, 0, T, T, scalar(dtype, spec.dt),
                      V0 if V0 is not None else _dummy(3, dtype), V0 is not None, consts.c1, consts.c2, circuit.C,
                      circuit.g, circuit.leak, circuit.beta, store, every, y, READOUTS[spec.readout],
                      spec.return_sequences, flag)
@@ -82,7 +82,7 @@ def backward(spec, tape, dy3):
     dY = empty((B, K, N), dtype)
     dt = scalar(dtype, spec.dt)
     cap = span_capacity()
-    common = (x3, transposed(dp["W"]) if fused else dp["W"], dp["b"], Ibuf, fused, tape.sequence)
+    common = (x3, transposed(dp["W"]) if fused else dp["W"], dp["b"], Ibuf, tape.sequence)
     consts_args = (consts.c1, consts.c2, circuit.C, circuit.g, circuit.leak, circuit.beta)
     dummy3 = _dummy(3, dtype)
     stops = dict(spans(T, cap))
