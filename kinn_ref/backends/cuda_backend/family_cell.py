@@ -39,7 +39,9 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     y : device array (B, T or 1, W)
     states : dict
     aux : SimpleNamespace
-        ``currents``: the projected input (B, Tin, N), or None when the kernels project it themselves.
+        ``currents``: the projected input (B, Tin, N), or None when the kernels project it themselves;
+        ``weights``: what the kernels read as their weights argument (``W^T`` when they project, else ``W``),
+        reused by the backward pass.
     """
     dtype = dp["W"].dtype
     B, K, N = x.shape[0], spec.order, spec.total_nodes
@@ -50,14 +52,14 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     y = empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
     store = empty((n_stores(0, T, every), B, K, N), dtype)
     grid, block = node_grid(N, B)
-    Wt = transposed(dp["W"]) if fused else dp["W"]
-    fwd[grid, block](x3, Wt, dp["b"], Ibuf, sequence, 0, T, T, scalar(dtype, spec.dt),
+    weights = transposed(dp["W"]) if fused else dp["W"]
+    fwd[grid, block](x3, weights, dp["b"], Ibuf, sequence, 0, T, T, scalar(dtype, spec.dt),
                      V0 if V0 is not None else _dummy(3, dtype), V0 is not None, consts.c1, consts.c2, circuit.C,
                      circuit.g, circuit.leak, circuit.beta, store, every, y, READOUTS[spec.readout],
                      spec.return_sequences, flag)
     states = {0: V0}
     states.update(stored_states(store, 0, T, every))
-    return y, states, SimpleNamespace(currents=None if fused else Ibuf)
+    return y, states, SimpleNamespace(currents=None if fused else Ibuf, weights=weights)
 
 
 def backward(spec, tape, dy3):
@@ -82,7 +84,7 @@ def backward(spec, tape, dy3):
     dY = empty((B, K, N), dtype)
     dt = scalar(dtype, spec.dt)
     cap = span_capacity()
-    common = (x3, transposed(dp["W"]) if fused else dp["W"], dp["b"], Ibuf, tape.sequence)
+    common = (x3, tape.aux.weights, dp["b"], Ibuf, tape.sequence)
     consts_args = (consts.c1, consts.c2, circuit.C, circuit.g, circuit.leak, circuit.beta)
     dummy3 = _dummy(3, dtype)
     stops = dict(spans(T, cap))
