@@ -123,17 +123,8 @@ def verify_backend(backend, directory=None, select=None):
     list of CaseResult
     """
     _, cases = load_suite(directory, select)
-    results = []
-    for case in cases:
-        tol = _tolerance(case, backend in GPU_BACKENDS)
-        try:
-            y, grads = run_backend(case, backend)
-        except (ValueError, FloatingPointError, ArithmeticError) as exc:
-            results.append(CaseResult(case.name, case.entry["dtype"], "error", tol,
-                                      detail=f"{type(exc).__name__}: {exc}"))
-            continue
-        results.append(compare(case, y, grads, tol))
-    return results
+    return _check_cases(cases, backend in GPU_BACKENDS, lambda case: run_backend(case, backend),
+                        errors=(ValueError, FloatingPointError, ArithmeticError))
 
 
 def load_adapter(target):
@@ -166,18 +157,27 @@ def check_implementation(adapter, directory=None, select=None, gpu=False):
     -------
     list of CaseResult
     """
+    def run(case):
+        return adapter(spec_to_dict(case.spec), {k: v.copy() for k, v in case.params.items()}, case.x.copy(),
+                       None if case.V0 is None else case.V0.copy(), case.dy.copy())
+
     _, cases = load_suite(directory, select)
+    # an outside implementation may fail in any way: report it, do not crash
+    return _check_cases(cases, gpu, run, errors=(Exception,), unsupported=(NotImplementedError,))
+
+
+def _check_cases(cases, gpu, run, errors, unsupported=()):
+    """Compare ``run(case) -> (y, grads)`` with every case; ``unsupported`` and ``errors`` (exception
+    classes, checked in that order) are reported per case instead of raised."""
     results = []
     for case in cases:
         tol = _tolerance(case, gpu)
-        args = (spec_to_dict(case.spec), {k: v.copy() for k, v in case.params.items()}, case.x.copy(),
-                None if case.V0 is None else case.V0.copy(), case.dy.copy())
         try:
-            y, grads = adapter(*args)
-        except NotImplementedError as exc:
+            y, grads = run(case)
+        except unsupported as exc:
             results.append(CaseResult(case.name, case.entry["dtype"], "unsupported", tol, detail=str(exc)))
             continue
-        except Exception as exc:   # an outside implementation may fail in any way; report, do not crash
+        except errors as exc:
             results.append(CaseResult(case.name, case.entry["dtype"], "error", tol,
                                       detail=f"{type(exc).__name__}: {exc}"))
             continue
