@@ -32,13 +32,13 @@ def run(args):
     from ..backends import available_backends
     from ..bench import harness
 
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.backend == "cuda":
         from ..bench import gpu
         return gpu.run(args)
     if "numba" not in available_backends():
         raise ValueError("the numba backend is not usable here; install kinn-ref[numba]")
-    if args.repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")

@@ -103,7 +103,7 @@ def chunk_rows(spec, batch, dtype):
 def default_interval(spec):
     """Steps between kept states when ``checkpoint_every`` is None: every state, except for uncoupled
     exponential Euler, whose recomputation is cheaper than writing and reading every state (measured in
-    docs/benchmarks.md: 116 -> 82 ms on the ``cell`` benchmark); same results either way."""
+    docs/benchmarks.md: 1.6x on the float32 ``cell`` benchmark); same results either way."""
     if spec.coupling == "none" and spec.integrator == "expeuler":
         return config.CELL_RECOMPUTE_INTERVAL
     return None
