@@ -144,13 +144,53 @@ def test_none_with_many_input_features_projects_before_the_kernels(sequence):
     assert tape.aux.currents is not None
 
 
-def test_none_spans_longer_than_one_launch():
+@pytest.mark.parametrize("sequence", [False, True])
+def test_none_spans_longer_than_one_launch(monkeypatch, sequence):
     """T beyond one backward launch of the fused kernels: several spans, and a span split into sub-spans."""
+    from kinn_ref.backends.cuda_backend import config
     from kinn_ref.backends.cuda_backend.cell_kernels import span_capacity
+    monkeypatch.setattr(config, "CELL_STATIC_MAX_T", 0)  # static inputs too run on the span kernels
     cap = span_capacity()
-    spec, params, x, V0 = make_case("none", "rk4", "last", order=2, n_steps=2 * cap + 3, batch=2)
-    check_against_reference(spec, params, x, V0)
+    spec, params, x, V0 = make_case("none", "rk4", "last", order=2, n_steps=2 * cap + 3, batch=2,
+                                    sequence=sequence)
+    tape, _ = check_against_reference(spec, params, x, V0)
+    assert not tape.aux.static
     check_against_reference(spec, params, x, V0, checkpoint_every=cap + 2)
+
+
+# (integrator, readout, order, return_sequences, with_V0, n_steps, dtype)
+STATIC_CASES = [
+    ("expeuler", "last", 2, False, False, 7, np.float64),
+    ("euler", "cells", 3, True, True, 4, np.float64),
+    ("expeuler", "derivatives", 2, True, False, 5, np.float32),
+    ("implicit", "last", 2, False, True, 3, np.float64),
+    ("rk4", "derivatives", 2, False, True, 1, np.float64),
+    pytest.param("implicit", "cells", 1, True, False, 6, np.float32, marks=pytest.mark.slow),
+    pytest.param("rk4", "last", 3, True, True, 9, np.float64, marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("integrator,readout,order,return_sequences,with_V0,n_steps,dtype", STATIC_CASES)
+def test_static_input_kernels_built_for_T(integrator, readout, order, return_sequences, with_V0, n_steps, dtype):
+    """Static input, at most ``CELL_STATIC_MAX_T`` steps: the kernels of ``cell_static`` (all steps written
+    out, segments of ``CELL_STATIC_SEGMENT``, a ragged last segment), and none with ``checkpoint_every``."""
+    spec, params, x, V0 = make_case("none", integrator, readout, order=order, return_sequences=return_sequences,
+                                    with_V0=with_V0, n_steps=n_steps, batch=3, dtype=dtype, seed=n_steps)
+    tape, grads = check_against_reference(spec, params, x, V0)
+    assert tape.aux.static and list(tape.states) == [0]
+    tape_c, grads_c = check_against_reference(spec, params, x, V0, checkpoint_every=2)
+    assert not tape_c.aux.static and n_steps in tape_c.states
+    for k in grads:
+        assert rel_error(grads_c[k], grads[k]) <= TOLERANCE[np.dtype(dtype)], k
+
+
+def test_static_backward_source_writes_every_step_out():
+    from kinn_ref.backends.cuda_backend.cell_static import backward_source, segments
+    assert segments(7, 3) == [(0, 3), (3, 3), (6, 1)]
+    src = backward_source(7, 3, ret_seq=False)
+    assert src.count("step_vjp(") == 7 and src.count("readout_vjp(") == 1
+    assert "CK2" in src and "CK3" not in src and "S3 " in src and "S4 " not in src
+    assert backward_source(7, 3, ret_seq=True).count("readout_vjp(") == 7
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator computes the overflow in NumPy
@@ -213,6 +253,7 @@ def small_config(monkeypatch):
     """The simulator's tunables (multi-block paths on tiny inputs), also on a GPU."""
     from kinn_ref.backends.cuda_backend import config
     for name, value in {"NODE_BLOCK": (2, 2), "THREADS_PER_SM": 32, "CELL_SEGMENT": 2, "CELL_CHECKPOINTS": 2,
+                        "CELL_STATIC_SEGMENT": 2,
                         "GEMM_TILE": {4: (4, 4, 2, 2, 2), 8: (4, 4, 2, 2, 2)}, "GEMM_SPLIT_MIN": 4,
                         "FLAT_BLOCK": 4, "PERSISTENT_GROUPS": 2, "PERSISTENT_ROWS": 1,
                         "INVERSE_BLOCK": 4}.items():

@@ -12,7 +12,7 @@ import ast
 
 import numpy as np
 
-from .gpu import GpuConfig, _median_times, cuda_runner, gpu_configs, make_inputs
+from .gpu import GpuConfig, _median_times, cuda_runner, gpu_configs, kernel_resources, make_inputs
 
 
 def parse_variant(text):
@@ -60,11 +60,17 @@ def main(argv=None):
         case = GpuConfig(case.name, case.spec, args.batch, case.goals)
     variants = [("default", {})] + [(v, parse_variant(v)) for v in args.variant]
     results = []
+    seen = set()
     for label, tunables in variants:
         res = time_variant(case, tunables, args.repeats)
-        results.append({"variant": label, **res})
+        new = [r for r in kernel_resources() if repr(sorted(r.items())) not in seen]
+        seen.update(repr(sorted(r.items())) for r in new)
+        results.append({"variant": label, **res, "kernels": new})
         print(f"{case.name} B={case.batch} {label}: forward {res['forward_ms']:.3f} ms, "
               f"backward {res['backward_ms']:.3f} ms, total {res['total_ms']:.3f} ms", flush=True)
+        for r in new:
+            print(f"    {r['builder']}.{r['kernel']}: {r['registers']} registers, {r['local_bytes']} B local, "
+                  f"{r['shared_bytes']} B shared", flush=True)
     if args.json:
         from .harness import write_json
         write_json(args.json, {"case": case.name, "batch": case.batch, "results": results,

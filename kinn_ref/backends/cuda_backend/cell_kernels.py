@@ -9,6 +9,8 @@ storing any step to device memory. The input projection ``I = x W^T + b`` is com
 a buffer otherwise. Gradient sums (:mod:`slots`) stay in registers, are reduced over the block's rows in
 shared memory in a fixed order and added to the block's slice of a partial buffer.
 """
+from types import SimpleNamespace
+
 import numpy as np
 
 from . import config
@@ -22,16 +24,21 @@ cuda = cuda_module()
 CODES = {"linear": 0, "implicit": 1, "rk4": 2}
 
 
-@kernel_cache
-def cell_kernels(dtype, K, integrator, D):
-    """``(forward, backward)`` kernels for ``K`` cells, ``integrator`` in ``"linear", "implicit", "rk4"``.
+def launch_bounds():
+    """``cuda.jit`` keywords of the fused kernels: at least ``CELL_MIN_BLOCKS`` blocks per multiprocessor."""
+    if config.CELL_MIN_BLOCKS is None or simulator_active():
+        return {}
+    TX, TY = config.NODE_BLOCK
+    return {"launch_bounds": (TX * TY, config.CELL_MIN_BLOCKS)}
 
-    ``D`` > 0: the kernels project ``D`` input features themselves (a thread keeps its node's row of ``W`` in
-    registers); ``D = 0``: they read the projected current from a buffer.
-    """
+
+@kernel_cache
+def cell_parts(dtype, K, integrator, D):
+    """Device functions the fused kernels share (one node's cascade; see :func:`cell_kernels` for ``D``):
+    ``load_node``, ``load_weights``, ``current``, ``step``, ``step_vjp``, ``write_readout``, ``readout_vjp``,
+    ``all_finite``, ``first_nonfinite``."""
     code = CODES[integrator]
     m = cell_math(dtype, K)  # kernels may only reference device functions, not a namespace of them
-    all_finite, first_nonfinite = m.all_finite, m.first_nonfinite
     linear_step, linear_step_vjp = m.linear_step, m.linear_step_vjp
     implicit_step, implicit_step_vjp = m.implicit_step, m.implicit_step_vjp
     rk4_step, rk4_step_vjp = m.rk4_step, m.rk4_step_vjp
@@ -39,14 +46,7 @@ def cell_kernels(dtype, K, integrator, D):
     f = np.dtype(dtype).type
     zero = f(0.0)
     nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
-    TX, TY = config.NODE_BLOCK
-    SEG, NCK = config.CELL_SEGMENT, config.CELL_CHECKPOINTS
-    SEG1, K1 = SEG + 1, K + 1  # local array shapes must be compile-time literals
-    D1 = max(D, 1)
-
-    block_reduce = block_reducer(dtype, K)
-    bounds = {} if config.CELL_MIN_BLOCKS is None or simulator_active() else \
-        {"launch_bounds": (TX * TY, config.CELL_MIN_BLOCKS)}
+    K1 = K + 1  # local array shapes must be compile-time literals
 
     @cuda.jit(device=True, inline=True)
     def load_weights(Wt, bvec, n, Wn):
@@ -96,6 +96,53 @@ def cell_kernels(dtype, K, integrator, D):
             y[b, t, n] = V[K - 1]
             for j in range(K):
                 y[b, t, (j + 1) * N + n] = Z[j, K - 1]
+
+    @cuda.jit(device=True, inline=True)
+    def step_vjp(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc):
+        if code == 0:
+            return linear_step_vjp(Vo, I, dV, c1, c2, beta, acc)
+        elif code == 1:
+            return implicit_step_vjp(Vo, Vn, I, dV, c1, c2, beta, acc)
+        return rk4_step_vjp(Vo, I, dt, dV, C, g, leak, beta, acc)
+
+    @cuda.jit(device=True, inline=True)
+    def readout_vjp(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc):
+        if readout == 0:
+            dV[K - 1] += dy[b, t, n]
+            return zero
+        if readout == 1:
+            for k in range(K):
+                dV[k] += dy[b, t, k * N + n]
+            return zero
+        blocks = cuda.local.array(K1, nb)
+        for j in range(K + 1):
+            blocks[j] = dy[b, t, j * N + n]
+        return derivatives_vjp(V, I, blocks, dV, C, g, leak, beta, acc)
+
+    return SimpleNamespace(load_node=load_node, load_weights=load_weights, current=current, step=step,
+                           step_vjp=step_vjp, write_readout=write_readout, readout_vjp=readout_vjp,
+                           all_finite=m.all_finite, first_nonfinite=m.first_nonfinite)
+
+
+@kernel_cache
+def cell_kernels(dtype, K, integrator, D):
+    """``(forward, backward)`` kernels for ``K`` cells, ``integrator`` in ``"linear", "implicit", "rk4"``.
+
+    ``D`` > 0: the kernels project ``D`` input features themselves (a thread keeps its node's row of ``W`` in
+    registers); ``D = 0``: they read the projected current from a buffer.
+    """
+    p = cell_parts(dtype, K, integrator, D)
+    load_node, load_weights, current, step = p.load_node, p.load_weights, p.current, p.step
+    step_vjp, write_readout, readout_vjp = p.step_vjp, p.write_readout, p.readout_vjp
+    all_finite, first_nonfinite = p.all_finite, p.first_nonfinite
+    zero = np.dtype(dtype).type(0.0)
+    nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
+    TX, TY = config.NODE_BLOCK
+    SEG, NCK = config.CELL_SEGMENT, config.CELL_CHECKPOINTS
+    SEG1 = SEG + 1  # local array shapes must be compile-time literals
+    D1 = max(D, 1)
+    block_reduce = block_reducer(dtype, K)
+    bounds = launch_bounds()
 
     @cuda.jit(**bounds)
     def forward(x, Wt, bvec, Ibuf, seq, n0, n1, T, dt, Ystart, has_start, c1_, c2_, C_, g_, leak_, beta_,
@@ -151,28 +198,6 @@ def cell_kernels(dtype, K, integrator, D):
                         cuda.atomic.min(flag, 0, np.int32(s * K + bad))
                         break
             b += cuda.gridDim.y * TY
-
-    @cuda.jit(device=True, inline=True)
-    def step_vjp(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc):
-        if code == 0:
-            return linear_step_vjp(Vo, I, dV, c1, c2, beta, acc)
-        elif code == 1:
-            return implicit_step_vjp(Vo, Vn, I, dV, c1, c2, beta, acc)
-        return rk4_step_vjp(Vo, I, dt, dV, C, g, leak, beta, acc)
-
-    @cuda.jit(device=True, inline=True)
-    def readout_vjp(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc):
-        if readout == 0:
-            dV[K - 1] += dy[b, t, n]
-            return zero
-        if readout == 1:
-            for k in range(K):
-                dV[k] += dy[b, t, k * N + n]
-            return zero
-        blocks = cuda.local.array(K1, nb)
-        for j in range(K + 1):
-            blocks[j] = dy[b, t, j * N + n]
-        return derivatives_vjp(V, I, blocks, dV, C, g, leak, beta, acc)
 
     @cuda.jit(**bounds)
     def backward(x, Wt, bvec, Ibuf, seq, n0, n1, T, dt, Ystart, has_start, dYend, has_dYend,

@@ -2,7 +2,7 @@
 
 numba-cuda 0.30.4 overloads ``np.row_stack``, which numpy 2.5 removed; :func:`cuda_module` restores the
 alias (``np.vstack``) before numba-cuda is imported, so kernels compile with any numpy the ``cuda`` extra
-allows and with the numpy 2.5 of some GPU images.
+allows and with the numpy 2.5 of some GPU images. It also installs the caching memory pool (:mod:`.pool`).
 """
 import functools
 import os
@@ -18,9 +18,13 @@ def _restore_row_stack():
 
 
 def cuda_module():
-    """``numba.cuda``, imported after the numpy compatibility fix."""
+    """``numba.cuda``, imported after the numpy compatibility fix, with the caching memory pool installed
+    (:mod:`.pool`) unless a CUDA context exists already or ``KINN_REF_CUDA_POOL=0``."""
     _restore_row_stack()
     from numba import cuda
+
+    from . import pool
+    pool.install()
     return cuda
 
 

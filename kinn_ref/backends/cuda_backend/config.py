@@ -22,6 +22,10 @@ CELL_CHECKPOINTS = 2 if _SIM else 8
 #: registers; None leaves the choice to the compiler). Two blocks of 256 threads cap them at 128: measured on an
 #: H200 (docs/benchmarks.md), the backward kernel then runs faster than with 157 registers and one block.
 CELL_MIN_BLOCKS = None if _SIM else 2
+#: Static inputs of at most CELL_STATIC_MAX_T steps run on kernels built for their T (:mod:`.cell_static`), whose
+#: backward keeps a checkpoint every CELL_STATIC_SEGMENT steps and the states of one segment in registers.
+CELL_STATIC_MAX_T = 64
+CELL_STATIC_SEGMENT = 2 if _SIM else 8
 #: The fused ``none`` kernels compute the input projection themselves up to this many input features (above,
 #: it is one matrix product before the kernels).
 FUSED_PROJECTION_MAX_D = 32
@@ -44,6 +48,7 @@ PERSISTENT_MAX_SHARED = 220 * 1024
 INVERSE_BLOCK = 4 if _SIM else 256
 
 _NAMES = ("NODE_BLOCK", "THREADS_PER_SM", "CELL_SEGMENT", "CELL_CHECKPOINTS", "CELL_MIN_BLOCKS",
+          "CELL_STATIC_MAX_T", "CELL_STATIC_SEGMENT",
           "FUSED_PROJECTION_MAX_D", "GEMM_TILE", "GEMM_SPLIT_MIN",
           "FLAT_BLOCK", "PERSISTENT_MAX_N", "PERSISTENT_GROUPS", "PERSISTENT_ROWS", "PERSISTENT_SPAN", "PERSISTENT_MAX_SHARED",
           "INVERSE_BLOCK")

@@ -1,10 +1,14 @@
-"""The ``none`` coupling on the fused per-node kernels (:mod:`.cell_kernels`): forward and backward passes.
+"""The ``none`` coupling on the fused per-node kernels: forward and backward passes.
 
-The backward runs one launch per span of ``span_capacity()`` steps (:mod:`.spans`), latest first; a span's
-first state is a kept state or is recomputed by the forward kernel from the last kept state before it.
+A static input projected in the kernels, over at most ``config.CELL_STATIC_MAX_T`` steps and with no
+``checkpoint_every`` asked for, runs on the kernels built for its ``T`` (:mod:`.cell_static`): one launch each
+way, no state kept. Otherwise :mod:`.cell_kernels` run it: the backward runs one launch per span of
+``span_capacity()`` steps (:mod:`.spans`), latest first; a span's first state is a kept state or is
+recomputed by the forward kernel from the last kept state before it.
 """
 from types import SimpleNamespace
 
+from . import cell_static
 from . import gemm as mm
 from .cell_kernels import kernels_for, span_capacity
 from .device import empty, new_flag, node_grid, scalar, transposed, zeros
@@ -31,8 +35,13 @@ def default_interval(T):
     return span_capacity()
 
 
-def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag):
-    """Run the fused forward kernel over all ``T`` steps.
+def _static_kernels(spec, dtype, T):
+    return cell_static.static_kernels(dtype.str, spec.order, KINDS[spec.integrator], spec.in_features, T,
+                                      READOUTS[spec.readout], spec.return_sequences)
+
+
+def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag, explicit_interval=False):
+    """Run the fused forward kernel over all ``T`` steps (``explicit_interval``: ``every`` was asked for).
 
     Returns
     -------
@@ -41,17 +50,25 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     aux : SimpleNamespace
         ``currents``: the projected input (B, Tin, N), or None when the kernels project it themselves;
         ``weights``: what the kernels read as their weights argument (``W^T`` when they project, else ``W``),
-        reused by the backward pass.
+        reused by the backward pass; ``static``: whether :mod:`.cell_static` ran it.
     """
     dtype = dp["W"].dtype
     B, K, N = x.shape[0], spec.order, spec.total_nodes
     x3, Tin = _inputs(spec, x, sequence, T)
+    grid, block = node_grid(N, B)
+    if cell_static.eligible(spec, sequence, T, explicit_interval):
+        fwd, _ = _static_kernels(spec, dtype, T)
+        y = empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
+        weights = transposed(dp["W"])
+        fwd[grid, block](x3, weights, dp["b"], scalar(dtype, spec.dt), V0 if V0 is not None else _dummy(3, dtype),
+                         V0 is not None, consts.c1, consts.c2, circuit.C, circuit.g, circuit.leak, circuit.beta,
+                         y, flag)
+        return y, {0: V0}, SimpleNamespace(currents=None, weights=weights, static=True)
     fwd, _, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
     Ibuf = _dummy(3, dtype) if fused else project(x3.reshape(B * Tin, spec.in_features), dp["W"],
                                                   dp["b"]).reshape(B, Tin, N)
     y = empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
     store = empty((n_stores(0, T, every), B, K, N), dtype)
-    grid, block = node_grid(N, B)
     weights = transposed(dp["W"]) if fused else dp["W"]
     fwd[grid, block](x3, weights, dp["b"], Ibuf, sequence, 0, T, T, scalar(dtype, spec.dt),
                      V0 if V0 is not None else _dummy(3, dtype), V0 is not None, consts.c1, consts.c2, circuit.C,
@@ -59,7 +76,7 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
                      spec.return_sequences, flag)
     states = {0: V0}
     states.update(stored_states(store, 0, T, every))
-    return y, states, SimpleNamespace(currents=None if fused else Ibuf, weights=weights)
+    return y, states, SimpleNamespace(currents=None if fused else Ibuf, weights=weights, static=False)
 
 
 def backward(spec, tape, dy3):
@@ -76,18 +93,26 @@ def backward(spec, tape, dy3):
     dtype = dp["W"].dtype
     B, K, N, T = tape.x.shape[0], spec.order, spec.total_nodes, tape.n_steps
     x3, Tin = _inputs(spec, tape.x, tape.sequence, T)
-    fwd, bwd, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
-    Ibuf = _dummy(3, dtype) if fused else tape.aux.currents
     grid, block = node_grid(N, B)
     partial = zeros((grid[1], K, N_SLOTS, N), dtype)
     dI = empty((B, Tin, N), dtype)
-    dY = empty((B, K, N), dtype)
     dt = scalar(dtype, spec.dt)
-    cap = span_capacity()
-    common = (x3, tape.aux.weights, dp["b"], Ibuf, tape.sequence)
-    consts_args = (consts.c1, consts.c2, circuit.C, circuit.g, circuit.leak, circuit.beta)
     dummy3 = _dummy(3, dtype)
+    consts_args = (consts.c1, consts.c2, circuit.C, circuit.g, circuit.leak, circuit.beta)
+    if tape.aux.static:
+        _, bwd = _static_kernels(spec, dtype, T)
+        dY = empty((B, K, N), dtype) if tape.has_V0 else dummy3
+        V0 = tape.states[0]
+        bwd[grid, block](x3, tape.aux.weights, dp["b"], dt, V0 if V0 is not None else dummy3, V0 is not None,
+                         *consts_args, dy3, dY, tape.has_V0, dI, partial)
+        return _sums(partial, K, N, dtype), dI, (dY if tape.has_V0 else None)
+    fwd, bwd, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
+    Ibuf = _dummy(3, dtype) if fused else tape.aux.currents
+    cap = span_capacity()
     stops = dict(spans(T, cap))
+    # dY carries the cotangent of a span's first state to the span before it, and out as dV0
+    dY = empty((B, K, N), dtype) if len(stops) > 1 or tape.has_V0 else dummy3
+    common = (x3, tape.aux.weights, dp["b"], Ibuf, tape.sequence)
     first = True
     for source, starts in reversed(groups(tape.states, list(stops))):
         start_states = {source: tape.states[source]}
@@ -104,6 +129,9 @@ def backward(spec, tape, dy3):
                              Ystart is not None, dY, not first, *consts_args, dy3, READOUTS[spec.readout],
                              spec.return_sequences, dY, n0 > 0 or tape.has_V0, dI, not first, partial)
             first = False
-    sums = empty((K, N_SLOTS, N), dtype)
-    mm.sum_splits(partial, sums)
-    return sums, dI, (dY if tape.has_V0 else None)
+    return _sums(partial, K, N, dtype), dI, (dY if tape.has_V0 else None)
+
+
+def _sums(partial, K, N, dtype):
+    """The gradient sums (K, N_SLOTS, N): the per-block partial sums added in block order."""
+    return mm.sum_splits(partial, empty((K, N_SLOTS, N), dtype))

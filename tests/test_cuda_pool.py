@@ -1,0 +1,65 @@
+"""The caching device-memory pool of the ``cuda`` backend (:mod:`kinn_ref.backends.cuda_backend.pool`).
+
+The bookkeeping runs anywhere; the pool itself only on a real GPU (``KINN_REF_REAL_CUDA=1``).
+"""
+import gc
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from kinn_ref.backends.cuda_backend import pool  # noqa: E402
+from kinn_ref.backends.cuda_backend.compat import simulator_active  # noqa: E402
+
+
+def test_rounded_bins():
+    assert pool.rounded(0) == pool.SMALL_ROUND
+    assert pool.rounded(1) == pool.SMALL_ROUND
+    assert pool.rounded(pool.SMALL_ROUND) == pool.SMALL_ROUND
+    assert pool.rounded(pool.SMALL_ROUND + 1) == 2 * pool.SMALL_ROUND
+    big = pool.LARGE_FROM + 1
+    assert pool.rounded(big) % pool.LARGE_ROUND == 0 and pool.rounded(big) >= big
+
+
+def test_block_bins_reuse_by_size():
+    made = []
+
+    def new(nbytes):
+        made.append(nbytes)
+        return f"block{len(made)}"
+
+    bins = pool.BlockBins(new)
+    a, hit = bins.alloc(1024)
+    assert (a, hit) == ("block1", False)
+    bins.give_back(a, 1024)
+    assert bins.cached_bytes == 1024
+    b, hit = bins.alloc(2048)  # another bin: a new block
+    assert (b, hit) == ("block2", False)
+    c, hit = bins.alloc(1024)  # the cached one
+    assert (c, hit) == ("block1", True) and bins.cached_bytes == 0
+    bins.give_back(b, 2048)
+    bins.give_back(c, 1024)
+    assert sorted(bins.drain()) == ["block1", "block2"]
+    assert bins.cached_bytes == 0 and bins.alloc(1024) == ("block3", False)
+
+
+@pytest.mark.skipif(simulator_active(), reason="the pool manages real device memory only")
+def test_pool_reuses_freed_blocks_on_the_gpu():
+    from numba import cuda
+    mm = pool.manager()
+    if mm is None:
+        pytest.skip("the pool is not installed in this process (a context existed first, or KINN_REF_CUDA_POOL=0)")
+    a = cuda.to_device(np.arange(1000, dtype=np.float32))
+    ptr = a.device_ctypes_pointer.value
+    del a
+    gc.collect()
+    before = mm.reused
+    b = cuda.device_array(1000, dtype=np.float32)
+    assert mm.reused == before + 1 and b.device_ctypes_pointer.value == ptr
+    b.copy_to_device(np.full(1000, 3.0, np.float32))
+    assert np.all(b.copy_to_host() == 3.0)
+    del b
+    gc.collect()
+    pool.release()
+    assert mm.bins.cached_bytes == 0
