@@ -255,6 +255,7 @@ def small_config(monkeypatch):
     for name, value in {"NODE_BLOCK": (2, 2), "THREADS_PER_SM": 32, "CELL_SEGMENT": 2, "CELL_CHECKPOINTS": 2,
                         "CELL_STATIC_SEGMENT": 2,
                         "GEMM_TILE": {4: (4, 4, 2, 2, 2), 8: (4, 4, 2, 2, 2)}, "GEMM_SPLIT_MIN": 4,
+                        "GEMM_NARROW_TILE": {4: (4, 2, 2, 2, 1), 8: (4, 2, 2, 2, 1)},
                         "FLAT_BLOCK": 4, "PERSISTENT_GROUPS": 2, "PERSISTENT_ROWS": 1,
                         "INVERSE_BLOCK": 4}.items():
         monkeypatch.setattr(config, name, value)

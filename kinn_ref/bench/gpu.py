@@ -264,6 +264,9 @@ def bench_config(config, limits, repeats, warmup, with_compile):
     res["floor_ms"] = 1e3 * max(config.bytes_moved() / (limits["copy_gbs"] * 1e9),
                                 config.flops() / (limits["fp32_gflops"] * 1e9))
     run_c = cuda_runner(config, params, x, dy)
+    t0 = time.perf_counter()
+    run_c()  # the first call builds and compiles the kernels (numba JIT)
+    res["cuda_first_call_seconds"] = time.perf_counter() - t0
     res["cuda"], out_c = _median_times(run_c, repeats, warmup)
     logger.info("%s cuda: %.2f ms", config.name, res["cuda"]["total_ms"])
     try:
@@ -299,11 +302,13 @@ def _release_memory():
 
     import torch
 
+    from ..backends.cuda_backend import pool
     from ..backends.cuda_backend.compat import cuda_module
     gc.collect()
     pending = getattr(getattr(cuda_module().current_context(), "memory_manager", None), "deallocations", None)
     if pending is not None:  # numba frees device memory lazily, in batches
         pending.clear()
+    pool.release()  # and the backend's pool caches freed blocks
     torch.cuda.empty_cache()
 
 

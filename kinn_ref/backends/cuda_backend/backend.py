@@ -130,8 +130,7 @@ def backward_device(spec, dparams, tape, dy):
     dy3 = dy if spec.return_sequences else dy.reshape(B, 1, spec.readout_width)
     _, family = _family(spec, dparams["W"].dtype)
     tape.coupling.start_backward()
-    sums, dI, dV0 = family.backward(spec, tape, dy3)
-    return assemble(spec, dparams, tape, sums, dI, dV0)
+    return assemble(spec, dparams, tape, *family.backward(spec, tape, dy3))
 
 
 def to_device(params):

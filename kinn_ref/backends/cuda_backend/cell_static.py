@@ -8,9 +8,11 @@ the checkpoints (every ``config.CELL_STATIC_SEGMENT`` steps) and the states of t
 differentiated are separate local arrays indexed by constants, which the compiler keeps in registers. The
 kernels of :mod:`.cell_kernels` index such arrays by the loop counter and keep them in local memory.
 
-Thread layout, the node's constants and row of ``W`` in registers, the in-kernel projection and the
-block-ordered reduction of the gradient sums are those of :mod:`.cell_kernels`, whose device functions
-(:func:`~.cell_kernels.cell_parts`) these kernels call.
+Thread layout, the node's constants in registers (and its row of ``W`` in the forward), the in-kernel
+projection and the block-ordered reduction of the gradient sums are those of :mod:`.cell_kernels`, whose device functions
+(:func:`~.cell_kernels.cell_parts`) these kernels call. The backward also sums the projection's weight and
+bias gradients over its rows (it holds ``dI`` and ``x`` of each row), which leaves only ``dx = dI W`` to a
+matrix product.
 """
 import numpy as np
 
@@ -49,7 +51,9 @@ def backward_source(T, seg, ret_seq):
     emit("while active and b < B:")
     body = []
     put = body.append
-    put("I = current(x, Wn, bn, x, b, 0, n)")
+    put("I = bn")  # the forward's projection, in its order, with W read from memory (fewer registers)
+    put("for d in range(D):")
+    put("    I += x[b, 0, d] * Wt[d, n]")
     put("for k in range(K):")
     put("    CK0[k] = Ystart[b, k, n] if has_start else zero")
     put("    dV[k] = zero")
@@ -78,6 +82,9 @@ def backward_source(T, seg, ret_seq):
     put("    for k in range(K):")
     put("        dYstart[b, k, n] = dV[k]")
     put("dI[b, 0, n] = dIsum")
+    put("proj[0, D] += dIsum")
+    put("for d in range(D):")
+    put("    proj[0, d] += dIsum * x[b, 0, d]")
     put("b += cuda.gridDim.y * TY")
     lines.extend("    " + line for line in body)
     return "\n".join("    " + line for line in lines)
@@ -85,7 +92,7 @@ def backward_source(T, seg, ret_seq):
 
 BACKWARD_TEMPLATE = '''
 def backward(x, Wt, bvec, dt, Ystart, has_start, c1_, c2_, C_, g_, leak_, beta_, dy, dYstart, write_dYstart,
-             dI, partial):
+             dI, partial, pproj):
     N = c1_.shape[1]
     B = x.shape[0]
     n = cuda.blockIdx.x * TX + cuda.threadIdx.x
@@ -99,15 +106,18 @@ def backward(x, Wt, bvec, dt, Ystart, has_start, c1_, c2_, C_, g_, leak_, beta_,
     beta = cuda.local.array(K, nb)
     dV = cuda.local.array(K, nb)
     acc = cuda.local.array((K, N_SLOTS), nb)
+    proj = cuda.local.array((1, D1), nb)
     load_node(nn, c1_, c2_, C_, g_, leak_, beta_, c1, c2, C, g, leak, beta)
-    Wn = cuda.local.array(D, nb)
-    bn = load_weights(Wt, bvec, nn, Wn)
+    bn = bvec[nn]
     for k in range(K):
         for j in range(N_SLOTS):
             acc[k, j] = zero
+    for d in range(D1):
+        proj[0, d] = zero
     b = cuda.blockIdx.y * TY + cuda.threadIdx.y
 {body}
     block_reduce(acc, partial, n, active)
+    proj_reduce(proj, pproj, n, active)
 '''
 
 
@@ -118,7 +128,9 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
 
     ``forward(x, Wt, bvec, dt, Ystart, has_start, c1, c2, C, g, leak, beta, y, flag)``;
     ``backward(x, Wt, bvec, dt, Ystart, has_start, c1, c2, C, g, leak, beta, dy, dYstart, write_dYstart, dI,
-    partial)`` with ``x`` (B, 1, D), ``dI`` (B, 1, N) and ``partial`` as in :mod:`.cell_kernels`.
+    partial, pproj)`` with ``x`` (B, 1, D), ``dI`` (B, 1, N), ``partial`` as in :mod:`.cell_kernels` and
+    ``pproj`` (blocks along the batch, 1, D + 1, N): the projection's gradient sums per block, ``dW[n, d]``
+    at ``[., 0, d, n]`` and ``db[n]`` at ``[., 0, D, n]``.
     """
     if D < 1:
         raise ValueError(f"D must be >= 1 (the kernels project the input themselves), got {D}")
@@ -171,9 +183,10 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
                         break
             b += cuda.gridDim.y * TY
 
-    namespace = dict(cuda=cuda, K=K, D=D, T=T, TX=TX, TY=TY, N_SLOTS=N_SLOTS, READOUT=READOUT, nb=nb, zero=zero,
-                     load_node=load_node, load_weights=load_weights, current=current, step=step,
-                     step_vjp=step_vjp, readout_vjp=readout_vjp, block_reduce=block_reducer(dtype, K))
+    namespace = dict(cuda=cuda, K=K, D=D, D1=D + 1, T=T, TX=TX, TY=TY, N_SLOTS=N_SLOTS, READOUT=READOUT, nb=nb, zero=zero,
+                     load_node=load_node, step=step,
+                     step_vjp=step_vjp, readout_vjp=readout_vjp, block_reduce=block_reducer(dtype, K),
+                     proj_reduce=block_reducer(dtype, 1, D + 1))
     source = BACKWARD_TEMPLATE.format(body=backward_source(T, config.CELL_STATIC_SEGMENT, ret_seq))
     exec(compile(source, f"<cell_static backward T={T} K={K}>", "exec"), namespace)
     backward = cuda.jit(**bounds)(namespace["backward"])

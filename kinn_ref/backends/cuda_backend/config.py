@@ -31,6 +31,9 @@ CELL_STATIC_SEGMENT = 2 if _SIM else 8
 FUSED_PROJECTION_MAX_D = 32
 #: Tiled matrix product: block tile (BM, BN), depth BK and per-thread tile (TM, TN), per dtype itemsize.
 GEMM_TILE = {4: (4, 4, 2, 2, 2), 8: (4, 4, 2, 2, 2)} if _SIM else {4: (128, 128, 8, 8, 8), 8: (64, 64, 8, 4, 4)}
+#: Tiles of products with at most BN output columns (the input projection's adjoint, its weight gradient).
+GEMM_NARROW_TILE = {4: (4, 2, 2, 2, 1), 8: (4, 2, 2, 2, 1)} if _SIM else {4: (256, 32, 8, 8, 4),
+                                                                           8: (128, 32, 8, 4, 4)}
 #: Split a product's reduction into chunks of at least this length when its output has few tiles.
 GEMM_SPLIT_MIN = 4 if _SIM else 4096
 #: Threads per block of one-dimensional kernels (fills, reductions, optimizer updates).
@@ -49,7 +52,7 @@ INVERSE_BLOCK = 4 if _SIM else 256
 
 _NAMES = ("NODE_BLOCK", "THREADS_PER_SM", "CELL_SEGMENT", "CELL_CHECKPOINTS", "CELL_MIN_BLOCKS",
           "CELL_STATIC_MAX_T", "CELL_STATIC_SEGMENT",
-          "FUSED_PROJECTION_MAX_D", "GEMM_TILE", "GEMM_SPLIT_MIN",
+          "FUSED_PROJECTION_MAX_D", "GEMM_TILE", "GEMM_NARROW_TILE", "GEMM_SPLIT_MIN",
           "FLAT_BLOCK", "PERSISTENT_MAX_N", "PERSISTENT_GROUPS", "PERSISTENT_ROWS", "PERSISTENT_SPAN", "PERSISTENT_MAX_SHARED",
           "INVERSE_BLOCK")
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from . import cell_static
 from . import gemm as mm
 from .cell_kernels import kernels_for, span_capacity
-from .device import empty, new_flag, node_grid, scalar, transposed, zeros
+from .device import copy, empty, new_flag, node_grid, scalar, transposed, zeros
 from .projection import project
 from .slots import N_SLOTS
 from .spans import groups, n_stores, spans, store_index, stored_states
@@ -88,6 +88,8 @@ def backward(spec, tape, dy3):
         Gradient sums of :mod:`.slots`, reduced over the batch in a fixed order.
     dI : device array (B, Tin, N)
     dV0 : device array (B, K, N) or None
+    dW_db : (device array (N, D), device array (N,)), only after :mod:`.cell_static` ran the pass
+        The projection's weight and bias gradients, summed by the backward kernel.
     """
     dp, circuit, consts = tape.params, tape.circuit, tape.consts
     dtype = dp["W"].dtype
@@ -103,9 +105,13 @@ def backward(spec, tape, dy3):
         _, bwd = _static_kernels(spec, dtype, T)
         dY = empty((B, K, N), dtype) if tape.has_V0 else dummy3
         V0 = tape.states[0]
+        D = spec.in_features
+        pproj = zeros((grid[1], 1, D + 1, N), dtype)
         bwd[grid, block](x3, tape.aux.weights, dp["b"], dt, V0 if V0 is not None else dummy3, V0 is not None,
-                         *consts_args, dy3, dY, tape.has_V0, dI, partial)
-        return _sums(partial, K, N, dtype), dI, (dY if tape.has_V0 else None)
+                         *consts_args, dy3, dY, tape.has_V0, dI, partial, pproj)
+        proj = mm.sum_splits(pproj, empty((D + 1, N), dtype))
+        dW_db = (transposed(proj[:D]), copy(proj[D]))
+        return _sums(partial, K, N, dtype), dI, (dY if tape.has_V0 else None), dW_db
     fwd, bwd, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
     Ibuf = _dummy(3, dtype) if fused else tape.aux.currents
     cap = span_capacity()

@@ -60,10 +60,15 @@ def matrices(a, offset=0, batch_stride=None, rows=None, cols=None, row_stride=No
     return Operand(flat(a), offset, batch_stride, row_stride, 1, rows, cols)
 
 
+def narrow(itemsize, n_cols):
+    """Whether a product with ``n_cols`` output columns runs on the narrow tiles (``GEMM_NARROW_TILE``)."""
+    return n_cols <= config.GEMM_NARROW_TILE[itemsize][1]
+
+
 @kernel_cache
-def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous):
+def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
     itemsize = np.dtype(dtype).itemsize
-    BM, BN, BK, TM, TN = config.GEMM_TILE[itemsize]
+    BM, BN, BK, TM, TN = (config.GEMM_NARROW_TILE if narrow_tile else config.GEMM_TILE)[itemsize]
     NTX, NTY = BN // TN, BM // TM
     NT = NTX * NTY
     LA, LB = (BM * BK + NT - 1) // NT, (BK * BN + NT - 1) // NT
@@ -186,7 +191,7 @@ def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous):
 
 def split_count(a, b, batch=1):
     """How many chunks to split the reduction of ``a @ b`` into so that the launch fills the device."""
-    BM, BN, BK, _ = _gemm_kernel(a.data.dtype.str, True, True)[1]
+    BM, BN, BK, _ = _gemm_kernel(a.data.dtype.str, True, True, narrow(a.data.dtype.itemsize, b.cols))[1]
     tiles = math.ceil(a.rows / BM) * math.ceil(b.cols / BN) * batch
     want = math.ceil(2 * multiprocessors() / tiles)
     return max(1, min(want, a.cols // max(config.GEMM_SPLIT_MIN, BK)))
@@ -211,7 +216,8 @@ def gemm(a, b, c, alpha=1.0, beta=0.0, batch=1, nsplit=1, split_stride=0):
     if M == 0 or N == 0:
         return
     dtype = c.data.dtype
-    kern, (BM, BN, BK, NT) = _gemm_kernel(dtype.str, a.col_stride == 1, b.row_stride == 1)
+    kern, (BM, BN, BK, NT) = _gemm_kernel(dtype.str, a.col_stride == 1, b.row_stride == 1,
+                                          narrow(dtype.itemsize, N))
     kchunk = math.ceil(math.ceil(KD / nsplit) / BK) * BK if KD else BK
     nsplit = max(1, math.ceil(KD / kchunk)) if KD else 1
     grid = (math.ceil(N / BN), math.ceil(M / BM), batch * nsplit)

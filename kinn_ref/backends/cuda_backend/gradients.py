@@ -4,7 +4,7 @@ from .params import circuit_vjp
 from .projection import project_vjp
 
 
-def assemble(spec, dparams, tape, sums, dI, dV0):
+def assemble(spec, dparams, tape, sums, dI, dV0, dW_db=None):
     """Gradients (device arrays) from the reduced sums (K, slots, N) and the input-current cotangent.
 
     Parameters
@@ -16,6 +16,8 @@ def assemble(spec, dparams, tape, sums, dI, dV0):
     dI : device array (B, Tin, N)
         Cotangent of the input current per step (``Tin = 1``: summed over the steps of a static input).
     dV0 : device array (B, K, N) or None
+    dW_db : (device array (N, D), device array (N,)), optional
+        The projection's weight and bias gradients when the family's kernels summed them already.
 
     Returns
     -------
@@ -27,7 +29,7 @@ def assemble(spec, dparams, tape, sums, dI, dV0):
     x = tape.x
     D, H = spec.in_features, spec.n_nodes
     rows = x.size // D
-    dW, db, dx2 = project_vjp(x.reshape(rows, D), dparams["W"], dI.reshape(rows, H))
+    dW, db, dx2 = project_vjp(x.reshape(rows, D), dparams["W"], dI.reshape(rows, H), dW_db)
     grads.update(W=dW, b=db, x=dx2.reshape(x.shape))
     if dV0 is not None:
         grads["V0"] = dV0

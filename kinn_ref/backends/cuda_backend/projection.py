@@ -45,12 +45,16 @@ def reduce_rows(a, b):
     return mm.sum_splits(parts, empty((M, Q), a.dtype))
 
 
-def project_vjp(x2, W, dI2):
-    """Gradients ``(dW, db, dx2)`` of the projection for the cotangent ``dI2`` (R, H) (eq. 33)."""
+def project_vjp(x2, W, dI2, dW_db=None):
+    """Gradients ``(dW, db, dx2)`` of the projection for the cotangent ``dI2`` (R, H) (eq. 33); ``dW_db``, when
+    given, are the weight and bias gradients computed already."""
     R, D = x2.shape
-    dW = reduce_rows(dI2, x2)
-    ones = fill(empty((R, 1), W.dtype), 1.0)
-    db = reduce_rows(dI2, ones).reshape(W.shape[0])
+    if dW_db is None:
+        dW = reduce_rows(dI2, x2)
+        ones = fill(empty((R, 1), W.dtype), 1.0)
+        db = reduce_rows(dI2, ones).reshape(W.shape[0])
+    else:
+        dW, db = dW_db
     dx2 = empty((R, D), W.dtype)
     mm.gemm(mm.matrices(dI2), mm.matrices(W), mm.matrices(dx2))
     return dW, db, dx2

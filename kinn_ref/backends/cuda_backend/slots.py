@@ -29,16 +29,16 @@ RHS = 5
 
 
 @kernel_cache
-def block_reducer(dtype, K):
-    """Device function ``block_reduce(acc, partial, n, active)``: sum each thread's ``acc`` (K x N_SLOTS) over
-    the block's rows (``threadIdx.y``) in order and add it to ``partial[blockIdx.y, k, slot, n]``.
+def block_reducer(dtype, K, cols=N_SLOTS):
+    """Device function ``block_reduce(acc, partial, n, active)``: sum each thread's ``acc`` (K x cols) over
+    the block's rows (``threadIdx.y``) in order and add it to ``partial[blockIdx.y, k, col, n]``.
 
-    Every thread of the block must call it. Slots go through shared memory in chunks of at most 16 KiB.
+    Every thread of the block must call it. Values go through shared memory in chunks of at most 16 KiB.
     """
     nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
     zero = np.dtype(dtype).type(0.0)
     TX, TY = config.NODE_BLOCK
-    total = K * N_SLOTS
+    total = K * cols
     chunk = max(1, min(total, 16384 // (TX * TY * np.dtype(dtype).itemsize)))
 
     @cuda.jit(device=True, inline=True)
@@ -48,7 +48,7 @@ def block_reducer(dtype, K):
         for c0 in range(0, total, chunk):
             for c in range(chunk):
                 if c0 + c < total:
-                    red[c, ty, tx] = acc[(c0 + c) // N_SLOTS, (c0 + c) % N_SLOTS]
+                    red[c, ty, tx] = acc[(c0 + c) // cols, (c0 + c) % cols]
             cuda.syncthreads()
             if ty == 0 and active:
                 for c in range(chunk):
@@ -56,7 +56,7 @@ def block_reducer(dtype, K):
                         tot = zero
                         for r in range(TY):
                             tot += red[c, r, tx]
-                        partial[cuda.blockIdx.y, (c0 + c) // N_SLOTS, (c0 + c) % N_SLOTS, n] += tot
+                        partial[cuda.blockIdx.y, (c0 + c) // cols, (c0 + c) % cols, n] += tot
             cuda.syncthreads()
 
     return block_reduce
