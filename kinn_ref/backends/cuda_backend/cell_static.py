@@ -8,8 +8,8 @@ the checkpoints (every ``config.CELL_STATIC_SEGMENT`` steps) and the states of t
 differentiated are separate local arrays indexed by constants, which the compiler keeps in registers. The
 kernels of :mod:`.cell_kernels` index such arrays by the loop counter and keep them in local memory.
 
-Thread layout, the node's constants in registers (and its row of ``W`` in the forward), the in-kernel
-projection and the block-ordered reduction of the gradient sums are those of :mod:`.cell_kernels`, whose device functions
+Thread layout, the node's constants and row of ``W`` in registers, the in-kernel projection and the
+block-ordered reduction of the gradient sums are those of :mod:`.cell_kernels`, whose device functions
 (:func:`~.cell_kernels.cell_parts`) these kernels call. The backward also sums the projection's weight and
 bias gradients over its rows (it holds ``dI`` and ``x`` of each row), which leaves only ``dx = dI W`` to a
 matrix product.
@@ -51,9 +51,7 @@ def backward_source(T, seg, ret_seq):
     emit("while active and b < B:")
     body = []
     put = body.append
-    put("I = bn")  # the forward's projection, in its order, with W read from memory (fewer registers)
-    put("for d in range(D):")
-    put("    I += x[b, 0, d] * Wt[d, n]")
+    put("I = current(x, Wn, bn, x, b, 0, n)")
     put("for k in range(K):")
     put("    CK0[k] = Ystart[b, k, n] if has_start else zero")
     put("    dV[k] = zero")
@@ -108,7 +106,8 @@ def backward(x, Wt, bvec, dt, Ystart, has_start, c1_, c2_, C_, g_, leak_, beta_,
     acc = cuda.local.array((K, N_SLOTS), nb)
     proj = cuda.local.array((1, D1), nb)
     load_node(nn, c1_, c2_, C_, g_, leak_, beta_, c1, c2, C, g, leak, beta)
-    bn = bvec[nn]
+    Wn = cuda.local.array(D, nb)
+    bn = load_weights(Wt, bvec, nn, Wn)
     for k in range(K):
         for j in range(N_SLOTS):
             acc[k, j] = zero
@@ -183,9 +182,24 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
                         break
             b += cuda.gridDim.y * TY
 
-    namespace = dict(cuda=cuda, K=K, D=D, D1=D + 1, T=T, TX=TX, TY=TY, N_SLOTS=N_SLOTS, READOUT=READOUT, nb=nb, zero=zero,
-                     load_node=load_node, step=step,
-                     step_vjp=step_vjp, readout_vjp=readout_vjp, block_reduce=block_reducer(dtype, K),
+    # The written-out body calls these once per step. Inlined by numba (its IR), every call site would
+    # re-run numba's liveness analysis over the whole growing kernel (about 70 s for T = 32); these wrappers
+    # are typed once and inlined by NVVM instead, into the same code (seconds).
+    @cuda.jit(device=True, forceinline=True)
+    def step_w(V, I, dt, c1, c2, C, g, leak, beta):
+        step(V, I, dt, c1, c2, C, g, leak, beta)
+
+    @cuda.jit(device=True, forceinline=True)
+    def step_vjp_w(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc):
+        return step_vjp(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc)
+
+    @cuda.jit(device=True, forceinline=True)
+    def readout_vjp_w(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc):
+        return readout_vjp(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc)
+
+    namespace = dict(cuda=cuda, K=K, D=D, D1=D + 1, T=T, TX=TX, TY=TY, N_SLOTS=N_SLOTS, READOUT=READOUT, nb=nb,
+                     zero=zero, load_node=load_node, load_weights=load_weights, current=current, step=step_w,
+                     step_vjp=step_vjp_w, readout_vjp=readout_vjp_w, block_reduce=block_reducer(dtype, K),
                      proj_reduce=block_reducer(dtype, 1, D + 1))
     source = BACKWARD_TEMPLATE.format(body=backward_source(T, config.CELL_STATIC_SEGMENT, ret_seq))
     exec(compile(source, f"<cell_static backward T={T} K={K}>", "exec"), namespace)
