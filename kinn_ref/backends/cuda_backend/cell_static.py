@@ -18,7 +18,7 @@ import numpy as np
 
 from . import config
 from .cell_kernels import cell_parts, launch_bounds
-from .compat import cuda_module
+from .compat import cuda_module, nvvm_inlined
 from .device import kernel_cache
 from .slots import N_SLOTS, block_reducer
 
@@ -185,15 +185,15 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
     # The written-out body calls these once per step. Inlined by numba (its IR), every call site would
     # re-run numba's liveness analysis over the whole growing kernel (about 70 s for T = 32); these wrappers
     # are typed once and inlined by NVVM instead, into the same code (seconds).
-    @cuda.jit(device=True, forceinline=True)
+    @nvvm_inlined()
     def step_w(V, I, dt, c1, c2, C, g, leak, beta):
         step(V, I, dt, c1, c2, C, g, leak, beta)
 
-    @cuda.jit(device=True, forceinline=True)
+    @nvvm_inlined()
     def step_vjp_w(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc):
         return step_vjp(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc)
 
-    @cuda.jit(device=True, forceinline=True)
+    @nvvm_inlined()
     def readout_vjp_w(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc):
         return readout_vjp(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc)
 

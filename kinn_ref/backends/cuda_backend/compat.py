@@ -28,6 +28,14 @@ def cuda_module():
     return cuda
 
 
+def nvvm_inlined():
+    """Decorator of a device function that NVVM inlines (``forceinline``; the simulator lacks the option)."""
+    cuda = cuda_module()
+    if simulator_active():
+        return cuda.jit(device=True)
+    return cuda.jit(device=True, forceinline=True)
+
+
 def simulator_requested():
     """True when the CUDA simulator was asked for explicitly (``NUMBA_ENABLE_CUDASIM=1``)."""
     return os.environ.get(SIMULATOR_VARIABLE, "0") == "1"
