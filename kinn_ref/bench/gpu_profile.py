@@ -5,6 +5,7 @@ runs forward + backward on the case's device arrays after a warm-up and prints t
 With ``--iters`` and no variants it simply runs the case a few times, for a profiler::
 
     python -m kinn_ref.bench.gpu_profile cell --variant "NODE_BLOCK=(32, 4)" --variant "CELL_SEGMENT=4"
+    python -m kinn_ref.bench.gpu_profile cell --kernels     # GPU time per kernel (PyTorch's CUPTI profiler)
     ncu --clock-control none -k regex:backward -c 1 python -m kinn_ref.bench.gpu_profile cell --batch 65536
 """
 import argparse
@@ -44,6 +45,25 @@ def time_variant(case, tunables, repeats):
             setattr(config, k, v)
 
 
+def kernel_times(case, calls=3):
+    """``[(kernel name, calls, total ms), ...]`` of ``calls`` forward + backward passes of ``case`` (default
+    tunables), longest first, from PyTorch's profiler (CUPTI sees numba's kernels too)."""
+    from torch.profiler import ProfilerActivity, profile
+    params, x, dy = make_inputs(case)
+    run = cuda_runner(case, params, x, dy)
+    run()
+    run()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            run()
+    rows = []
+    for e in prof.key_averages():
+        us = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+        if us > 0:
+            rows.append((e.key, e.count, us / 1e3))
+    return sorted(rows, key=lambda r: -r[2])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m kinn_ref.bench.gpu_profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,6 +71,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, help="batch size (default: the benchmark's)")
     parser.add_argument("--variant", action="append", default=[], help="NAME=VALUE[; NAME=VALUE] (repeatable)")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--kernels", action="store_true",
+                        help="also list the GPU time of each kernel over three passes (needs torch)")
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
     case = next(c for c in gpu_configs() if c.name == args.case)
@@ -71,10 +93,16 @@ def main(argv=None):
         for r in new:
             print(f"    {r['builder']}.{r['kernel']}: {r['registers']} registers, {r['local_bytes']} B local, "
                   f"{r['shared_bytes']} B shared", flush=True)
+    kernels = None
+    if args.kernels:
+        kernels = kernel_times(case)
+        print(f"{case.name} B={case.batch}: GPU time per kernel over 3 forward + backward passes")
+        for name, count, ms in kernels:
+            print(f"    {ms / 3:9.3f} ms per pass  {count:4d} launches  {name[:90]}")
     if args.json:
         from .harness import write_json
         write_json(args.json, {"case": case.name, "batch": case.batch, "results": results,
-                               "numpy": np.__version__})
+                               "kernels": kernels, "numpy": np.__version__})
     return 0
 
 
