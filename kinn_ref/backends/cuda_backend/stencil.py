@@ -25,8 +25,14 @@ def geometry(spec):
 
 @kernel_cache
 def stencil_functions(dtype):
-    """``lap(X, sc, use_sc, b, k, n, geo, full)``: ``(L0 (sc*X))`` at node ``n`` of cell ``k``, row ``b``
-    (``full=False``: the neighbour sum only, the off-diagonal part)."""
+    """``(neighbours, lap)``.
+
+    ``neighbours(n, geo)``: ``nbr = (h, lo1, hi1, lo0, hi0, cnt, two_d)`` of node ``n``: its channel, its
+    neighbours along the last and the first axis (-1 where the boundary leaves none) and its edge count.
+    Kernels compute it once per thread, outside their loop over batch rows (it takes integer divisions).
+    ``lap(X, sc, use_sc, b, k, n, nbr, full)``: ``(L0 (sc*X))`` at node ``n`` of cell ``k``, row ``b``
+    (``full=False``: the neighbour sum only, the off-diagonal part).
+    """
     f = np.dtype(dtype).type
     zero, one, two = f(0.0), f(1.0), f(2.0)
 
@@ -35,39 +41,43 @@ def stencil_functions(dtype):
         return X[b, k, i] * sc[k, i] if use_sc else X[b, k, i]
 
     @cuda.jit(device=True, inline=True)
-    def axis(X, sc, use_sc, b, k, i, m, stride, base, bnd):
-        """Neighbour sum and edge count along one axis: index ``i`` of ``m``, neighbours ``base +- stride``."""
-        acc = zero
-        cnt = zero
+    def axis(i, m, stride, base, bnd):
+        """Neighbours and edge count along one axis: index ``i`` of ``m``, neighbours ``base +- stride``."""
         if bnd == 0:
             lo = base - stride if i > 0 else base + (m - 1) * stride
             hi = base + stride if i < m - 1 else base - (m - 1) * stride
-            acc = val(X, sc, use_sc, b, k, lo) + val(X, sc, use_sc, b, k, hi)
+            return lo, hi, two
+        lo = base - stride if i > 0 else -1
+        hi = base + stride if i < m - 1 else -1
+        cnt = (one if i > 0 else zero) + (one if i < m - 1 else zero)
+        if bnd == 2:
             cnt = two
-        else:
-            if i > 0:
-                acc += val(X, sc, use_sc, b, k, base - stride)
-                cnt += one
-            if i < m - 1:
-                acc += val(X, sc, use_sc, b, k, base + stride)
-                cnt += one
-            if bnd == 2:
-                cnt = two
-        return acc, cnt
+        return lo, hi, cnt
 
     @cuda.jit(device=True, inline=True)
-    def lap(X, sc, use_sc, b, k, n, geo, full):
+    def neighbours(n, geo):
         H, n0, n1, two_d, bnd = geo
         p = n // H
         i0 = p // n1
-        i1 = p % n1
-        acc, cnt = axis(X, sc, use_sc, b, k, i1, n1, H, n, bnd)
+        i1 = p - i0 * n1
+        lo1, hi1, cnt = axis(i1, n1, H, n, bnd)
+        lo0, hi0, c0 = axis(i0, n0, n1 * H, n, bnd)
         if two_d:
-            a0, c0 = axis(X, sc, use_sc, b, k, i0, n0, n1 * H, n, bnd)
-            acc += a0
             cnt += c0
+        return n - p * H, lo1, hi1, lo0, hi0, cnt, two_d
+
+    @cuda.jit(device=True, inline=True)
+    def pair(X, sc, use_sc, b, k, lo, hi):
+        a = val(X, sc, use_sc, b, k, lo) if lo >= 0 else zero
+        return a + (val(X, sc, use_sc, b, k, hi) if hi >= 0 else zero)
+
+    @cuda.jit(device=True, inline=True)
+    def lap(X, sc, use_sc, b, k, n, nbr, full):
+        acc = pair(X, sc, use_sc, b, k, nbr[1], nbr[2])
+        if nbr[6]:
+            acc += pair(X, sc, use_sc, b, k, nbr[3], nbr[4])
         if full:
-            acc -= cnt * val(X, sc, use_sc, b, k, n)
+            acc -= nbr[5] * val(X, sc, use_sc, b, k, n)
         return acc
 
-    return lap
+    return neighbours, lap

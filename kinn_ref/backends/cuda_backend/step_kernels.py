@@ -29,7 +29,7 @@ def step_kernels(dtype, K, grid):
     zero = f(0.0)
     nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
     TX, TY = config.NODE_BLOCK
-    lap = stencil_functions(dtype)
+    neighbours, lap = stencil_functions(dtype)
     block_reduce = block_reducer(dtype, K)
 
     def rows():
@@ -46,12 +46,12 @@ def step_kernels(dtype, K, grid):
         B, _, N = Y.shape
         if n >= N:
             return
-        H = geo[0]
+        nbr = neighbours(n, geo)  # once per thread, outside the row loop: it divides
         while b < B:
             bad = -1
             for k in range(K):
                 if grid:
-                    term = s[k, n % H] * lap(Y, c1, False, b, k, n, geo, full)
+                    term = s[k, nbr[0]] * lap(Y, c1, False, b, k, n, nbr, full)
                 else:
                     term = P[b, k, n]
                 u = I[b, t, n] if k == 0 else beta[k, n] * Y[b, k - 1, n]
@@ -73,13 +73,13 @@ def step_kernels(dtype, K, grid):
         for k in range(K):
             for j in range(N_SLOTS):
                 acc[k, j] = zero
-        H = geo[0]
+        nbr = neighbours(n, geo)  # once per thread, outside the row loop: it divides
         while active and b < B:
             for k in range(K):
                 d1 = dY1[b, k, n]
                 if grid:
-                    adj = s[k, n % H] * lap(dY1, c2, True, b, k, n, geo, full)
-                    acc[k, 3] += d1 * lap(Y, c2, False, b, k, n, geo, full)
+                    adj = s[k, nbr[0]] * lap(dY1, c2, True, b, k, n, nbr, full)
+                    acc[k, 3] += d1 * lap(Y, c2, False, b, k, n, nbr, full)
                 else:
                     adj = Q[b, k, n]
                 nxt = beta[k + 1, n] * c2[k + 1, n] * dY1[b, k + 1, n] if k + 1 < K else zero
@@ -116,6 +116,7 @@ def step_kernels(dtype, K, grid):
         for kk in range(K):
             for j in range(N_SLOTS):
                 acc[kk, j] = zero
+        nbr = neighbours(n, geo)
         while active and b < B:
             lv = lam[b, k, n]
             dYo[b, k, n] = c1[k, n] * lv
@@ -128,7 +129,7 @@ def step_kernels(dtype, K, grid):
             else:
                 dI[b, t, n] += lv
             if grid:
-                acc[k, 4] += lv * lap(Ynew, c1, False, b, k, n, geo, True)
+                acc[k, 4] += lv * lap(Ynew, c1, False, b, k, n, nbr, True)
             b += stride
         block_reduce(acc, partial, n, active)
 
@@ -139,11 +140,11 @@ def step_kernels(dtype, K, grid):
         B, _, N = S.shape
         if n >= N:
             return
-        H = geo[0]
+        nbr = neighbours(n, geo)  # once per thread, outside the row loop: it divides
         while b < B:
             for k in range(K):
                 if grid:
-                    term = s[k, n % H] * lap(S, C, False, b, k, n, geo, True)
+                    term = s[k, nbr[0]] * lap(S, C, False, b, k, n, nbr, True)
                 else:
                     term = P[b, k, n]
                 cur = term - g[k, n] * S[b, k, n]
@@ -178,7 +179,7 @@ def step_kernels(dtype, K, grid):
         for k in range(K):
             for j in range(N_SLOTS):
                 acc[k, j] = zero
-        H = geo[0]
+        nbr = neighbours(n, geo)  # once per thread, outside the row loop: it divides
         while active and b < B:
             for k in range(K):
                 d = alpha * dF[b, k, n]
@@ -196,8 +197,8 @@ def step_kernels(dtype, K, grid):
                 acc[k, RHS + 0] += d * rest
                 acc[k, RHS + 1] += d * Sk
                 if grid:
-                    acc[k, RHS + 4] += d * lap(S, Cinv, False, b, k, n, geo, True)
-                    adj = alpha * s[k, n % H] * lap(dF, Cinv, True, b, k, n, geo, True)
+                    acc[k, RHS + 4] += d * lap(S, Cinv, False, b, k, n, nbr, True)
+                    adj = alpha * s[k, nbr[0]] * lap(dF, Cinv, True, b, k, n, nbr, True)
                 else:
                     adj = Q[b, k, n]
                 nx = beta[k + 1, n] * alpha * dF[b, k + 1, n] * Cinv[k + 1, n] if k + 1 < K else zero
