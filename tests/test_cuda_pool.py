@@ -44,6 +44,35 @@ def test_block_bins_reuse_by_size():
     assert bins.cached_bytes == 0 and bins.alloc(1024) == ("block3", False)
 
 
+def test_block_bins_release_cached_blocks_when_out_of_memory():
+    class OOM(Exception):
+        pass
+
+    budget = {"free": 3}
+    freed = []
+
+    def new(nbytes):
+        if budget["free"] < nbytes:
+            raise OOM()
+        budget["free"] -= nbytes
+        return f"block{nbytes}"
+
+    def free(block):
+        freed.append(block)
+        budget["free"] += int(block[5:])
+
+    bins = pool.BlockBins(new, free, is_oom=lambda exc: isinstance(exc, OOM))
+    a, _ = bins.alloc(2)
+    bins.give_back(a, 2)  # cached: the driver still counts it as used
+    b, reused = bins.alloc(3)  # does not fit: the cached block is released, then it fits
+    assert (b, reused) == ("block3", False) and freed == ["block2"] and bins.cached_bytes == 0
+    with pytest.raises(OOM):  # nothing cached to release: the error stands
+        bins.alloc(1)
+    plain = pool.BlockBins(new)
+    with pytest.raises(OOM):
+        plain.alloc(10)
+
+
 @pytest.mark.skipif(simulator_active(), reason="the pool manages real device memory only")
 def test_pool_reuses_freed_blocks_on_the_gpu():
     from numba import cuda

@@ -34,12 +34,13 @@ def rounded(size):
 class BlockBins:
     """Free blocks by rounded size: the bookkeeping of the pool, free of any CUDA call.
 
-    ``alloc(nbytes)`` returns a cached block of the bin or calls ``new(nbytes)``; ``give_back(block, nbytes)``
-    caches a block; ``drain()`` returns (and forgets) every cached block.
+    ``alloc(nbytes)`` returns ``(block, reused)``: a cached block of the bin, else ``new(nbytes)``; when that
+    raises an error ``is_oom`` accepts, every cached block goes to ``free`` and ``new`` is tried once more.
+    ``give_back(block, nbytes)`` caches a block; ``drain()`` returns (and forgets) every cached block.
     """
 
-    def __init__(self, new):
-        self._new = new
+    def __init__(self, new, free=None, is_oom=lambda exc: False):
+        self._new, self._release, self._is_oom = new, free, is_oom
         self._free = {}
         self._lock = threading.Lock()
         self.cached_bytes = 0
@@ -50,6 +51,13 @@ class BlockBins:
             if blocks:
                 self.cached_bytes -= nbytes
                 return blocks.pop(), True
+        try:
+            return self._new(nbytes), False
+        except Exception as exc:
+            if self._release is None or not self._is_oom(exc) or not self.cached_bytes:
+                raise
+        for block in self.drain():  # out of memory: hand the cached blocks back and try once more
+            self._release(block)
         return self._new(nbytes), False
 
     def give_back(self, block, nbytes):
@@ -75,17 +83,14 @@ def _manager_class():
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.bins = BlockBins(self._cu_alloc)
+            oom = drv.binding.CUresult.CUDA_ERROR_OUT_OF_MEMORY
+            self.bins = BlockBins(self._cu_alloc, drv.driver.cuMemFree,
+                                  lambda exc: isinstance(exc, drv.CudaAPIError) and exc.code == oom)
             self.reused = 0
 
         def _cu_alloc(self, nbytes):
-            try:
-                return drv.driver.cuMemAlloc(nbytes)
-            except drv.CudaAPIError as exc:
-                if exc.code != drv.binding.CUresult.CUDA_ERROR_OUT_OF_MEMORY:
-                    raise
-                self.release()  # out of memory: hand the cached blocks back and try once more
-                return self._attempt_allocation(lambda: drv.driver.cuMemAlloc(nbytes))
+            # numba's own retry: flush its pending frees (of memory from before the pool) on out-of-memory
+            return self._attempt_allocation(lambda: drv.driver.cuMemAlloc(nbytes))
 
         def memalloc(self, size):
             nbytes = rounded(size)
