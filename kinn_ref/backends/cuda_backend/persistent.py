@@ -59,6 +59,15 @@ def _kernels(dtype, N):
     dyn_dtype = np.dtype(dtype)  # a dtype instance: the simulator sizes dynamic shared memory from it
     zero = np.dtype(dtype).type(0.0)
     BIG = np.int32(2 ** 31 - 1)
+    U = np.uint32  # shared-memory offsets of the inner loops: unsigned, so numba adds no negative-index wrap
+
+    @cuda.jit(device=True, inline=True)
+    def offsets(rg, cg, arow, mcol):
+        """This thread's row offsets ``(rg + G*ii) * NP`` and columns ``cg + G*jj`` in a shared tile."""
+        for ii in range(RPT):
+            arow[ii] = U((rg + G * ii) * NP)
+        for jj in range(CPT):
+            mcol[jj] = U(cg + G * jj)
 
     @cuda.jit
     def forward(M, V0, has_V0, I, seq, T, n0, n1, c1, c2, leak, store, every, y, ret_seq, flag, ntiles):
@@ -80,6 +89,9 @@ def _kernels(dtype, N):
         acc = cuda.local.array((RPT, CPT), nb)
         a = cuda.local.array(RPT, nb)
         m = cuda.local.array(CPT, nb)
+        arow = cuda.local.array(RPT, np.uint32)
+        mcol = cuda.local.array(CPT, np.uint32)
+        offsets(rg, cg, arow, mcol)
         for jj in range(CPT):
             c = cg + G * jj
             E[jj] = c1[0, c] if c < N else zero
@@ -105,10 +117,12 @@ def _kernels(dtype, N):
                     for jj in range(CPT):
                         acc[ii, jj] = zero
                 for j in range(N):
+                    uj = U(j)
                     for ii in range(RPT):
-                        a[ii] = Vs[(rg + G * ii) * NP + j]
+                        a[ii] = Vs[arow[ii] + uj]
+                    uj = U(j * NP)
                     for jj in range(CPT):
-                        m[jj] = Ms[j * NP + cg + G * jj]
+                        m[jj] = Ms[uj + mcol[jj]]
                     for ii in range(RPT):
                         for jj in range(CPT):
                             acc[ii, jj] += a[ii] * m[jj]
@@ -161,6 +175,12 @@ def _kernels(dtype, N):
         a = cuda.local.array(RPT, nb)
         m = cuda.local.array(CPT, nb)
         xa = cuda.local.array(CPT, nb)
+        arow = cuda.local.array(RPT, np.uint32)
+        mcol = cuda.local.array(CPT, np.uint32)
+        offsets(rg, cg, arow, mcol)
+        xcol = cuda.local.array(CPT, np.uint32)
+        for ii in range(CPT):
+            xcol[ii] = U(rg + G * ii)
         for jj in range(CPT):
             c = cg + G * jj
             E[jj] = c1[0, c] if c < N else zero
@@ -214,10 +234,11 @@ def _kernels(dtype, N):
                                 DIs[r * NP + c] += p[jj] * d1
                 cuda.syncthreads()
                 for r in range(RB):  # X += Ds^T Vs over the tile
+                    ur = U(r * NP)
                     for ii in range(CPT):
-                        xa[ii] = Ds[r * NP + rg + G * ii]
+                        xa[ii] = Ds[ur + xcol[ii]]
                     for jj in range(CPT):
-                        m[jj] = Vs[r * NP + cg + G * jj]
+                        m[jj] = Vs[ur + mcol[jj]]
                     for ii in range(CPT):
                         for jj in range(CPT):
                             X[ii, jj] += xa[ii] * m[jj]
@@ -225,10 +246,12 @@ def _kernels(dtype, N):
                     for jj in range(CPT):
                         acc[ii, jj] = zero
                 for i in range(N):  # Ds (diag(p) M)
+                    ui = U(i)
                     for ii in range(RPT):
-                        a[ii] = Ds[(rg + G * ii) * NP + i]
+                        a[ii] = Ds[arow[ii] + ui]
+                    ui = U(i * NP)
                     for jj in range(CPT):
-                        m[jj] = Ms[i * NP + cg + G * jj]
+                        m[jj] = Ms[ui + mcol[jj]]
                     for ii in range(RPT):
                         for jj in range(CPT):
                             acc[ii, jj] += a[ii] * m[jj]

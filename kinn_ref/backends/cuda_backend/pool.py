@@ -14,8 +14,11 @@ simulator or when a context exists already. :func:`release` gives every cached b
 Code that frees arrays while kernels on *other* streams may still read them should set
 ``KINN_REF_CUDA_POOL=0``.
 """
+import logging
 import os
 import threading
+
+logger = logging.getLogger(__name__)
 
 POOL_VARIABLE = "KINN_REF_CUDA_POOL"
 #: Allocations are rounded up to a multiple of this many bytes (and of 2 MiB above 16 MiB) to share bins.
@@ -84,7 +87,9 @@ def _manager_class():
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             oom = drv.binding.CUresult.CUDA_ERROR_OUT_OF_MEMORY
-            self.bins = BlockBins(self._cu_alloc, drv.driver.cuMemFree,
+            # the driver is looked up per call: numba builds one manager when the pool is installed, before
+            # (and whether or not) a driver is there
+            self.bins = BlockBins(self._cu_alloc, lambda ptr: drv.driver.cuMemFree(ptr),
                                   lambda exc: isinstance(exc, drv.CudaAPIError) and exc.code == oom)
             self.reused = 0
 
@@ -144,7 +149,11 @@ def install():
     from numba.cuda.cudadrv import driver as drv
     if drv._memory_manager is not None:
         return False  # a context exists already: its manager is fixed
-    drv.set_memory_manager(_manager_class())
+    try:
+        drv.set_memory_manager(_manager_class())
+    except Exception as exc:  # the pool is an optimisation: never the reason the backend cannot load
+        logger.warning("kinn_ref: device memory pool not installed: %s: %s", type(exc).__name__, exc)
+        return False
     _installed = True
     return True
 
