@@ -383,3 +383,5 @@ def test_without_gpu_or_simulator_cuda_is_refused_with_the_reason():
     if out.stdout.startswith("GPU"):
         pytest.skip("a GPU works here")
     assert "REFUSED backend 'cuda' is not usable here" in out.stdout
+    # the reason is the probe's own finding: importing the backend (and installing its memory pool) works
+    assert "no CUDA GPU or driver found" in out.stdout, out.stdout
