@@ -3,7 +3,8 @@
 Three kernel families run a layer (``tape.family`` says which):
 
 - ``cell`` (coupling ``none``): every step of every cell of one node fused in one kernel, states in registers;
-  the backward recomputes its states from checkpoints (:mod:`.cell_kernels`).
+  the backward recomputes its states from checkpoints (:mod:`.cell_kernels`; :mod:`.cell_static` for a static
+  input of few steps).
 - ``persistent`` (dense or kirchhoff coupling, one cell of at most ``config.PERSISTENT_MAX_N`` nodes, euler or
   expeuler): one kernel runs all steps with the coupling matrix and a batch tile's states in shared memory
   (:mod:`.persistent`).
@@ -16,7 +17,8 @@ Three kernel families run a layer (``tape.family`` says which):
 stays on the device until ``tape.nonfinite`` is read).
 
 ``checkpoint_every=None`` keeps what the family needs: every state for the coupled families, and for the
-fused ``none`` kernels one state per backward span (they recompute the rest); ``checkpoint_every=m`` keeps
+fused ``none`` kernels one state per backward span (they recompute the rest; the kernels built for a static
+input's ``T`` keep only the start state); ``checkpoint_every=m`` keeps
 every m-th state and recomputes the others, with the same results.
 """
 import numpy as np
