@@ -36,7 +36,7 @@ def launch_bounds():
 def cell_parts(dtype, K, integrator, D):
     """Device functions the fused kernels share (one node's cascade; see :func:`cell_kernels` for ``D``):
     ``load_node``, ``load_weights``, ``current``, ``step``, ``step_vjp``, ``write_readout``, ``readout_vjp``,
-    ``all_finite``, ``first_nonfinite``."""
+    ``all_finite``, ``report_nonfinite``."""
     code = CODES[integrator]
     m = cell_math(dtype, K)  # kernels may only reference device functions, not a namespace of them
     linear_step, linear_step_vjp = m.linear_step, m.linear_step_vjp
@@ -119,9 +119,28 @@ def cell_parts(dtype, K, integrator, D):
             blocks[j] = dy[b, t, j * N + n]
         return derivatives_vjp(V, I, blocks, dV, C, g, leak, beta, acc)
 
+    first_nonfinite = m.first_nonfinite
+
+    @cuda.jit(device=True, inline=True)
+    def report_nonfinite(V, I, x, Wn, bn, Ibuf, seq, b, n, n0, n1, Ystart, has_start, dt, c1, c2, C, g, leak,
+                         beta, flag):
+        """Replay row ``b`` of a launch over steps ``n0..n1`` (rare: its end state was not finite) and record
+        ``step*K + cell`` of its first non-finite state in ``flag`` (atomic minimum); ``I`` is the current of a
+        static input."""
+        for k in range(K):
+            V[k] = Ystart[b, k, n] if has_start else zero
+        for s in range(n0, n1):
+            if seq:
+                I = current(x, Wn, bn, Ibuf, b, s, n)
+            step(V, I, dt, c1, c2, C, g, leak, beta)
+            bad = first_nonfinite(V)
+            if bad >= 0:
+                cuda.atomic.min(flag, 0, np.int32(s * K + bad))
+                break
+
     return SimpleNamespace(load_node=load_node, load_weights=load_weights, current=current, step=step,
                            step_vjp=step_vjp, write_readout=write_readout, readout_vjp=readout_vjp,
-                           all_finite=m.all_finite, first_nonfinite=m.first_nonfinite)
+                           all_finite=m.all_finite, report_nonfinite=report_nonfinite)
 
 
 @kernel_cache
@@ -134,7 +153,7 @@ def cell_kernels(dtype, K, integrator, D):
     p = cell_parts(dtype, K, integrator, D)
     load_node, load_weights, current, step = p.load_node, p.load_weights, p.current, p.step
     step_vjp, write_readout, readout_vjp = p.step_vjp, p.write_readout, p.readout_vjp
-    all_finite, first_nonfinite = p.all_finite, p.first_nonfinite
+    all_finite, report_nonfinite = p.all_finite, p.report_nonfinite
     zero = np.dtype(dtype).type(0.0)
     nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
     TX, TY = config.NODE_BLOCK
@@ -186,17 +205,9 @@ def cell_kernels(dtype, K, integrator, D):
                 elif s + 1 == T:
                     write_readout(V, I, y, b, 0, n, N, readout, C, g, leak, beta)
             if not all_finite(V):  # rare: replay the row to find its first non-finite step
-                for k in range(K):
-                    V[k] = Ystart[b, k, n] if has_start else zero
                 I = zero if seq else current(x, Wn, bn, Ibuf, b, 0, n)
-                for s in range(n0, n1):
-                    if seq:
-                        I = current(x, Wn, bn, Ibuf, b, s, n)
-                    step(V, I, dt, c1, c2, C, g, leak, beta)
-                    bad = first_nonfinite(V)
-                    if bad >= 0:
-                        cuda.atomic.min(flag, 0, np.int32(s * K + bad))
-                        break
+                report_nonfinite(V, I, x, Wn, bn, Ibuf, seq, b, n, n0, n1, Ystart, has_start, dt, c1, c2, C, g,
+                                 leak, beta, flag)
             b += cuda.gridDim.y * TY
 
     @cuda.jit(**bounds)

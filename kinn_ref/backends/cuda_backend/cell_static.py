@@ -136,7 +136,7 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
     p = cell_parts(dtype, K, integrator, D)
     load_node, load_weights, current, step = p.load_node, p.load_weights, p.current, p.step
     step_vjp, write_readout, readout_vjp = p.step_vjp, p.write_readout, p.readout_vjp
-    all_finite, first_nonfinite = p.all_finite, p.first_nonfinite
+    all_finite, report_nonfinite = p.all_finite, p.report_nonfinite
     zero = np.dtype(dtype).type(0.0)
     nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
     TX, TY = config.NODE_BLOCK
@@ -172,14 +172,8 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
             if not ret_seq:
                 write_readout(V, I, y, b, 0, n, N, READOUT, C, g, leak, beta)
             if not all_finite(V):  # rare: replay the row to find its first non-finite step
-                for k in range(K):
-                    V[k] = Ystart[b, k, n] if has_start else zero
-                for s in range(T):
-                    step(V, I, dt, c1, c2, C, g, leak, beta)
-                    bad = first_nonfinite(V)
-                    if bad >= 0:
-                        cuda.atomic.min(flag, 0, np.int32(s * K + bad))
-                        break
+                report_nonfinite(V, I, x, Wn, bn, x, False, b, n, 0, T, Ystart, has_start, dt, c1, c2, C, g,
+                                 leak, beta, flag)
             b += cuda.gridDim.y * TY
 
     # The written-out body calls these once per step. Inlined by numba (its IR), every call site would
