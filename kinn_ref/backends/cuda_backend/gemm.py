@@ -75,6 +75,7 @@ def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
     typ = np.dtype(dtype).type
     zero = typ(0.0)
     nb_dtype = {4: np.float32, 8: np.float64}[itemsize]
+    U = np.uint32
 
     @cuda.jit(device=True, inline=True)
     def load_a(A, base, sAm, sAk, m0, kt, M, k1, e):
@@ -129,6 +130,12 @@ def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
         tid = cuda.threadIdx.x
         tx = tid % NTX
         ty = tid // NTX
+        acol = cuda.local.array(TM, np.uint32)  # shared-tile columns of this thread's outputs: unsigned, so
+        bcol = cuda.local.array(TN, np.uint32)  # numba adds no negative-index wrap to the inner loop's loads
+        for i in range(TM):
+            acol[i] = U(ty + i * NTY)
+        for j in range(TN):
+            bcol[j] = U(tx + j * NTX)
         z = cuda.blockIdx.z // nsplit
         s = cuda.blockIdx.z % nsplit
         m0 = cuda.blockIdx.y * BM
@@ -164,10 +171,11 @@ def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
                 for i in range(LB):
                     rb[i] = load_b(B, baseB, sBk, sBn, n0, nxt, N, k1, tid + i * NT)
             for kk in range(BK):
+                ukk = U(kk)
                 for i in range(TM):
-                    af[i] = As[kk, ty + i * NTY]
+                    af[i] = As[ukk, acol[i]]
                 for j in range(TN):
-                    bf[j] = Bs[kk, tx + j * NTX]
+                    bf[j] = Bs[ukk, bcol[j]]
                 for i in range(TM):
                     for j in range(TN):
                         acc[i, j] += af[i] * bf[j]
