@@ -184,6 +184,17 @@ def test_static_input_kernels_built_for_T(integrator, readout, order, return_seq
         assert rel_error(grads_c[k], grads[k]) <= TOLERANCE[np.dtype(dtype)], k
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_static_kernels_with_the_most_fused_input_features(dtype):
+    """D = FUSED_PROJECTION_MAX_D: the projection's gradient sums outnumber the cells' (two block reductions of
+    different sizes in one kernel)."""
+    from kinn_ref.backends.cuda_backend import config
+    spec, params, x, V0 = make_case("none", "expeuler", "last", order=2, in_features=config.FUSED_PROJECTION_MAX_D,
+                                    n_steps=3, batch=3, dtype=dtype)
+    tape, _ = check_against_reference(spec, params, x, V0)
+    assert tape.aux.static
+
+
 def test_static_backward_source_writes_every_step_out():
     from kinn_ref.backends.cuda_backend.cell_static import backward_source, segments
     assert segments(7, 3) == [(0, 3), (3, 3), (6, 1)]

@@ -19,7 +19,7 @@ slot    euler / expeuler (eq. 28)   implicit (eq. 30)             rhs adjoint, c
 import numpy as np
 
 from . import config
-from .compat import cuda_module
+from .compat import cuda_module, simulator_active
 from .device import kernel_cache
 
 cuda = cuda_module()
@@ -39,7 +39,10 @@ def block_reducer(dtype, K, cols=N_SLOTS):
     zero = np.dtype(dtype).type(0.0)
     TX, TY = config.NODE_BLOCK
     total = K * cols
-    chunk = max(1, min(total, 16384 // (TX * TY * np.dtype(dtype).itemsize)))
+    most = max(1, 16384 // (TX * TY * np.dtype(dtype).itemsize))
+    # The simulator gives every cuda.shared.array call on one source line the same array, so two reducers in
+    # one kernel share it there: give them one shape (the loops below stop at ``total``)
+    chunk = min(64, most) if simulator_active() else min(total, most)
 
     @cuda.jit(device=True, inline=True)
     def block_reduce(acc, partial, n, active):
