@@ -95,10 +95,11 @@ def main(argv=None):
                   f"{r['shared_bytes']} B shared", flush=True)
     kernels = None
     if args.kernels:
-        kernels = kernel_times(case)
-        print(f"{case.name} B={case.batch}: GPU time per kernel over 3 forward + backward passes")
+        passes = 3
+        kernels = kernel_times(case, passes)
+        print(f"{case.name} B={case.batch}: GPU time per kernel over {passes} forward + backward passes")
         for name, count, ms in kernels:
-            print(f"    {ms / 3:9.3f} ms per pass  {count:4d} launches  {name[:90]}")
+            print(f"    {ms / passes:9.3f} ms per pass  {count:4d} launches  {name[:90]}")
     if args.json:
         from .harness import write_json
         write_json(args.json, {"case": case.name, "batch": case.batch, "results": results,

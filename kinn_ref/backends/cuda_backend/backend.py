@@ -107,9 +107,8 @@ def forward_device(spec, dparams, x, V0=None, *, checkpoint_every=None):
     consts = prepare(spec, circuit, coupling.diag())
     interval = checkpoint_every or family.default_interval(T)
     flag = new_flag()
-    extra = {"explicit_interval": checkpoint_every is not None} if family is family_cell else {}
     y3, states, aux = family.forward(spec, dparams, circuit, consts, coupling, x, V0, T, sequence, interval,
-                                     flag, **extra)
+                                     flag, explicit_interval=checkpoint_every is not None)
     y = y3 if spec.return_sequences else y3.reshape(B, spec.readout_width)
     tape = DeviceTape(spec=spec, backend=NAME, x=x, states=states, n_steps=T, sequence=sequence,
                       has_V0=V0 is not None, checkpoint_every=checkpoint_every, interval=interval,

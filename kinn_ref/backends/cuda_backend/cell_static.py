@@ -17,7 +17,7 @@ matrix product.
 import numpy as np
 
 from . import config
-from .cell_kernels import cell_parts, launch_bounds
+from .cell_kernels import cell_parts, fused_projection, launch_bounds
 from .compat import cuda_module, nvvm_inlined
 from .device import kernel_cache
 from .slots import N_SLOTS, block_reducer
@@ -28,7 +28,6 @@ cuda = cuda_module()
 def eligible(spec, sequence, T, explicit_interval):
     """Whether a pass runs on these kernels: static input projected in the kernel, at most
     ``CELL_STATIC_MAX_T`` steps, and no states asked for (``checkpoint_every`` not given)."""
-    from .cell_kernels import fused_projection
     return (not sequence and not explicit_interval and T <= config.CELL_STATIC_MAX_T
             and fused_projection(spec.in_features))
 

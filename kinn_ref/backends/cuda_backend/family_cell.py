@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from . import cell_static
 from . import gemm as mm
 from .cell_kernels import kernels_for, span_capacity
-from .device import copy, empty, new_flag, node_grid, scalar, transposed, zeros
+from .device import empty, new_flag, node_grid, scalar, transposed, zeros
 from .projection import project
 from .slots import N_SLOTS
 from .spans import groups, n_stores, spans, store_index, stored_states
@@ -110,7 +110,7 @@ def backward(spec, tape, dy3):
         bwd[grid, block](x3, tape.aux.weights, dp["b"], dt, V0 if V0 is not None else dummy3, V0 is not None,
                          *consts_args, dy3, dY, tape.has_V0, dI, partial, pproj)
         proj = mm.sum_splits(pproj, empty((D + 1, N), dtype))
-        dW_db = (transposed(proj[:D]), copy(proj[D]))
+        dW_db = (transposed(proj[:D]), proj[D])
         return _sums(partial, K, N, dtype), dI, (dY if tape.has_V0 else None), dW_db
     fwd, bwd, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
     Ibuf = _dummy(3, dtype) if fused else tape.aux.currents

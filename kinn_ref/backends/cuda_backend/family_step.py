@@ -236,8 +236,9 @@ def _currents(spec, dp, x, sequence, T):
     return project(x.reshape(rows, spec.in_features), dp["W"], dp["b"]).reshape(B, Tin, spec.total_nodes)
 
 
-def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag):
-    """All ``T`` steps, keeping every ``every``-th state; returns ``(y (B, T or 1, W), states, aux)``."""
+def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag, explicit_interval=False):
+    """All ``T`` steps, keeping every ``every``-th state whether or not it was asked for (``explicit_interval``);
+    returns ``(y (B, T or 1, W), states, aux)``."""
     dtype = dp["W"].dtype
     B, K, N = x.shape[0], spec.order, spec.total_nodes
     I = _currents(spec, dp, x, sequence, T)

@@ -62,12 +62,10 @@ def _kernels(dtype, N):
     U = np.uint32  # shared-memory offsets of the inner loops: unsigned, so numba adds no negative-index wrap
 
     @cuda.jit(device=True, inline=True)
-    def offsets(rg, cg, arow, mcol):
-        """This thread's row offsets ``(rg + G*ii) * NP`` and columns ``cg + G*jj`` in a shared tile."""
-        for ii in range(RPT):
-            arow[ii] = U((rg + G * ii) * NP)
-        for jj in range(CPT):
-            mcol[jj] = U(cg + G * jj)
+    def spaced(first, scale, out):
+        """``out[i] = (first + G*i) * scale``: a thread's rows (scale NP) or columns (scale 1) in a shared tile."""
+        for i in range(out.shape[0]):
+            out[i] = U((first + G * i) * scale)
 
     @cuda.jit
     def forward(M, V0, has_V0, I, seq, T, n0, n1, c1, c2, leak, store, every, y, ret_seq, flag, ntiles):
@@ -91,7 +89,8 @@ def _kernels(dtype, N):
         m = cuda.local.array(CPT, nb)
         arow = cuda.local.array(RPT, np.uint32)
         mcol = cuda.local.array(CPT, np.uint32)
-        offsets(rg, cg, arow, mcol)
+        spaced(rg, NP, arow)
+        spaced(cg, 1, mcol)
         for jj in range(CPT):
             c = cg + G * jj
             E[jj] = c1[0, c] if c < N else zero
@@ -177,10 +176,10 @@ def _kernels(dtype, N):
         xa = cuda.local.array(CPT, nb)
         arow = cuda.local.array(RPT, np.uint32)
         mcol = cuda.local.array(CPT, np.uint32)
-        offsets(rg, cg, arow, mcol)
+        spaced(rg, NP, arow)
+        spaced(cg, 1, mcol)
         xcol = cuda.local.array(CPT, np.uint32)
-        for ii in range(CPT):
-            xcol[ii] = U(rg + G * ii)
+        spaced(rg, 1, xcol)
         for jj in range(CPT):
             c = cg + G * jj
             E[jj] = c1[0, c] if c < N else zero
@@ -302,8 +301,9 @@ def _launch_blocks(ntiles, per_sm):
     return max(1, min(ntiles, per_sm * multiprocessors()))
 
 
-def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag):
-    """All steps in one launch; returns ``(y (B, T or 1, N), states, aux)``."""
+def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag, explicit_interval=False):
+    """All steps in one launch; returns ``(y (B, T or 1, N), states, aux)``. Every ``every``-th state is kept
+    whether or not ``every`` was asked for (``explicit_interval``)."""
     dtype = dp["W"].dtype
     B, N = x.shape[0], spec.total_nodes
     I = _currents(spec, dp, x, sequence, T)

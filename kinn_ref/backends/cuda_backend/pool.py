@@ -39,7 +39,8 @@ class BlockBins:
 
     ``alloc(nbytes)`` returns ``(block, reused)``: a cached block of the bin, else ``new(nbytes)``; when that
     raises an error ``is_oom`` accepts, every cached block goes to ``free`` and ``new`` is tried once more.
-    ``give_back(block, nbytes)`` caches a block; ``drain()`` returns (and forgets) every cached block.
+    ``give_back(block, nbytes)`` caches a block; ``drain()`` returns (and forgets) every cached block,
+    ``release_all()`` hands them to ``free``.
     """
 
     def __init__(self, new, free=None, is_oom=lambda exc: False):
@@ -59,8 +60,7 @@ class BlockBins:
         except Exception as exc:
             if self._release is None or not self._is_oom(exc) or not self.cached_bytes:
                 raise
-        for block in self.drain():  # out of memory: hand the cached blocks back and try once more
-            self._release(block)
+        self.release_all()  # out of memory: hand the cached blocks back and try once more
         return self._new(nbytes), False
 
     def give_back(self, block, nbytes):
@@ -74,6 +74,11 @@ class BlockBins:
             self._free.clear()
             self.cached_bytes = 0
         return out
+
+    def release_all(self):
+        """Hand every cached block to ``free``."""
+        for block in self.drain():
+            self._release(block)
 
 
 def _manager_class():
@@ -101,7 +106,7 @@ def _manager_class():
             nbytes = rounded(size)
             ptr, hit = self.bins.alloc(nbytes)
             self.reused += hit
-            key = int(ptr) if not isinstance(ptr, int) else ptr
+            key = int(ptr)
             bins, allocations = self.bins, self.allocations
 
             def finalizer():
@@ -114,8 +119,7 @@ def _manager_class():
 
         def release(self):
             """Give every cached block back to the driver (waits for the device)."""
-            for ptr in self.bins.drain():
-                drv.driver.cuMemFree(ptr)
+            self.bins.release_all()
 
         def get_memory_info(self):
             free, total = drv.driver.cuMemGetInfo()
