@@ -139,7 +139,6 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
     zero = np.dtype(dtype).type(0.0)
     nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
     TX, TY = config.NODE_BLOCK
-    READOUT = readout
     bounds = launch_bounds()
 
     @cuda.jit(**bounds)
@@ -167,9 +166,9 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
             for s in range(T):
                 step(V, I, dt, c1, c2, C, g, leak, beta)
                 if ret_seq:
-                    write_readout(V, I, y, b, s, n, N, READOUT, C, g, leak, beta)
+                    write_readout(V, I, y, b, s, n, N, readout, C, g, leak, beta)
             if not ret_seq:
-                write_readout(V, I, y, b, 0, n, N, READOUT, C, g, leak, beta)
+                write_readout(V, I, y, b, 0, n, N, readout, C, g, leak, beta)
             if not all_finite(V):  # rare: replay the row to find its first non-finite step
                 report_nonfinite(V, I, x, Wn, bn, x, False, b, n, 0, T, Ystart, has_start, dt, c1, c2, C, g,
                                  leak, beta, flag)
@@ -190,7 +189,7 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
     def readout_vjp_w(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc):
         return readout_vjp(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc)
 
-    namespace = dict(cuda=cuda, K=K, D=D, D1=D + 1, T=T, TX=TX, TY=TY, N_SLOTS=N_SLOTS, READOUT=READOUT, nb=nb,
+    namespace = dict(cuda=cuda, K=K, D=D, D1=D + 1, T=T, TX=TX, TY=TY, N_SLOTS=N_SLOTS, READOUT=readout, nb=nb,
                      zero=zero, load_node=load_node, load_weights=load_weights, current=current, step=step_w,
                      step_vjp=step_vjp_w, readout_vjp=readout_vjp_w, block_reduce=block_reducer(dtype, K),
                      proj_reduce=block_reducer(dtype, 1, D + 1))
