@@ -62,3 +62,38 @@ def test_gemm_rejects_mismatched_shapes():
     a, b = gemm.matrices(_device(np.ones((2, 3)))), gemm.matrices(_device(np.ones((4, 2))))
     with pytest.raises(ValueError, match="shapes do not agree"):
         gemm.gemm(a, b, gemm.matrices(_device(np.ones((2, 2)))))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("R,D,H", [(37, 3, 5), (18, 1, 4), (50, 8, 3), (6, 2, 1)])
+def test_thin_projection_matches_numpy(dtype, R, D, H):
+    """Input projections with few features run on the thin kernels: several row tiles and column chunks, a
+    partial last tile, and (with the simulator's 4 x 2 tiles) more channels than one chunk."""
+    from kinn_ref.backends.cuda_backend import projection
+    assert projection._thin(R, D, np.dtype(dtype)) is not None
+    rng = np.random.default_rng(R + 10 * D + 100 * H)
+    x = rng.standard_normal((R, D)).astype(dtype)
+    W = rng.standard_normal((H, D)).astype(dtype)
+    b = rng.standard_normal(H).astype(dtype)
+    dI = rng.standard_normal((R, H)).astype(dtype)
+    I = projection.project(_device(x), _device(W), _device(b)).copy_to_host()
+    dW, db, dx = (a.copy_to_host() for a in projection.project_vjp(_device(x), _device(W), _device(dI)))
+    x64, W64, dI64 = (a.astype(np.float64) for a in (x, W, dI))
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for got, want in ((I, x64 @ W64.T + b), (dW, dI64.T @ x64), (db, dI64.sum(0)), (dx, dI64 @ W64)):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_wide_projection_takes_the_tiled_product(monkeypatch):
+    """Above PROJECTION_THIN_MAX_D features the projection is a tiled product."""
+    from kinn_ref.backends.cuda_backend import config, projection
+    assert projection._thin(10, config.PROJECTION_THIN_MAX_D + 1, np.dtype(np.float64)) is None
+    monkeypatch.setattr(config, "PROJECTION_THIN_MAX_D", 1)
+    assert projection._thin(10, 2, np.dtype(np.float64)) is None
+    rng = np.random.default_rng(0)
+    x, W, b, dI = (rng.standard_normal(s) for s in ((9, 2), (4, 2), (4,), (9, 4)))
+    I = projection.project(_device(x), _device(W), _device(b)).copy_to_host()
+    dW, db, dx = (a.copy_to_host() for a in projection.project_vjp(_device(x), _device(W), _device(dI)))
+    for got, want in ((I, x @ W.T + b), (dW, dI.T @ x), (db, dI.sum(0)), (dx, dI @ W)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

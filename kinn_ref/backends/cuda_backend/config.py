@@ -35,7 +35,12 @@ GEMM_TILE = {4: (4, 4, 2, 2, 2), 8: (4, 4, 2, 2, 2)} if _SIM else {4: (128, 128,
 GEMM_NARROW_TILE = {4: (4, 2, 2, 2, 1), 8: (4, 2, 2, 2, 1)} if _SIM else {4: (256, 32, 8, 8, 4),
                                                                            8: (128, 32, 8, 4, 4)}
 #: Split a product's reduction into chunks of at least this length when its output has few tiles.
-GEMM_SPLIT_MIN = 4 if _SIM else 4096
+GEMM_SPLIT_MIN = 4 if _SIM else 512
+#: Input projections with at most PROJECTION_THIN_MAX_D input features run on the thin kernels of
+#: :mod:`.projection`: row tiles of RT rows (RT threads per block), columns in chunks of HC; PROJECTION_TILE is
+#: (RT, HC) per dtype itemsize (shared memory: RT * (HC + 1 + D) values).
+PROJECTION_THIN_MAX_D = 8
+PROJECTION_TILE = {4: (4, 2), 8: (4, 2)} if _SIM else {4: (128, 32), 8: (64, 32)}
 #: Threads per block of one-dimensional kernels (fills, reductions, optimizer updates).
 FLAT_BLOCK = 4 if _SIM else 256
 #: Persistent dense kernel: used for one cell of at most PERSISTENT_MAX_N nodes; threads form
@@ -53,7 +58,8 @@ INVERSE_BLOCK = 4 if _SIM else 256
 _NAMES = ("NODE_BLOCK", "THREADS_PER_SM", "CELL_SEGMENT", "CELL_CHECKPOINTS", "CELL_MIN_BLOCKS",
           "CELL_STATIC_MAX_T", "CELL_STATIC_SEGMENT",
           "FUSED_PROJECTION_MAX_D", "GEMM_TILE", "GEMM_NARROW_TILE", "GEMM_SPLIT_MIN",
-          "FLAT_BLOCK", "PERSISTENT_MAX_N", "PERSISTENT_GROUPS", "PERSISTENT_ROWS", "PERSISTENT_SPAN", "PERSISTENT_MAX_SHARED",
+          "PROJECTION_THIN_MAX_D", "PROJECTION_TILE", "FLAT_BLOCK", "PERSISTENT_MAX_N",
+          "PERSISTENT_GROUPS", "PERSISTENT_ROWS", "PERSISTENT_SPAN", "PERSISTENT_MAX_SHARED",
           "INVERSE_BLOCK")
 
 

@@ -69,6 +69,8 @@ def narrow(itemsize, n_cols):
 def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
     itemsize = np.dtype(dtype).itemsize
     BM, BN, BK, TM, TN = (config.GEMM_NARROW_TILE if narrow_tile else config.GEMM_TILE)[itemsize]
+    if not 1 <= BK <= 8:
+        raise ValueError(f"GEMM tiles need a depth BK of 1 to 8, got {BK}")
     NTX, NTY = BN // TN, BM // TM
     NT = NTX * NTY
     LA, LB = (BM * BK + NT - 1) // NT, (BK * BN + NT - 1) // NT
@@ -116,6 +118,17 @@ def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
         if b_k_contiguous:
             return e % BK, e // BK
         return e // BN, e % BN
+
+    @cuda.jit(device=True, inline=True)
+    def rank1(As, Bs, acol, bcol, af, bf, acc, kk):
+        """``acc += As[kk, acol] (x) Bs[kk, bcol]``."""
+        for i in range(TM):
+            af[i] = As[kk, acol[i]]
+        for j in range(TN):
+            bf[j] = Bs[kk, bcol[j]]
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] += af[i] * bf[j]
 
     @cuda.jit
     def gemm(A, oA, sAz, sAm, sAk, B, oB, sBz, sBk, sBn, C, oC, sCz, sCs, sCm, sCn,
@@ -170,15 +183,23 @@ def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
                     ra[i] = load_a(A, baseA, sAm, sAk, m0, nxt, M, k1, tid + i * NT)
                 for i in range(LB):
                     rb[i] = load_b(B, baseB, sBk, sBn, n0, nxt, N, k1, tid + i * NT)
-            for kk in range(BK):
-                ukk = U(kk)
-                for i in range(TM):
-                    af[i] = As[ukk, acol[i]]
-                for j in range(TN):
-                    bf[j] = Bs[ukk, bcol[j]]
-                for i in range(TM):
-                    for j in range(TN):
-                        acc[i, j] += af[i] * bf[j]
+            # the slice's BK rank-1 updates written out (BK <= 8): constant rows, so every shared-memory read is
+            # one instruction at a fixed offset from a per-thread base
+            rank1(As, Bs, acol, bcol, af, bf, acc, U(0))
+            if BK > 1:
+                rank1(As, Bs, acol, bcol, af, bf, acc, U(1))
+            if BK > 2:
+                rank1(As, Bs, acol, bcol, af, bf, acc, U(2))
+            if BK > 3:
+                rank1(As, Bs, acol, bcol, af, bf, acc, U(3))
+            if BK > 4:
+                rank1(As, Bs, acol, bcol, af, bf, acc, U(4))
+            if BK > 5:
+                rank1(As, Bs, acol, bcol, af, bf, acc, U(5))
+            if BK > 6:
+                rank1(As, Bs, acol, bcol, af, bf, acc, U(6))
+            if BK > 7:
+                rank1(As, Bs, acol, bcol, af, bf, acc, U(7))
             cuda.syncthreads()
             kt = nxt
         baseC = oC + z * sCz + s * sCs
