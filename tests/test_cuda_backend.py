@@ -396,3 +396,4 @@ def test_without_gpu_or_simulator_cuda_is_refused_with_the_reason():
     assert "REFUSED backend 'cuda' is not usable here" in out.stdout
     # the reason is the probe's own finding: importing the backend (and installing its memory pool) works
     assert "no CUDA GPU or driver found" in out.stdout, out.stdout
+    assert "memory pool not installed" not in out.stderr, out.stderr

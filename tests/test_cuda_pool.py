@@ -3,6 +3,9 @@
 The bookkeeping runs anywhere; the pool itself only on a real GPU (``KINN_REF_REAL_CUDA=1``).
 """
 import gc
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -71,6 +74,25 @@ def test_block_bins_release_cached_blocks_when_out_of_memory():
     plain = pool.BlockBins(new)
     with pytest.raises(OOM):
         plain.alloc(10)
+
+
+def test_manager_and_out_of_memory_check_need_no_driver():
+    """Without the simulator and whether or not a GPU is there: the manager builds with ``context=None`` (as
+    numba does when the pool is installed) and recognises the driver's out-of-memory error by its code."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    code = ("from numba.cuda.cudadrv import driver as drv\n"
+            "from kinn_ref.backends.cuda_backend import pool\n"
+            "assert pool._manager_class()(context=None).bins.cached_bytes == 0\n"
+            "assert pool.is_out_of_memory(drv.CudaAPIError(2, 'out of memory'))\n"
+            "assert not pool.is_out_of_memory(drv.CudaAPIError(1, 'invalid value'))\n"
+            "assert not pool.is_out_of_memory(MemoryError('host'))\n"
+            "binding = getattr(drv, 'binding', None)\n"
+            "if binding is not None:  # numba-cuda reports a CUresult enum member\n"
+            "    assert pool.is_out_of_memory(drv.CudaAPIError(binding.CUresult.CUDA_ERROR_OUT_OF_MEMORY, 'x'))\n"
+            "print('OK')\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "OK"
 
 
 @pytest.mark.skipif(simulator_active(), reason="the pool manages real device memory only")

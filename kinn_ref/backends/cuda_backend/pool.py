@@ -81,6 +81,17 @@ class BlockBins:
             self._release(block)
 
 
+#: The CUDA driver's ``CUDA_ERROR_OUT_OF_MEMORY`` (``CUresult`` 2).
+CUDA_ERROR_OUT_OF_MEMORY = 2
+
+
+def is_out_of_memory(exc):
+    """Whether ``exc`` is the driver's out-of-memory error (numba-cuda reports a ``CUresult`` enum member,
+    numba's bundled ``numba.cuda`` an int: both compare equal to 2)."""
+    from numba.cuda.cudadrv import driver as drv
+    return isinstance(exc, drv.CudaAPIError) and exc.code == CUDA_ERROR_OUT_OF_MEMORY
+
+
 def _manager_class():
     import weakref
 
@@ -91,11 +102,9 @@ def _manager_class():
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            oom = drv.binding.CUresult.CUDA_ERROR_OUT_OF_MEMORY
             # the driver is looked up per call: numba builds one manager when the pool is installed, before
-            # (and whether or not) a driver is there
-            self.bins = BlockBins(self._cu_alloc, lambda ptr: drv.driver.cuMemFree(ptr),
-                                  lambda exc: isinstance(exc, drv.CudaAPIError) and exc.code == oom)
+            # (and whether or not) a driver is there, and with numba's bundled numba.cuda as well
+            self.bins = BlockBins(self._cu_alloc, lambda ptr: drv.driver.cuMemFree(ptr), is_out_of_memory)
             self.reused = 0
 
         def _cu_alloc(self, nbytes):
