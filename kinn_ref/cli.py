@@ -6,6 +6,8 @@ import importlib
 import logging
 import sys
 
+from . import __version__
+
 # command name -> (module under kinn_ref.commands, one-line help)
 COMMANDS = {
     "demo": ("demo", "run the demonstration job on embedded defaults"),
@@ -21,6 +23,7 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="kinn-ref", description="Kirchhoff-Inspired Neural Networks, "
                                      "reference implementation")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
-from analysis.golden_generate import golden_values
-from analysis.symbolic_gradients import symbolic_gradients
+from kinn_ref.analysis.golden_generate import golden_values
+from kinn_ref.analysis.symbolic_gradients import symbolic_gradients
 from helpers import make_case, rel_error
 
 # (coupling, integrator, readout, param, order, nodes, steps, sequence, return_sequences)

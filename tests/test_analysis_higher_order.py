@@ -5,7 +5,7 @@ import pytest
 import sympy
 
 import kinn_ref as kr
-from analysis.higher_order import (cascade_ode, cascade_response, characteristic_polynomial,
+from kinn_ref.analysis.higher_order import (cascade_ode, cascade_response, characteristic_polynomial,
                                    convergence_errors, exact_derivatives, impulse_response, inverse_laplace,
                                    stacked_system, step_response, transfer_function,
                                    uncoupled_cascade_layer)

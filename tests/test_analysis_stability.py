@@ -9,14 +9,14 @@ import pytest
 import sympy
 
 import kinn_ref as kr
-from analysis.discrete_map import grid_laplacian
-from analysis.stability import (cell_dt_max, dt_max_table, layer_cells, layer_dt_max, layer_spectral_radius,
+from kinn_ref.analysis.discrete_map import grid_laplacian
+from kinn_ref.analysis.stability import (cell_dt_max, dt_max_table, layer_cells, layer_dt_max, layer_spectral_radius,
                                 ray_exit, scale_conductances, unit_laplacian_eigenvalues)
-from analysis.stability_functions import (boundary_polynomial, one_step_map, real_stability_limit,
+from kinn_ref.analysis.stability_functions import (boundary_polynomial, one_step_map, real_stability_limit,
                                           stability_function, symbols, uncoupled_dt_max,
                                           uncoupled_stability_function)
-from analysis.symbolic_layer import symbolic_amplification_matrix, symbolic_dt_max
-from analysis.validation import validate_backends
+from kinn_ref.analysis.symbolic_layer import symbolic_amplification_matrix, symbolic_dt_max
+from kinn_ref.analysis.validation import validate_backends
 from helpers import COUPLING_CASES, make_case
 from kinn_ref.cli import main
 from kinn_ref.coupling import unit_laplacian_sparse

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
-from analysis.golden_cases import golden_cases, case_inputs
-from analysis.golden_check import (check_implementation, load_adapter, relative_error, run_backend,
+from kinn_ref.analysis.golden_cases import golden_cases, case_inputs
+from kinn_ref.analysis.golden_check import (check_implementation, load_adapter, relative_error, run_backend,
                                    verify_backend)
-from analysis.golden_export import case_file_bytes, copy_suite, export_suite
-from analysis.golden_generate import complex_step_agreement, golden_values
-from analysis.golden_store import (PACKAGED, TOLERANCES, GoldenIntegrityError, load_case, load_suite,
+from kinn_ref.analysis.golden_export import case_file_bytes, copy_suite, export_suite
+from kinn_ref.analysis.golden_generate import complex_step_agreement, golden_values
+from kinn_ref.analysis.golden_store import (PACKAGED, TOLERANCES, GoldenIntegrityError, load_case, load_suite,
                                    read_manifest)
 from kinn_ref.cli import main
 
@@ -83,7 +83,7 @@ def test_manifest_records_provenance_and_schema():
                                   "float32-dense-euler-cells", "kirchhoff-implicit-cells-positive-K1-static"])
 def test_regeneration_reproduces_stored_bytes(name):
     case = next(c for c in golden_cases() if c.name == name)
-    from analysis.golden_store import sha256
+    from kinn_ref.analysis.golden_store import sha256
     assert sha256(case_file_bytes(case)) == CASES[name]["sha256"]
 
 
@@ -152,7 +152,7 @@ def test_verify_reports_a_wrong_backend_result(monkeypatch, loaded):
     case = loaded["none-euler-last-positive-K1-static-V0"]
     y, grads = run_backend(case, "numpy")
     grads["W"] = grads["W"] * (1 + 1e-9)
-    from analysis.golden_check import compare
+    from kinn_ref.analysis.golden_check import compare
     result = compare(case, y, grads, 1e-12)
     assert result.failed and "grad.W" in result.detail
     del grads["b"]
@@ -160,14 +160,14 @@ def test_verify_reports_a_wrong_backend_result(monkeypatch, loaded):
 
 
 def _wrapped_reference(spec, params, x, V0, dy):
-    from analysis.golden_cases import spec_from_dict
+    from kinn_ref.analysis.golden_cases import spec_from_dict
     spec = spec_from_dict(spec)
     y, tape = kr.forward(spec, params, x, V0)
     return y, kr.backward(spec, params, tape, dy)
 
 
 def _forward_only_with_a_perturbed_step(spec, params, x, V0, dy):
-    from analysis.golden_cases import spec_from_dict
+    from kinn_ref.analysis.golden_cases import spec_from_dict
     s = spec_from_dict(spec)
     y, _ = kr.forward(s.replace(dt=s.dt * (1 + 1e-6)), params, x, V0)
     return y, None

@@ -28,7 +28,7 @@ def add_arguments(parser):
 
 
 def _export(args):
-    from analysis.golden_export import copy_suite, export_suite
+    from ..analysis.golden_export import copy_suite, export_suite
     if args.copy:
         if args.cases is not None:
             raise ValueError("--cases cannot be combined with --copy (the copy is the whole suite)")
@@ -47,7 +47,7 @@ def _export(args):
 
 
 def run(args):
-    from analysis.golden_check import check_implementation, format_table, load_adapter, verify_backend
+    from ..analysis.golden_check import check_implementation, format_table, load_adapter, verify_backend
     if args.action == "export":
         return _export(args)
     if args.action == "verify":

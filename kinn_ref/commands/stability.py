@@ -147,7 +147,7 @@ def _print_report(name, report):
             note += f" (stable for dt >= {max(s.stable_from or 0 for s in steps):.6g})"
         print(f"  {integ:<10} " + " ".join(f"{_fmt(s.dt_max):>11}" for s in steps) +
               f" {_fmt(report.dt_max(integ)):>11}  {note}")
-    from analysis.stability import verdict
+    from ..analysis.stability import verdict
     print(f"at dt = {report.dt:g}")
     print(f"  {'integrator':<10} {'spectral radius':>16} {'(layer matrix)':>15}  verdict")
     for integ in report.table:
@@ -158,9 +158,9 @@ def _print_report(name, report):
 
 
 def run(args):
-    from analysis.golden_store import atomic_write_bytes
-    from analysis.stability import verdict
-    from analysis.stability_report import assess, stability_map
+    from ..analysis.golden_store import atomic_write_bytes
+    from ..analysis.stability import verdict
+    from ..analysis.stability_report import assess, stability_map
     if args.resolution < 2:
         raise ValueError(f"--resolution must be >= 2, got {args.resolution}")
     layers = load_layers(args)
@@ -177,7 +177,7 @@ def run(args):
                                (json.dumps(report.to_dict(), indent=1) + "\n").encode())
             print(f"wrote {args.out / f'stability{suffix}.json'}")
             continue
-        from analysis.plots import plot_stability_map, plot_stability_regions
+        from ..analysis.plots import plot_stability_map, plot_stability_regions
         smap = stability_map(spec, params, target=args.scale_target, resolution=args.resolution)
         record = dict(report.to_dict(), map=smap.to_dict())
         files = [args.out / f"stability_map{suffix}.json", args.out / f"stability_map{suffix}.png",
