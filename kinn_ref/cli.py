@@ -2,9 +2,11 @@
 with ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when their command runs.
 """
 import argparse
+import functools
 import importlib
 import logging
 import sys
+import warnings
 
 from . import __version__
 
@@ -19,14 +21,29 @@ COMMANDS = {
 }
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (unless the text already names it, or it is a flag)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("(default" in text or any(action.default is v for v in (None, False, True, argparse.SUPPRESS))
+                or not action.option_strings):
+            return text
+        return f"{text} (default %(default)s)".lstrip()
+
+
+# failures a user can cause and mend: one line on stderr and exit status 2, never a traceback
+EXPECTED_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="kinn-ref", description="Kirchhoff-Inspired Neural Networks, "
-                                     "reference implementation")
+                                     "reference implementation", formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=HelpFormatter)
         p.set_defaults(_module=module)
         _load(module).add_arguments(p)
     return parser
@@ -39,11 +56,32 @@ def _load(module):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    with warnings.catch_warnings():
+        warnings.showwarning = functools.partial(_show_warning, args.command)
+        return _run(args)
+
+
+def _show_warning(command, message, category, filename, lineno, file=None, line=None):
+    """Warnings from the library, as the command's one-line notes (``-v`` adds where they came from)."""
+    where = f" [{category.__name__} at {filename}:{lineno}]" if logging.getLogger().isEnabledFor(logging.INFO) else ""
+    print(f"kinn-ref {command}: warning: {message}{where}", file=file or sys.stderr)
+
+
+def _run(args):
     try:
         return _load(args._module).run(args)
-    except ValueError as exc:
-        print(f"kinn-ref {args.command}: error: {exc}", file=sys.stderr)
+    except EXPECTED_ERRORS as exc:
+        logging.getLogger(__name__).info("traceback of the error below", exc_info=True)
+        print(f"kinn-ref {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"kinn-ref {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, (ValueError, ImportError)) else f"{type(exc).__name__}: {text}"
 
 
 if __name__ == "__main__":

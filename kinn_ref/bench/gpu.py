@@ -329,11 +329,16 @@ def table(result):
 
 def run(args):
     """``kinn-ref bench --backend cuda``: all GPU cases; prints the table, writes JSON with ``--json``."""
-    from ..backends import available_backends
+    from .._optional import require
+    from ..backends import unavailable_reason
     from ..backends.cuda_backend.compat import simulator_active
     from .harness import write_json
-    if "cuda" not in available_backends() or simulator_active():
-        raise ValueError("the cuda backend needs a GPU here (the simulator is too slow for benchmarks)")
+    reason = unavailable_reason("cuda")
+    if reason is not None:
+        raise ValueError(f"kinn-ref bench --backend cuda needs the cuda backend: {reason}")
+    if simulator_active():
+        raise ValueError("kinn-ref bench --backend cuda needs a GPU (the simulator is too slow for benchmarks)")
+    require("torch", "kinn-ref bench --backend cuda (it times against PyTorch on the GPU)")
     names = [n.strip() for n in args.configs.split(",")]
     configs = [c for c in gpu_configs() if c.name in names or c.name.rstrip("0123456789") in names]
     if not configs:

@@ -3,10 +3,12 @@ reference and, when PyTorch is installed, the PyTorch port (:mod:`kinn_ref.bench
 machine's measured limits, peak memory with and without checkpoints and first-call compile time.
 Prints a markdown report (docs/benchmarks.md) and optionally writes the raw results as JSON."""
 import datetime
-import importlib.util
 import logging
 import shlex
 import sys
+import warnings
+
+from .._optional import available, install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +27,11 @@ def add_arguments(parser):
                         help="checkpoint interval of the memory comparison (default 4)")
     parser.add_argument("--threads", type=int,
                         help="threads for every backend (numba, BLAS, PyTorch); default: all cores")
-    parser.add_argument("--json", help="also write the raw results to this JSON file")
+    parser.add_argument("--json", help="also write the raw results to this JSON file (default: none written)")
 
 
 def run(args):
-    from ..backends import available_backends
+    from ..backends import available_backends, unavailable_reason
     from ..bench import harness
 
     if args.repeats < 1:
@@ -38,7 +40,7 @@ def run(args):
         from ..bench import gpu
         return gpu.run(args)
     if "numba" not in available_backends():
-        raise ValueError("the numba backend is not usable here; install kinn-ref[numba]")
+        raise ValueError(f"the numba backend is not usable here: {unavailable_reason('numba')}")
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -59,8 +61,9 @@ def _run(args):
         raise ValueError(f"--configs must name some of cell, dense, grid; got {args.configs!r}")
     backends = ["numba", "numpy"]
     if not args.no_torch:
-        if importlib.util.find_spec("torch") is None:
-            logger.warning("PyTorch is not installed; the comparison leaves it out (pip install 'kinn-ref[bench]')")
+        if not available("torch"):
+            warnings.warn(f"PyTorch is not installed; the comparison leaves it out ({install_hint('torch')})",
+                          stacklevel=1)
         else:
             backends.append("torch")
     result = {"command": "kinn-ref " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

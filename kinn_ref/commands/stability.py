@@ -15,6 +15,7 @@ import numpy as np
 
 from ..parameterization import init_params
 from ..spec import BOUNDARIES, COUPLINGS, INTEGRATORS, PARAMETERIZATIONS, LayerSpec
+from .output import default_out, prepare_output_dir
 
 
 def add_arguments(parser):
@@ -30,16 +31,16 @@ def add_arguments(parser):
     layer.add_argument("--coupling", choices=COUPLINGS, default="none")
     layer.add_argument("--integrator", choices=INTEGRATORS, default="expeuler")
     layer.add_argument("--param", choices=PARAMETERIZATIONS, default="positive")
-    layer.add_argument("--grid-shape", default=None, help="grid points per axis, e.g. 32 or 8x8")
+    layer.add_argument("--grid-shape", default=None, help="grid points per axis, e.g. 32 or 8x8 (default: none; required for --coupling grid)")
     layer.add_argument("--boundary", choices=BOUNDARIES, default="periodic")
     layer.add_argument("--seed", type=int, default=0, help="seed of init_params")
     parser.add_argument("--dt", type=float, default=None, help="step to judge (default: the layer's dt)")
     parser.add_argument("--layer", default=None, help="only the KINN layer with this name in a training "
-                                                      "checkpoint (e.g. layers.0)")
+                                                      "checkpoint (e.g. layers.0; default: every KINN layer)")
     parser.add_argument("--scale-target", choices=("coupling", "leak", "all"), default=None,
                         help="conductances scaled in the map (default: coupling; leak for uncoupled cells)")
     parser.add_argument("--resolution", type=int, default=40, help="points per axis of the map (default 40)")
-    parser.add_argument("--out", type=Path, default=Path("stability_out"), help="output folder")
+    parser.add_argument("--out", type=Path, default=default_out("stability"), help="output folder")
     parser.add_argument("--no-plots", action="store_true", help="skip the map and the plots")
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 when the layer's own integrator is unstable at the chosen dt")
@@ -164,6 +165,7 @@ def run(args):
     if args.resolution < 2:
         raise ValueError(f"--resolution must be >= 2, got {args.resolution}")
     layers = load_layers(args)
+    prepare_output_dir(args.out)
     unstable = False
     for name, spec, params in layers:
         if args.dt is not None:

@@ -1,43 +1,79 @@
 """``kinn-ref train``: train a KINN (or the MLP baseline) on a built-in task, with checkpoints and resume."""
+import sys
 from pathlib import Path
 
 from ..tasks.registry import TASKS
+from .output import default_out, prepare_output_dir
 
 
 def add_arguments(parser):
-    parser.add_argument("--task", choices=sorted(TASKS), default="oscillator", help="task (default oscillator)")
+    parser.add_argument("--task", choices=sorted(TASKS), default="oscillator", help="task")
     parser.add_argument("--model", default=None,
-                        help="model of the task: burgers {kinn, kinn-grid, mlp}, digits {kinn, mlp}, "
-                             "oscillator {kinn-k1, kinn-k2, kinn-k3} (default: the task's first)")
+                        help="model of the task: " + ", ".join(f"{name} {{{', '.join(task.models)}}}"
+                                                               for name, task in sorted(TASKS.items()))
+                        + " (default: the task's first)")
     parser.add_argument("--size", choices=("small", "full"), default="small",
                         help="data size and default epochs: small (seconds) or full (docs/results.md)")
-    parser.add_argument("--backend", default="auto", help="numpy, numba, cuda or auto (default auto)")
-    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None)
-    parser.add_argument("--lr", type=float, default=None, help="base learning rate")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--clip-norm", type=float, default=None, help="clip the global gradient norm")
-    parser.add_argument("--penalty", type=float, default=None, help="conductance penalty weight")
+    parser.add_argument("--backend", default="auto", help="numpy, numba, cuda or auto")
+    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None,
+                        help="optimizer (default: the task's)")
+    parser.add_argument("--lr", type=float, default=None, help="base learning rate (default: the task's)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="total epochs (default: the task's); with --resume, a larger total extends the run")
+    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: the task's)")
+    parser.add_argument("--clip-norm", type=float, default=None,
+                        help="clip the global gradient norm (default: no clipping)")
+    parser.add_argument("--penalty", type=float, default=None, help="conductance penalty weight (default: none)")
     parser.add_argument("--guard", action="store_true", help="keep each layer's dt inside its stable region")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of data, weights and batch order")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output directory (default ./kinn-runs/train/TASK-MODEL)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+                        help="run folder (default ./kinn-runs/train/TASK-MODEL)")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in OUT/checkpoint.npz")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _existing_run(out):
+    """The run files already in ``out`` (a finished or interrupted run)."""
+    from ..training.trainer import CHECKPOINT_NAME, METRICS_NAME
+    return [name for name in (CHECKPOINT_NAME, METRICS_NAME) if (out / name).exists()]
+
+
+def _last_checkpoint(path):
+    """Where the last checkpoint is and its epoch, for the message after an interrupt."""
+    from ..training.checkpoint import CheckpointError, load_checkpoint
+    try:
+        return f"the last checkpoint is {path} (epoch {load_checkpoint(path).epoch}); continue with --resume"
+    except CheckpointError:
+        return "no checkpoint was written yet"
 
 
 def run(args):
     from ..tasks.run import train_task
     from ..training.plots import plot_curves
+    from ..training.trainer import CHECKPOINT_NAME
     task = TASKS[args.task]
     model = args.model or next(iter(task.models))
     if model not in task.models:
         raise ValueError(f"--model must be one of {sorted(task.models)} for task {args.task!r}, got {model!r}")
-    out = args.out or Path("kinn-runs") / "train" / f"{args.task}-{model}"
-    result, records, _ = train_task(
-        args.task, model, size=args.size, seed=args.seed, backend=args.backend, out_dir=out, resume=args.resume,
-        progress=not args.no_progress, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        optimizer=args.optimizer, clip_norm=args.clip_norm, penalty=args.penalty, guard=args.guard or None)
+    out = prepare_output_dir(args.out or default_out("train", f"{args.task}-{model}"))
+    existing = _existing_run(out)
+    if existing and not args.resume:
+        raise ValueError(f"--out {out} already holds a run ({', '.join(existing)}); pass --resume to continue it "
+                         "(with a larger --epochs to extend it) or choose another --out")
+    if args.resume and not (out / CHECKPOINT_NAME).exists():
+        raise ValueError(f"--resume: there is no checkpoint to resume from in {out}")
+    try:
+        result, records, trainer = train_task(
+            args.task, model, size=args.size, seed=args.seed, backend=args.backend, out_dir=out,
+            resume=args.resume, progress=not args.no_progress, epochs=args.epochs, lr=args.lr,
+            batch_size=args.batch_size, optimizer=args.optimizer, clip_norm=args.clip_norm, penalty=args.penalty,
+            guard=args.guard or None)
+    except KeyboardInterrupt:
+        print(f"kinn-ref train: interrupted; {_last_checkpoint(out / CHECKPOINT_NAME)}", file=sys.stderr)
+        return 130
+    if trainer.extended_from is not None:
+        print(f"extended the run from {trainer.extended_from} to {result['epochs']} epochs (the learning-rate "
+              "schedule was planned anew over the new total)")
     plot_curves({model: records}, out / "curves.png", title=f"{args.task}: {model}")
     print(f"{args.task} / {model} on {result['backend']}: held-out {result['metric']} = {result['value']:.4g} "
           f"after {result['epochs']} epochs ({result['train_seconds']:.1f} s, {result['parameters']} parameters)")

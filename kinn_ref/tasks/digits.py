@@ -21,10 +21,9 @@ def load_digits_split(test_fraction=0.2, seed=0):
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise ImportError("the digits task needs scikit-learn: python -m pip install 'kinn-ref[digits]'") from None
+    from .._optional import require
+    require("sklearn", "the digits task")
+    from sklearn.datasets import load_digits
     data = load_digits()
     x, y = data.data / 16.0, data.target.astype(np.int64)
     rng = np.random.default_rng(seed)

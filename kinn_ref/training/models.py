@@ -63,6 +63,11 @@ class MLP:
 
     __call__ = forward
 
+    def __repr__(self):
+        widths = [self.layers[0].params["W"].shape[1]] + [layer.params["W"].shape[0] for layer in self.layers]
+        dtype = self.layers[0].params["W"].dtype
+        return f"MLP({'-'.join(map(str, widths))}, activation={self.activation!r}, dtype={dtype})"
+
     def backward(self, dy):
         """Gradients for the last forward pass (see :meth:`gradients`); returns ``dL/dx``."""
         for i in reversed(range(len(self.layers))):

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ class Trainer:
     checkpoint_every : int
         Write the checkpoint every this many epochs (and after the last).
     progress : bool
-        Show a tqdm progress bar (when tqdm is installed).
+        Show a tqdm progress bar, labelled with the ``out_dir`` folder's name.
     """
 
     def __init__(self, config, *, loss="mse", optimizer="adam", lr=1e-3, optimizer_options=None, schedule=None,
@@ -108,6 +109,7 @@ class Trainer:
         self.checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
         self.progress = progress
         self.epoch = 0
+        self.extended_from = None
         self.log = MetricsLog(None if self.out_dir is None else self.out_dir / METRICS_NAME)
 
     # ------------------------------------------------------------------ data and evaluation
@@ -161,7 +163,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def run_config(self, epochs, steps_per_epoch, fingerprint):
         """Everything that must agree for a resumed run to continue this one exactly."""
-        return json.loads(json.dumps({"loss": self.loss_name, "optimizer": self.optimizer.kind,
+        return json.loads(json.dumps({"epochs": epochs, "loss": self.loss_name, "optimizer": self.optimizer.kind,
                 "optimizer_hyperparameters": self.optimizer.hyperparameters(),
                 "schedule": self._schedule(epochs, steps_per_epoch).config(), "batch_size": self.batch_size,
                 "clip_norm": self.clip_norm, "penalty": self.penalty, "seed": self.seed,
@@ -176,8 +178,12 @@ class Trainer:
                                config=self.config, epoch=self.epoch, rng_state=self.rng.bit_generator.state,
                                layer_dt=self.layer_dt(), extra={"run": run_config, "backend": self.backend})
 
-    def load(self, path, run_config=None):
+    def load(self, path, run_config=None, steps_per_epoch=None):
         """Restore the state saved in ``path``; with ``run_config``, also require the same run settings.
+
+        A run saved with another total of epochs but otherwise the same settings (``steps_per_epoch``
+        given) is accepted: it is being extended (or cut short), and :attr:`extended_from` holds the
+        saved total.
 
         Raises
         ------
@@ -191,7 +197,10 @@ class Trainer:
                                   f"(checkpoint {[ckpt.config.get(k) for k in diff]}, "
                                   f"this run {[self.config.get(k) for k in diff]})")
         saved_run = ckpt.meta["extra"].get("run")
+        self.extended_from = None
         if run_config is not None and saved_run != run_config:
+            self.extended_from = self._other_total(saved_run, run_config, steps_per_epoch)
+        if run_config is not None and saved_run != run_config and self.extended_from is None:
             diff = sorted(k for k in set(saved_run or {}) | set(run_config)
                           if (saved_run or {}).get(k) != run_config.get(k))
             raise CheckpointError(f"checkpoint {path} was written by a run with other settings: {diff} differ; "
@@ -216,14 +225,40 @@ class Trainer:
         self.rng.bit_generator.state = ckpt.meta["rng_state"]
         self.epoch = ckpt.epoch
         if ckpt.meta["extra"].get("backend") != self.backend:
-            logger.warning("checkpoint %s was written on backend %r, resuming on %r: the continuation is not "
-                           "bitwise the same as on the original backend", path, ckpt.meta["extra"].get("backend"),
-                           self.backend)
+            warnings.warn(f"checkpoint {path} was written on backend {ckpt.meta['extra'].get('backend')!r}, "
+                          f"resuming on {self.backend!r}: the continuation is not bitwise the same as on the "
+                          "original backend", stacklevel=3)
         return ckpt
+
+    def _other_total(self, saved_run, run_config, steps_per_epoch):
+        """The saved run's total of epochs when it differs from ``run_config`` in that total alone, else None."""
+        if not isinstance(saved_run, dict) or steps_per_epoch is None:
+            return None
+        saved_epochs = saved_run.get("epochs")
+        if saved_epochs is None:  # runs saved before the total was recorded: read it from a cosine plan
+            total = (saved_run.get("schedule") or {}).get("total_steps")
+            saved_epochs = total // steps_per_epoch if isinstance(total, int) and total % steps_per_epoch == 0 \
+                else None
+        if not isinstance(saved_epochs, int) or saved_epochs < 1 or saved_epochs == run_config["epochs"]:
+            return None
+        planned = self.run_config(saved_epochs, steps_per_epoch, run_config["data"])
+        if "epochs" not in saved_run:
+            planned.pop("epochs")
+        return saved_epochs if planned == saved_run else None
+
+    def __repr__(self):
+        where = "" if self.out_dir is None else f", out_dir='{self.out_dir}'"
+        return (f"Trainer({self.model!r}, loss={self.loss_name!r}, optimizer={self.optimizer.kind!r}, "
+                f"lr={self.optimizer.lr:g}, batch_size={self.batch_size}, backend={self.backend!r}, "
+                f"epoch={self.epoch}{where})")
 
     # ------------------------------------------------------------------ the loop
     def fit(self, x, y, epochs, validation=None, resume=None, callback=None):
-        """Train for ``epochs`` epochs in total (a resumed run continues up to the same total).
+        """Train for ``epochs`` epochs in total (a resumed run continues up to that total).
+
+        Resuming with the total the run was saved with continues it exactly (bitwise). Resuming with a
+        larger total extends a run: the learning-rate schedule is planned anew over the new total from the
+        saved step on, so an extended run is not bitwise one planned for the new total from the start.
 
         Parameters
         ----------
@@ -255,7 +290,16 @@ class Trainer:
                 if self.out_dir is None:
                     raise ValueError("resume=True needs out_dir (the checkpoint is out_dir/checkpoint.npz)")
                 resume = self.out_dir / CHECKPOINT_NAME
-            self.load(resume, run_config)
+            self.load(resume, run_config, steps_per_epoch)
+            if self.epoch > epochs:
+                raise ValueError(f"epochs must be >= {self.epoch}: the checkpoint {resume} is at epoch {self.epoch} "
+                                 f"(got epochs={epochs}); pass a larger total to extend the run")
+            if self.extended_from is not None:
+                logger.info("extending the run saved in %s from %d to %d epochs", resume, self.extended_from,
+                            epochs)
+            elif self.epoch == epochs:
+                warnings.warn(f"the run in {resume} has finished its {epochs} epochs; nothing to train (pass a "
+                              "larger epochs to extend it)", stacklevel=2)
             logger.info("resumed from %s at epoch %d", resume, self.epoch)
             self.log.truncate(self.epoch)
         elif self.out_dir is not None:
@@ -279,11 +323,9 @@ class Trainer:
     def _progress_bar(self, total):
         if not self.progress:
             return None
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return None
-        return tqdm(total=total, unit="step", leave=False, dynamic_ncols=True, mininterval=0.5)
+        from tqdm.auto import tqdm
+        label = self.out_dir.name if self.out_dir is not None else "training"
+        return tqdm(total=total, desc=label, unit="step", leave=False, dynamic_ncols=True, mininterval=0.5)
 
     def _epoch(self, x, y, schedule, steps_per_epoch, validation, bar):
         start = time.perf_counter()

@@ -57,17 +57,25 @@ def probe():
     try:
         cuda = cuda_module()
     except ImportError as exc:
-        return f"numba-cuda is not installed: {exc} (pip install 'kinn-ref[cuda]')"
+        return f"numba-cuda is not installed: {exc} (python -m pip install 'kinn-ref[cuda]')"
     if simulator_active():
         if simulator_requested():
             return None
         return "numba.cuda runs on its simulator, which must be asked for with NUMBA_ENABLE_CUDASIM=1"
     try:
         if not cuda.is_available():
-            return "no CUDA GPU or driver found (numba.cuda.is_available() is False)"
+            return f"no CUDA GPU or driver found (numba.cuda.is_available() is False){_numba_cuda_hint()}"
         return _test_kernel(cuda)
     except Exception as exc:  # any failure of the driver or the compiler makes the backend unusable
-        return f"CUDA test kernel failed: {type(exc).__name__}: {exc}"
+        return f"CUDA test kernel failed: {type(exc).__name__}: {exc}{_numba_cuda_hint()}"
+
+
+def _numba_cuda_hint():
+    """A note when numba.cuda is numba's own bundled copy, not the numba-cuda package the backend is built on."""
+    import importlib.util
+    if importlib.util.find_spec("numba_cuda") is not None:
+        return ""
+    return "; the cuda backend also needs numba-cuda: python -m pip install 'kinn-ref[cuda]'"
 
 
 def _test_kernel(cuda):

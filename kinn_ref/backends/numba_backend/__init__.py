@@ -14,7 +14,7 @@ def probe():
         from numba import njit, prange
         import threadpoolctl  # noqa: F401  (BLAS thread control of the kernels)
     except ImportError as exc:
-        return f"not installed: {exc} (pip install 'kinn-ref[numba]')"
+        return f"not installed: {exc} (numba and threadpoolctl are dependencies of kinn-ref: python -m pip install kinn-ref)"
 
     @njit(parallel=True)
     def _twice(a):
