@@ -20,3 +20,26 @@ class NonFiniteStateError(FloatingPointError):
             f"state became non-finite at step {self.step} in cell {self.cell}{hint} "
             "(pass on_nonfinite='flag' to get the result flagged instead)"
         )
+
+
+class UnstableStepError(ValueError):
+    """A time step larger than the largest stable step of the integrator on the given circuit.
+
+    Attributes
+    ----------
+    dt : float
+        The refused step.
+    dt_max : float
+        The largest stable step (every ``0 < dt <= dt_max`` is stable).
+    integrator : str
+    """
+
+    def __init__(self, message, dt, dt_max, integrator):
+        self.dt = float(dt)
+        self.dt_max = float(dt_max)
+        self.integrator = integrator
+        super().__init__(message)
+
+
+class UnstableStepWarning(RuntimeWarning):
+    """A run was asked to use a time step beyond the integrator's stable range (and does)."""

@@ -1,10 +1,17 @@
 """The heat equation on a KINN RC mesh: analytic Fourier solutions, convergence orders, DC steady state."""
+import json
+import math
+import warnings
+
 import numpy as np
 import pytest
 
 import kinn_ref as kr
 from helpers import assert_close
+from kinn_ref.cli import main
+from kinn_ref.errors import UnstableStepError, UnstableStepWarning
 from kinn_ref.tasks.heat import dc_solution, pde_grid, solve_pde_with_kinn
+from kinn_ref.tasks.heat_check import convergence_dt, mode_error, time_steps
 
 KAPPA = 0.5
 # boundary -> (initial mode on [0, 1], its Laplacian eigenvalue, discrete eigenvalue factor)
@@ -93,7 +100,8 @@ def test_neumann_and_periodic_meshes_conserve_the_mean(integrator):
     for boundary in ("neumann", "periodic"):
         (x,) = pde_grid(2.0, 16, boundary)
         u0 = np.exp(-(x - 0.7) ** 2 / 0.05)
-        sol = solve_pde_with_kinn(x, u0, boundary, 30, dt=0.01, integrator=integrator, return_history=True)
+        # dx = 0.125: euler's stable limit is dt <= 2 dx^2 / 4 = 0.0078
+        sol = solve_pde_with_kinn(x, u0, boundary, 30, dt=0.005, integrator=integrator, return_history=True)
         assert sol.history.shape == (31, 16)
         assert np.allclose(sol.history.mean(axis=1), u0.mean(), rtol=1e-12)
 
@@ -127,3 +135,111 @@ def test_bad_input_is_rejected():
         solve_pde_with_kinn(x ** 2, 0.0, "neumann", 1, dt=0.1)
     with pytest.raises(ValueError, match="mean"):
         dc_solution(x, "neumann")
+
+
+# the mesh of `kinn-ref solve-pde --integrator euler --dt 1e-2`: 32 dirichlet nodes on [0, 1], kappa = 1
+DIRICHLET_32 = pde_grid(1.0, 32, "dirichlet")[0]
+LAM_MAX = 4 * 33 ** 2 * np.sin(np.pi * 32 / 66) ** 2     # |extreme eigenvalue| of kappa * Laplacian
+RK4_LIMIT = 2.785293563405
+
+
+@pytest.mark.parametrize("integrator,limit", [("euler", 2.0), ("rk4", RK4_LIMIT)])
+def test_an_unstable_explicit_step_is_refused_naming_the_largest_stable_dt(integrator, limit):
+    dt_max = limit / LAM_MAX
+    with pytest.raises(UnstableStepError, match=rf"dt=0\.01 .*largest stable dt is {dt_max:.6g}") as info:
+        solve_pde_with_kinn(DIRICHLET_32, np.sin(np.pi * DIRICHLET_32), "dirichlet", 10, dt=1e-2,
+                            integrator=integrator)
+    assert isinstance(info.value, ValueError)
+    assert info.value.dt_max == pytest.approx(dt_max, rel=1e-9) and info.value.dt == 1e-2
+    # just below the bound runs, and the solution records the bound
+    sol = solve_pde_with_kinn(DIRICHLET_32, np.sin(np.pi * DIRICHLET_32), "dirichlet", 10, dt=0.999 * dt_max,
+                              integrator=integrator)
+    assert sol.dt_max == pytest.approx(dt_max, rel=1e-9) and sol.stable
+    assert np.abs(sol.u).max() <= 1.0
+
+
+@pytest.mark.parametrize("integrator", ["implicit", "expeuler"])
+def test_passive_mesh_is_unconditionally_stable_for_implicit_and_expeuler(integrator):
+    sol = solve_pde_with_kinn(DIRICHLET_32, np.sin(np.pi * DIRICHLET_32), "dirichlet", 4, dt=10.0,
+                              integrator=integrator)
+    assert math.isinf(sol.dt_max) and sol.stable
+    assert np.abs(sol.u).max() <= 1.0
+
+
+def test_allow_unstable_runs_the_step_and_warns():
+    u0 = np.ones_like(DIRICHLET_32)      # excites the fastest mode, amplified by |1 - dt |lam|| = 42 per step
+    with pytest.warns(UnstableStepWarning, match=r"largest stable dt is 0\.00046"):
+        sol = solve_pde_with_kinn(DIRICHLET_32, u0, "dirichlet", 10, dt=1e-2, integrator="euler",
+                                  allow_unstable=True)
+    assert not sol.stable and sol.dt == 1e-2 and sol.n_steps == 10
+    assert np.abs(sol.u).max() > 1e10          # it did run: the unstable mode grew
+
+
+def test_a_stable_step_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        solve_pde_with_kinn(DIRICHLET_32, 0.0, "dirichlet", 3, dt=4e-4, integrator="euler", allow_unstable=True)
+
+
+def test_the_step_used_is_recorded():
+    err, sol, _ = mode_error("periodic", 1, 16, 2.5e-3, 0.1, integrator="rk4")
+    assert sol.dt == pytest.approx(2.5e-3, rel=1e-12) and sol.n_steps == 40
+    assert sol.times[-1] == pytest.approx(0.1, rel=1e-12) and sol.integrator == "rk4"
+    assert sol.dt_max == pytest.approx(RK4_LIMIT / (4 * 16 ** 2), rel=1e-9)
+    assert err < 1e-2
+
+
+@pytest.mark.parametrize("dt,nearest", [(0.3, 0.1), (0.03, 0.1 / 3), (7e-4, 0.1 / 143)])
+def test_a_dt_that_does_not_divide_t_end_is_refused(dt, nearest):
+    with pytest.raises(ValueError, match=rf"dt {dt:g} does not divide t_end 0\.1 .*nearest dt that does is "
+                                         rf"{nearest:.6g}"):
+        mode_error("dirichlet", 1, 8, dt, 0.1)
+    assert time_steps(0.1, 1e-3) == 100 and time_steps(1.0, 0.1) == 10
+
+
+def test_a_non_positive_dt_is_refused():
+    for dt in (0.0, -1e-3, float("nan")):
+        with pytest.raises(ValueError, match="dt must be a finite number > 0"):
+            solve_pde_with_kinn(DIRICHLET_32, 0.0, "dirichlet", 1, dt=dt)
+        with pytest.raises(ValueError, match="dt must be a finite number > 0"):
+            time_steps(0.1, dt)
+
+
+def test_convergence_steps_divide_t_end_and_are_stable():
+    for dim in (1, 2):
+        for n in (8, 16, 32):
+            dx = 1.0 / n
+            dt = convergence_dt(dx, dim, 1.0, 0.05)
+            assert dt <= 0.25 * dx ** 2 / dim * (1 + 1e-12)
+            assert time_steps(0.05, dt) * dt == pytest.approx(0.05, rel=1e-12)
+
+
+def test_solve_pde_command_refuses_an_unstable_step_with_exit_2(tmp_path, capsys):
+    argv = ["solve-pde", "--integrator", "euler", "--dt", "1e-2", "--points", "32", "--backend", "numpy",
+            "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "largest stable dt is 0.000460179" in err and "--allow-unstable" in err
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_solve_pde_command_refuses_a_dt_not_dividing_t_end(tmp_path, capsys):
+    assert main(["solve-pde", "--dt", "0.3", "--backend", "numpy", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--dt 0.3 does not divide --t-end 0.1" in err and "is 0.1 (1 step)" in err
+    assert main(["solve-pde", "--dt", "-1", "--backend", "numpy", "--out", str(tmp_path)]) == 2
+    assert "--dt must be a finite number > 0" in capsys.readouterr().err
+
+
+def test_solve_pde_command_records_the_step_and_runs_unstable_on_request(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    argv = ["solve-pde", "--integrator", "euler", "--dt", "1e-2", "--points", "32", "--backend", "numpy",
+            "--allow-unstable", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "warning: dt=0.01 is unstable" in captured.err
+    assert "dt=0.01, 10 steps" in captured.out
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["dt"] == 0.01 and result["n_steps"] == 10 and result["stable"] is False
+    assert result["dt_max"] == pytest.approx(2 / LAM_MAX, rel=1e-9)
+    assert result["space_integrator"] == "rk4" and len(result["space_dt"]) == 3

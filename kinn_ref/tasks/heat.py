@@ -23,9 +23,14 @@ edges, as the core's grid has):
 
 In 2-D both axes share one conductance, so the spacing must be equal (``dx = dy``). The semi-discrete
 error is ``O(dx^2)``; the time error is that of the integrator (implicit/expeuler/euler order 1, rk4
-order 4), and each integrator has its own stable ``dt`` (implicit: every ``dt``; euler:
-``dt <= dx^2 / (2 d kappa)``).
+order 4), and each integrator has its own stable ``dt``. The mesh is passive with a real spectrum, so implicit
+and expeuler are stable for every ``dt``, and the explicit methods for ``dt <= |z*| / |lambda_max|`` with
+``lambda_max`` the Laplacian's extreme eigenvalue times ``kappa / dx^2`` (about ``-4 d kappa / dx^2``) and
+``z* = -2`` (euler) or ``-2.7853`` (rk4). :func:`solve_pde_with_kinn` asks
+:func:`kinn_ref.analysis.stability.layer_dt_max` for that bound and refuses a larger step
+(docs/stability.md).
 """
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,8 +39,9 @@ import scipy.sparse.linalg
 
 from .._checks import check_choice, check_positive_float, check_positive_int
 from ..coupling import unit_laplacian_sparse
+from ..errors import UnstableStepError, UnstableStepWarning
 from ..functional import forward
-from ..spec import BOUNDARIES, LayerSpec
+from ..spec import BOUNDARIES, INTEGRATORS, LayerSpec
 
 
 def pde_grid(lengths, points, boundary):
@@ -180,6 +186,16 @@ class HeatSolution:
     currents : ndarray, grid shape or (n_time_steps, *grid shape)
         The injected currents (source plus boundary terms).
     dx : float
+        Grid spacing.
+    dt : float
+        The time step that was integrated.
+    n_steps : int
+        The number of steps (the final time is ``dt * n_steps``).
+    dt_max : float
+        Largest stable step of ``integrator`` on this mesh (``inf``: stable for every ``dt``).
+    integrator : str
+    grid : tuple of ndarray
+        The node coordinates, one array per axis.
     """
 
     u: np.ndarray
@@ -189,6 +205,72 @@ class HeatSolution:
     params: dict
     currents: np.ndarray
     dx: float
+    dt: float
+    n_steps: int
+    dt_max: float
+    integrator: str
+    grid: tuple
+
+    @property
+    def stable(self):
+        """Whether ``dt`` is within the integrator's stable range on this mesh."""
+        return bool(self.dt <= self.dt_max * (1 + STABLE_RTOL))
+
+
+STABLE_RTOL = 1e-9   # dt up to dt_max * (1 + STABLE_RTOL) counts as stable (rounding of the bound itself)
+
+
+def largest_stable_dt(spec, params):
+    """Largest stable time step of ``spec.integrator`` on a heat mesh from :func:`heat_layer`.
+
+    Asks the stability analysis (:func:`kinn_ref.analysis.stability.layer_dt_max`: the closed-form Fourier
+    eigenvalues of the mesh Laplacian and each integrator's SymPy-derived stability region).
+
+    Parameters
+    ----------
+    spec : LayerSpec
+    params : dict of ndarray
+
+    Returns
+    -------
+    dt_max : float
+        Every ``0 < dt <= dt_max`` is stable; ``inf`` when every ``dt`` is (implicit, expeuler).
+    rate : float
+        ``|lambda_max|``, the largest decay rate of the mesh's modes (1/time).
+    """
+    from ..analysis.stability import layer_cells, layer_dt_max
+    rate = max(float(np.max(np.abs(cell.eigenvalues()))) for cell in layer_cells(spec, params))
+    return float(layer_dt_max(spec, params)), rate
+
+
+def check_time_step(dt, dt_max, rate, integrator, allow_unstable=False):
+    """Refuse (or, with ``allow_unstable``, warn about) a step beyond the stable range.
+
+    Parameters
+    ----------
+    dt : float
+        The requested step.
+    dt_max, rate : float
+        From :func:`largest_stable_dt`.
+    integrator : str
+    allow_unstable : bool
+        Run an unstable step anyway, with an :class:`~kinn_ref.errors.UnstableStepWarning`.
+
+    Raises
+    ------
+    UnstableStepError
+        A ``ValueError`` naming the largest stable ``dt``, when ``dt > dt_max`` and not ``allow_unstable``.
+    """
+    if dt <= dt_max * (1 + STABLE_RTOL):
+        return
+    what = (f"dt={dt:.6g} is unstable for integrator {integrator!r} on this mesh: the largest stable dt is "
+            f"{dt_max:.6g} (|z*| / |lambda_max|: the integrator's real stability limit over the mesh's fastest "
+            f"decay rate |lambda_max| = {rate:.6g}), so the solution grows instead of decaying")
+    if not allow_unstable:
+        raise UnstableStepError(f"{what}; pass dt <= {dt_max:.6g}, an integrator stable for every dt "
+                                "('implicit' or 'expeuler'), or allow_unstable=True to run it anyway",
+                                dt, dt_max, integrator)
+    warnings.warn(f"{what}; running it anyway, as allowed", UnstableStepWarning, stacklevel=3)
 
 
 def heat_layer(shape, dx, kind, diffusivity, dt, n_steps, integrator="implicit", return_sequences=False,
@@ -204,7 +286,8 @@ def heat_layer(shape, dx, kind, diffusivity, dt, n_steps, integrator="implicit",
 
 
 def solve_pde_with_kinn(spatial_grid, initial_condition, boundary_conditions, n_time_steps, *, dt,
-                        diffusivity=1.0, source=None, integrator="implicit", backend="numpy", return_history=False):
+                        diffusivity=1.0, source=None, integrator="implicit", backend="numpy", return_history=False,
+                        allow_unstable=False):
     """Solve the heat equation (H1) with a KINN RC mesh.
 
     Parameters
@@ -221,7 +304,9 @@ def solve_pde_with_kinn(spatial_grid, initial_condition, boundary_conditions, n_
         normal derivative ``du/dn``.
     n_time_steps : int
     dt : float
-        Time step.
+        Time step. It is checked against the largest stable step of ``integrator`` on this mesh
+        (:func:`largest_stable_dt`; recorded as ``HeatSolution.dt_max``): euler ``dt <= 2 / |lambda_max|``,
+        rk4 ``dt <= 2.7853 / |lambda_max|``, implicit and expeuler every ``dt``.
     diffusivity : float
         ``kappa`` > 0.
     source : ndarray or callable, optional
@@ -231,10 +316,18 @@ def solve_pde_with_kinn(spatial_grid, initial_condition, boundary_conditions, n_
     backend : str
     return_history : bool
         Keep every step's state.
+    allow_unstable : bool
+        Run a ``dt`` beyond the stable range anyway (with an :class:`~kinn_ref.errors.UnstableStepWarning`)
+        instead of refusing it.
 
     Returns
     -------
     HeatSolution
+
+    Raises
+    ------
+    kinn_ref.errors.UnstableStepError
+        (a ``ValueError``) when ``dt`` exceeds the largest stable step and ``allow_unstable`` is false.
     """
     axes, dx = _axes(spatial_grid)
     shape = tuple(a.size for a in axes)
@@ -242,6 +335,7 @@ def solve_pde_with_kinn(spatial_grid, initial_condition, boundary_conditions, n_
     n_time_steps = check_positive_int("n_time_steps", n_time_steps)
     dt = check_positive_float("dt", dt)
     diffusivity = check_positive_float("diffusivity", diffusivity)
+    check_choice("integrator", integrator, INTEGRATORS)
     u0 = _field("initial_condition", initial_condition, axes)
     bc = boundary_currents(axes, dx, kind, value, diffusivity)
     if source is not None and not callable(source) and np.ndim(source) == len(shape) + 1:
@@ -254,6 +348,8 @@ def solve_pde_with_kinn(spatial_grid, initial_condition, boundary_conditions, n_
         currents = bc + (0.0 if source is None else _field("source", source, axes))
         x = currents.reshape(1, -1, 1)
     spec, params = heat_layer(shape, dx, kind, diffusivity, dt, n_time_steps, integrator, return_history)
+    dt_max, rate = largest_stable_dt(spec, params)
+    check_time_step(dt, dt_max, rate, integrator, allow_unstable)
     V0 = u0.reshape(1, 1, -1)
     y, _ = forward(spec, params, np.ascontiguousarray(x), V0, backend=backend)
     times = dt * np.arange(n_time_steps + 1)
@@ -263,7 +359,8 @@ def solve_pde_with_kinn(spatial_grid, initial_condition, boundary_conditions, n_
         u = history[-1].copy()
     else:
         u = y.reshape(shape)
-    return HeatSolution(u=u, times=times, history=history, spec=spec, params=params, currents=currents, dx=dx)
+    return HeatSolution(u=u, times=times, history=history, spec=spec, params=params, currents=currents, dx=dx,
+                        dt=dt, n_steps=n_time_steps, dt_max=dt_max, integrator=integrator, grid=axes)
 
 
 def dc_solution(spatial_grid, boundary_conditions, diffusivity=1.0, source=None, mean=None):

@@ -6,9 +6,17 @@ On the box ``[0, 1]^d`` the lowest non-constant mode of each boundary kind decay
 - neumann: ``prod cos(pi x_i)``, rate ``d pi^2 kappa``;
 - periodic: ``prod sin(2 pi x_i)``, rate ``4 d pi^2 kappa``.
 """
+import math
+
 import numpy as np
 
+from .._checks import check_positive_float
 from .heat import pde_grid, solve_pde_with_kinn
+
+SPACE_POINTS = (8, 16, 32)    # grids of convergence_in_space
+SPACE_T_END = 0.05            # its final time
+SPACE_DT_FACTOR = 0.25        # its step: at most SPACE_DT_FACTOR * dx^2 / (d kappa), dividing t_end
+DIVIDE_RTOL = 1e-9            # t_end / dt within this of a whole number counts as dividing
 
 _MODES = {"dirichlet": (np.sin, np.pi), "neumann": (np.cos, np.pi), "periodic": (np.sin, 2 * np.pi)}
 
@@ -26,20 +34,72 @@ def fourier_mode(boundary, dim):
     return u0, exact
 
 
-def mode_error(boundary, dim, points, dt, t_end, diffusivity=1.0, integrator="implicit", backend="numpy"):
+def time_steps(t_end, dt, names=("t_end", "dt")):
+    """Number of steps of size ``dt`` that reach ``t_end`` exactly.
+
+    Parameters
+    ----------
+    t_end : float
+        Final time, > 0.
+    dt : float
+        Time step, > 0; it must divide ``t_end`` (to a relative ``1e-9``), it is never rounded.
+    names : (str, str)
+        How the messages name ``t_end`` and ``dt`` (e.g. the command-line options).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        Naming both values and the nearest step that divides ``t_end``.
+    """
+    t_name, dt_name = names
+    t_end = check_positive_float(t_name, t_end)
+    dt = check_positive_float(dt_name, dt)
+    ratio = t_end / dt
+    n = max(1, int(round(ratio)))
+    if abs(n * dt - t_end) > DIVIDE_RTOL * t_end:
+        raise ValueError(f"{dt_name} {dt:g} does not divide {t_name} {t_end:g} into a whole number of steps "
+                         f"({t_name} / {dt_name} = {ratio:.6g}); the nearest {dt_name} that does is {t_end / n:.6g} "
+                         f"({n} step{'s' if n > 1 else ''})")
+    return n
+
+
+def mode_error(boundary, dim, points, dt, t_end, diffusivity=1.0, integrator="implicit", backend="numpy", *,
+               allow_unstable=False):
     """Max-norm error at ``t_end`` of the KINN mesh against the exact decaying mode, and the solution.
+
+    Parameters
+    ----------
+    boundary : {"dirichlet", "neumann", "periodic"}
+    dim : {1, 2}
+    points : int
+        Nodes per axis of the unit box.
+    dt : float
+        Time step; it must divide ``t_end`` (:func:`time_steps`) and be stable for ``integrator`` on this mesh
+        unless ``allow_unstable``.
+    t_end : float
+    diffusivity : float
+    integrator : {"implicit", "expeuler", "euler", "rk4"}
+    backend : str
+    allow_unstable : bool
+        Passed to :func:`~kinn_ref.tasks.heat.solve_pde_with_kinn`.
 
     Returns
     -------
     error : float
     solution : HeatSolution
+        With the step used (``dt``, ``n_steps``) and the largest stable step (``dt_max``).
     exact : ndarray, grid shape
     """
     axes = pde_grid((1.0,) * dim, (points,) * dim, boundary)
     u0, exact = fourier_mode(boundary, dim)
-    steps = max(1, int(round(t_end / dt)))
+    steps = time_steps(t_end, dt)
     sol = solve_pde_with_kinn(axes, u0, boundary, steps, dt=t_end / steps, diffusivity=diffusivity,
-                              integrator=integrator, backend=backend, return_history=dim == 1)
+                              integrator=integrator, backend=backend, return_history=dim == 1,
+                              allow_unstable=allow_unstable)
     ref = exact(t_end, diffusivity, *np.meshgrid(*axes, indexing="ij"))
     return float(np.abs(sol.u - ref).max()), sol, ref
 
@@ -49,20 +109,30 @@ def observed_order(hs, errors):
     return float(np.polyfit(np.log(hs), np.log(errors), 1)[0])
 
 
-def convergence_in_space(boundary, dim, points=(8, 16, 32), t_end=0.05, diffusivity=1.0, backend="numpy"):
-    """Errors for refined grids with a time error far below them (rk4, 4 s dt <= 1 per axis).
+def convergence_dt(dx, dim, diffusivity=1.0, t_end=SPACE_T_END):
+    """The rk4 step of :func:`convergence_in_space` on a grid of spacing ``dx``: the largest ``t_end / n``
+    that is at most ``SPACE_DT_FACTOR * dx^2 / (dim * diffusivity)`` (a quarter of the explicit scale, where
+    rk4's time error is far below the space error, and inside its stable range ``2.7853 / (4 d kappa / dx^2)``).
+    """
+    target = SPACE_DT_FACTOR * dx ** 2 / (dim * diffusivity)
+    return t_end / max(1, math.ceil(t_end / target * (1 - DIVIDE_RTOL)))
+
+
+def convergence_in_space(boundary, dim, points=SPACE_POINTS, t_end=SPACE_T_END, diffusivity=1.0, backend="numpy"):
+    """Errors for refined grids with a time error far below them (rk4 with :func:`convergence_dt`).
 
     Returns
     -------
     dx : list of float
     errors : list of float
     order : float
+        The least-squares slope of ``log(error)`` against ``log(dx)`` (2 for this scheme).
     """
     dxs, errors = [], []
     for n in points:
         dx = pde_grid(1.0, n, boundary)[0]
         dx = float(dx[1] - dx[0])
-        dt = 0.25 * dx ** 2 / (dim * diffusivity)
+        dt = convergence_dt(dx, dim, diffusivity, t_end)
         err, _, _ = mode_error(boundary, dim, n, dt, t_end, diffusivity, "rk4", backend)
         dxs.append(dx)
         errors.append(err)
