@@ -18,6 +18,22 @@ def test_demo_quick_writes_table_plots_and_results(tmp_path, capsys):
     assert all(abs(h["order_dx"] - 2) < 0.1 for h in results["heat"].values())
     for name in ("pde_heat_1d_dirichlet.png", "train_oscillator_curves.png", "train_burgers_prediction.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    header = next(line for line in out.splitlines() if line.startswith("task "))
+    assert "compile s" in header and "train s" in header and "measured" in header
+    assert "relative L2 error, held out" in out and "max abs error vs exact" in out
+    assert "no learning: linear heat eq." in out and "no learning: conserved mean" in out
+    rows = results["rows"]
+    tasks = {r["task"] for r in rows if r["kind"] == "learned"}
+    assert {"burgers", "oscillator"} <= tasks
+    for task in tasks:   # every learned task stands beside its baselines, marked against them
+        assert any(r["task"] == task and r["kind"] == "baseline" for r in rows)
+        for r in rows:
+            if r["task"] == task and r["kind"] == "learned":
+                assert isinstance(r["beats_baselines"], bool)
+                assert r["compile_seconds"] > 0 and r["train_seconds"] > 0
+    burgers = results["baselines"]["burgers"]
+    assert len(burgers) == 2 and all(0 < v < 1 for v in burgers.values())
+    assert "does NOT beat" in out or "beats every no-learning baseline" in out
 
 
 def test_train_interrupted_and_resumed_matches_an_uninterrupted_run(tmp_path, capsys, monkeypatch):

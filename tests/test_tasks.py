@@ -101,3 +101,45 @@ def test_reference_predictions_heat_is_the_small_amplitude_limit():
     refs = reference_predictions(u0)
     assert_close(refs["heat"], solve_burgers(u0, 1.0), rtol=1e-5)
     assert np.allclose(refs["mean"], u0.mean())
+
+
+def test_baselines_are_computed_from_the_held_out_data():
+    rng = np.random.default_rng(0)
+    burgers = TASKS["burgers"]
+    u0 = gaussian_random_field(8, 32, rng)
+    u1 = solve_burgers(u0, 1.0)
+    exact_heat = Dataset(u0[:4], u1[:4], u0[4:], u1[4:])
+    scores = burgers.baseline_scores(exact_heat)
+    assert set(scores) == {"no learning: conserved mean of u(x,0)", "no learning: linear heat eq. u_t = nu u_xx"}
+    assert all(0 < v < 1 for v in scores.values())
+    from kinn_ref.tasks.burgers import reference_predictions
+    heat = reference_predictions(u0[4:])["heat"]   # targets the heat equation predicts exactly
+    assert burgers.baseline_scores(Dataset(u0[:4], u1[:4], u0[4:], heat))[
+        "no learning: linear heat eq. u_t = nu u_xx"] < 1e-12
+    constant = u0[4:] * 0 + u0[4:].mean(axis=1, keepdims=True)   # targets equal to the mean: that baseline is exact
+    assert burgers.baseline_scores(Dataset(u0[:4], u1[:4], u0[4:], constant))[
+        "no learning: conserved mean of u(x,0)"] < 1e-12
+    digits = TASKS["digits"].baseline_scores(Dataset(rng.random((5, 64)), np.array([3, 3, 3, 1, 2]),
+                                                     rng.random((4, 64)), np.array([3, 0, 3, 9])))
+    assert digits == {"no learning: majority class (3), chance": 0.5}
+    s = make_oscillator_data(6, n_steps=40, seed=2)
+    osc = TASKS["oscillator"]
+    data = Dataset(s.u[:3], s.y[:3], s.u[3:], s.y[3:], info={"dt": s.dt, "omega": s.omega, "zeta": s.zeta})
+    (label, value), = osc.baseline_scores(data).items()
+    lag = round(2 * s.zeta / s.omega / s.dt)
+    delayed = np.concatenate([np.zeros((3, lag, 1)), s.u[3:, :-lag]], axis=1)
+    assert f"{lag} samples" in label
+    assert_close(value, np.mean(np.linalg.norm((delayed - s.y[3:]).reshape(3, -1), axis=1)
+                               / np.linalg.norm(s.y[3:].reshape(3, -1), axis=1)), rtol=1e-9)
+
+
+def test_train_task_times_the_first_step_apart_and_trains_the_same():
+    s = make_oscillator_data(6, n_steps=10)
+    data = Dataset(s.u[:4], s.y[:4], s.u[4:], s.y[4:], info={"dt": s.dt, "omega": s.omega, "zeta": s.zeta})
+    common = dict(dataset=data, progress=False, epochs=2, batch_size=2)
+    warm, _, t_warm = train_task("oscillator", "kinn-k2", **common)
+    cold, _, t_cold = train_task("oscillator", "kinn-k2", warmup=False, **common)
+    assert warm["compile_seconds"] > 0 and warm["train_seconds"] > 0 and cold["compile_seconds"] is None
+    assert warm["value"] == cold["value"] and len(warm["baselines"]) == 1
+    p_warm, p_cold = t_warm.model.parameters(), t_cold.model.parameters()
+    assert all(np.array_equal(p_warm[k], p_cold[k]) for k in p_warm)

@@ -6,6 +6,12 @@
 4. the 8x8 digits (when scikit-learn is installed): KINN against an MLP;
 5. Burgers operator learning at reduced size: KINN against an MLP trained by the same trainer.
 
+Every learned task stands beside its no-learning baselines (the task's ``baselines``, computed on the
+same held-out set in the same run), and each learned row says whether it beats all of them. Timing is
+split in two columns: ``compile s`` is one forward and backward pass of the fresh model on one batch
+before training (:func:`~kinn_ref.tasks.run.first_step_seconds`: numba compiles its kernels there, or
+loads them from its cache), ``train s`` the training epochs afterwards with their held-out evaluations.
+
 It prints a results table and writes plots, metrics and ``results.json`` under ``--out``.
 """
 import importlib.util
@@ -75,17 +81,55 @@ def gradient_error(seed, backend, eps=1e-6):
 
 
 # --------------------------------------------------------------------------- plots
+#: What each metric measures, in words (the table's ``measured`` column).
+MEASURED = {"relative_l2": "relative L2 error, held out", "accuracy": "accuracy, held out",
+            "max_error": "max abs error vs exact"}
+
+
+def _plot_heat(sol, ref, path, title):
+    """1-D: snapshots of the KINN mesh and the exact solution; 2-D: the field and its error (labelled)."""
+    from ..training.plots import pyplot, save_figure
+    plt = pyplot()
+    if sol.u.ndim == 1:
+        fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+        x = sol.grid[0]
+        n = len(sol.times) - 1
+        for i in sorted({0, n // 4, n // 2, n}):
+            ax.plot(x, sol.history[i], "o-", ms=3, label=f"KINN mesh, t = {sol.times[i]:.3g}")
+        ax.plot(x, ref, "k--", label=f"exact, t = {sol.times[-1]:.3g}")
+        ax.set_xlabel("x (unit interval, dimensionless length)")
+        ax.set_ylabel("u (dimensionless)")
+        ax.legend(fontsize=8)
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.9), layout="constrained")
+        extent = [sol.grid[0][0], sol.grid[0][-1], sol.grid[1][0], sol.grid[1][-1]]
+        worst = float(np.abs(sol.u - ref).max()) or 1.0
+        for ax, field, name, limits in ((axes[0], sol.u, "u, KINN mesh", {"cmap": "viridis"}),
+                                        (axes[1], sol.u - ref, "u - exact",
+                                         {"cmap": "RdBu", "vmin": -worst, "vmax": worst})):
+            im = ax.imshow(field.T, origin="lower", extent=extent, **limits)
+            fig.colorbar(im, ax=ax, label=f"{name} (dimensionless)")
+            ax.set_xlabel("x (unit square, dimensionless)")
+            ax.set_ylabel("y (unit square, dimensionless)")
+        axes[0].set_title(f"KINN mesh at t = {sol.times[-1]:.3g}", fontsize=10)
+        axes[1].set_title("error against the exact solution", fontsize=10)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
 def _plot_sequences(trainers, data, path):
     from ..training.plots import pyplot, save_figure
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
     x, y = data.x_test[:1], data.y_test[0, :, 0]
-    t = np.arange(1, len(y) + 1) * 0.1
+    dt = data.info.get("dt", 0.1)
+    t = np.arange(1, len(y) + 1) * dt
     ax.plot(t, x[0, :, 0], color="0.7", label="input u")
     ax.plot(t, y, "k", lw=2, label="target y")
     for name, tr in trainers.items():
         ax.plot(t, tr.predict(x)[0, :, 0], "--", label=name)
-    ax.set_xlabel("t")
+    ax.set_xlabel(f"t (time units of the ODE, omega = {data.info.get('omega', 1.5):g} rad per unit; dt = {dt:g})")
+    ax.set_ylabel("u, y (dimensionless)")
     ax.legend(fontsize=8, ncol=3)
     ax.set_title("damped oscillator, held-out sequence")
     return save_figure(fig, path)
@@ -94,46 +138,116 @@ def _plot_sequences(trainers, data, path):
 def _plot_fields(trainers, prepared, data, path):
     """Left: u(x, 0) and u(x, 1); right: u(x, 1) minus the conserved mean, the part a model must learn."""
     from ..training.plots import pyplot, save_figure
+    from ..tasks.burgers import reference_predictions
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    info = data.info
+    length = info.get("length", 1.0)
+    x = np.arange(data.x_test.shape[1]) * length / data.x_test.shape[1]
     mean = data.x_test[0].mean()
-    axes[0].plot(data.x_test[0], color="0.6", label="u(x, 0)")
-    axes[0].plot(data.y_test[0], "k", lw=2, label="u(x, 1)")
-    axes[1].plot(data.y_test[0] - mean, "k", lw=2, label="u(x, 1) - mean")
+    heat = reference_predictions(data.x_test[:1], info.get("t_end", 1.0), info.get("nu", 0.1), length)["heat"][0]
+    axes[0].plot(x, data.x_test[0], color="0.6", label="u(x, 0)")
+    axes[0].plot(x, data.y_test[0], "k", lw=2, label="u(x, 1)")
+    axes[1].plot(x, data.y_test[0] - mean, "k", lw=2, label="u(x, 1) - mean")
+    axes[1].plot(x, heat - mean, ":", color="0.4", label="linear heat eq. - mean (no learning)")
     for name, tr in trainers.items():
         pred = tr.predict(prepared[name][:1]).reshape(-1)
-        axes[0].plot(pred, "--", label=name)
-        axes[1].plot(pred - mean, "--", label=name)
+        axes[0].plot(x, pred, "--", label=name)
+        axes[1].plot(x, pred - mean, "--", label=name)
     for ax in axes:
-        ax.set_xlabel("grid point")
+        ax.set_xlabel(f"x (periodic, length L = {length:g}, dimensionless)")
         ax.legend(fontsize=8)
+    axes[0].set_ylabel("u (dimensionless)")
+    axes[1].set_ylabel("u - mean of u(x, 0) (dimensionless)")
     axes[1].set_title("deviation from the conserved mean", fontsize=10)
     fig.suptitle("Burgers, a held-out initial condition")
     return save_figure(fig, path)
 
 
-# --------------------------------------------------------------------------- the run
-def _row(rows, task, model, metric, value, epochs, seconds):
-    rows.append({"task": task, "model": model, "metric": metric, "value": value, "epochs": epochs,
-                 "seconds": seconds})
+# --------------------------------------------------------------------------- the table
+def _better(metric, a, b):
+    """Whether value ``a`` of ``metric`` is better than ``b`` (accuracy: higher; errors: lower)."""
+    return a > b if metric == "accuracy" else a < b
 
 
-def _train(rows, task, model, out, args, data, overrides):
+def _row(rows, task, model, metric, value, kind, epochs=None, compile_seconds=None, train_seconds=None):
+    rows.append({"task": task, "model": model, "kind": kind, "metric": metric, "measured": MEASURED[metric],
+                 "value": float(value), "epochs": epochs, "compile_seconds": compile_seconds,
+                 "train_seconds": train_seconds, "beats_baselines": None})
+
+
+def _baseline_rows(rows, task, data):
+    """Add the task's no-learning baselines and mark each learned row of ``task`` against them."""
+    scores = task.baseline_scores(data)
+    for label, value in scores.items():
+        _row(rows, task.name, label, task.metric, value, "baseline")
+    for r in rows:
+        if r["task"] == task.name and r["kind"] == "learned":
+            r["beats_baselines"] = all(_better(task.metric, r["value"], v) for v in scores.values())
+    return scores
+
+
+def _train(rows, task, model, size, out, args, data, overrides):
     from ..tasks.run import train_task
-    result, records, trainer = train_task(task, model, size="small", seed=args.seed, backend=args.backend,
-                                          out_dir=out / f"{task}-{model}", dataset=data, progress=True,
+    result, records, trainer = train_task(task.name, model, size=size, seed=args.seed, backend=args.backend,
+                                          out_dir=out / f"{task.name}-{model}", dataset=data, progress=True,
                                           **overrides)
-    _row(rows, task, model, result["metric"], result["value"], result["epochs"], result["train_seconds"])
+    _row(rows, task.name, model, result["metric"], result["value"], "learned", result["epochs"],
+         result["compile_seconds"], result["train_seconds"])
     return records, trainer
 
 
+def _verdict(rows, task, scores):
+    """One line per learned row: beats every baseline, or which baseline is better (printed plainly)."""
+    lines = []
+    for r in rows:
+        if r["task"] != task.name or r["kind"] != "learned":
+            continue
+        better = [f"{k[len('no learning: '):] if k.startswith('no learning: ') else k} ({v:.4g})"
+                  for k, v in scores.items() if not _better(task.metric, r["value"], v)]
+        if not better:
+            lines.append(f"      {r['model']} ({r['value']:.4g}) beats every no-learning baseline")
+        else:
+            lines.append(f"      {r['model']} ({r['value']:.4g}) does NOT beat the no-learning "
+                         f"{', '.join(better)}")
+    return lines
+
+
+def format_table(rows):
+    """The results table as text: one line per row, the learned rows with their two timings.
+
+    Parameters
+    ----------
+    rows : list of dict
+        As written to ``results.json`` (``task``, ``model``, ``measured``, ``value``, ``epochs``,
+        ``compile_seconds``, ``train_seconds``, ``beats_baselines``).
+
+    Returns
+    -------
+    str
+    """
+    def cell(v, fmt):
+        return "" if v is None else format(v, fmt)
+
+    width = max([len(r["model"]) for r in rows] + [5])
+    head = (f"{'task':<18} {'model':<{width}} {'measured':<28} {'value':>9} {'epochs':>6} {'compile s':>9} "
+            f"{'train s':>8}  beats no-learning")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        beats = {None: "", True: "yes", False: "NO"}[r["beats_baselines"]]
+        lines.append(f"{r['task']:<18} {r['model']:<{width}} {r['measured']:<28} {r['value']:>9.4g} "
+                     f"{cell(r['epochs'], 'd'):>6} {cell(r['compile_seconds'], '.2f'):>9} "
+                     f"{cell(r['train_seconds'], '.1f'):>8}  {beats}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the run
 def run(args):
     from ..backends import resolve
     from ..tasks.heat_check import convergence_in_space, mode_error
     from ..tasks.registry import get_task
     from ..training.atomic import atomic_write_text
     from ..training.plots import plot_curves
-    from .solve_pde import plot_solution
 
     start = time.perf_counter()
     backend = resolve(args.backend)
@@ -141,7 +255,7 @@ def run(args):
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     overrides = {"epochs": 2} if args.quick else {}
-    rows = []
+    rows, baselines, verdicts = [], {}, []
     print(f"kinn-ref demo on backend {backend!r}; output in {out}/")
 
     print("\n[1/5] the KINN layer: convergence order of each integrator (cascade K=2, dense coupling)")
@@ -155,19 +269,23 @@ def run(args):
     for dim, boundary, points in ((1, "dirichlet", 32), (2, "neumann", 24)):
         err, sol, ref = mode_error(boundary, dim, points, 1e-3, 0.1, 1.0, "implicit", backend)
         dxs, errors, order = convergence_in_space(boundary, dim, backend=backend)
-        plot_solution(sol, ref, out / f"pde_heat_{dim}d_{boundary}.png", f"heat, {dim}-D {boundary}, error {err:.1e}")
+        _plot_heat(sol, ref, out / f"pde_heat_{dim}d_{boundary}.png",
+                   f"heat, {dim}-D {boundary}, {points} nodes per axis, max abs error {err:.1e}")
         heat[f"{dim}d-{boundary}"] = {"max_error": err, "order_dx": order}
-        print(f"      {dim}-D {boundary:<9} max error {err:.2e}   order in dx {order:.2f} (expected 2)")
-        _row(rows, f"heat {dim}-D {boundary}", "RC mesh", "max error", err, None, None)
+        print(f"      {dim}-D {boundary:<9} max abs error {err:.2e}   order in dx {order:.2f} (expected 2)")
+        _row(rows, f"heat {dim}-D {boundary}", f"RC mesh, implicit, dt = 1e-3, {points} nodes/axis",
+             "max_error", err, "solver")
 
     print("\n[3/5] damped oscillator: KINN cascades of order K = 1, 2, 3")
     task = get_task("oscillator")
     data = task.make_data("small", args.seed)
     runs, trainers = {}, {}
     for model in task.models:
-        runs[model], trainers[model] = _train(rows, "oscillator", model, out, args, data, overrides)
+        runs[model], trainers[model] = _train(rows, task, model, "small", out, args, data, overrides)
         print(f"      {model}: held-out relative L2 {rows[-1]['value']:.3g}")
-    plot_curves(runs, out / "train_oscillator_curves.png", title="damped oscillator")
+    baselines["oscillator"] = _baseline_rows(rows, task, data)
+    verdicts += ["oscillator:"] + _verdict(rows, task, baselines["oscillator"])
+    plot_curves(runs, out / "train_oscillator_curves.png", title="damped oscillator", loss_name=task.loss)
     _plot_sequences(trainers, data, out / "train_oscillator_prediction.png")
 
     print("\n[4/5] 8x8 digits: KINN against an MLP")
@@ -178,33 +296,38 @@ def run(args):
         data = task.make_data("full", args.seed)
         runs = {}
         for model in task.models:
-            from ..tasks.run import train_task
-            result, runs[model], _ = train_task("digits", model, size="full", seed=args.seed, backend=backend,
-                                                out_dir=out / f"digits-{model}", dataset=data, **overrides)
-            _row(rows, "digits", model, "accuracy", result["value"], result["epochs"], result["train_seconds"])
-            print(f"      {model}: held-out accuracy {result['value']:.4f}")
-        plot_curves(runs, out / "train_digits_curves.png", title="8x8 digits")
+            runs[model], _ = _train(rows, task, model, "full", out, args, data, overrides)
+            print(f"      {model}: held-out accuracy {rows[-1]['value']:.4f}")
+        baselines["digits"] = _baseline_rows(rows, task, data)
+        verdicts += ["digits:"] + _verdict(rows, task, baselines["digits"])
+        plot_curves(runs, out / "train_digits_curves.png", title="8x8 digits", loss_name=task.loss)
 
-    print("\n[5/5] Burgers u(x,0) -> u(x,1) at 64 points: KINN against an MLP")
     task = get_task("burgers")
     data = task.make_data("small", args.seed)
+    resolution = data.x_train.shape[1]
+    print(f"\n[5/5] Burgers u(x,0) -> u(x,1) at {resolution} points, {len(data.x_train)} training pairs: "
+          "KINN against an MLP")
     runs, trainers, prepared = {}, {}, {}
     for model in ("kinn", "mlp"):
-        runs[model], trainers[model] = _train(rows, "burgers", model, out, args, data, overrides)
+        runs[model], trainers[model] = _train(rows, task, model, "small", out, args, data, overrides)
         prepared[model] = task.model(model, data)[2][0]
         print(f"      {model}: held-out relative L2 {rows[-1]['value']:.3g}")
-    plot_curves(runs, out / "train_burgers_curves.png", title="Burgers (64 points)")
+    baselines["burgers"] = _baseline_rows(rows, task, data)
+    verdicts += ["burgers:"] + _verdict(rows, task, baselines["burgers"])
+    plot_curves(runs, out / "train_burgers_curves.png", title=f"Burgers ({resolution} points)",
+                loss_name=task.loss, baselines=baselines["burgers"])
     _plot_fields(trainers, prepared, data, out / "train_burgers_prediction.png")
 
     total = time.perf_counter() - start
     print(f"\nresults (backend {backend}, seed {args.seed}, {total:.0f} s in all)")
-    print(f"{'task':<22} {'model':<10} {'held-out metric':<16} {'value':>10} {'epochs':>7} {'train s':>8}")
-    for r in rows:
-        epochs = "" if r["epochs"] is None else str(r["epochs"])
-        secs = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
-        print(f"{r['task']:<22} {r['model']:<10} {r['metric']:<16} {r['value']:>10.4g} {epochs:>7} {secs:>8}")
+    print(format_table(rows))
+    print("compile s: one forward + backward of the fresh model on one batch before training (numba's JIT\n"
+          "compilation, or loading it from its cache); train s: all epochs after it, held-out evaluation included.")
+    print("against the no-learning baselines (same held-out data, same run):")
+    print("\n".join(verdicts))
     atomic_write_text(out / "results.json", json.dumps(
-        {"backend": backend, "seed": args.seed, "seconds": total, "integrator_orders": orders,
-         "gradient_mismatch": grad_err, "heat": heat, "rows": rows}, indent=2) + "\n")
+        {"backend": backend, "seed": args.seed, "quick": bool(args.quick), "seconds": total,
+         "integrator_orders": orders, "gradient_mismatch": grad_err, "heat": heat, "baselines": baselines,
+         "rows": rows}, indent=2) + "\n")
     print(f"\nplots: {', '.join(sorted(p.name for p in out.glob('*.png')))}")
     return 0

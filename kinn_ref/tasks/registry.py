@@ -39,6 +39,9 @@ class Task:
         ``(x, y)`` pair of the dataset to the model's layout.
     settings : dict of str -> dict
         Training settings per size (``epochs``, ``lr``, ``batch_size``, ``optimizer``, ``schedule``).
+    baselines : callable, optional
+        ``baselines(dataset) -> dict of str -> float``: predictors that learn nothing, named in words, scored
+        with the task's ``metric`` on the held-out set (what a trained model has to beat).
     """
 
     name: str
@@ -48,6 +51,21 @@ class Task:
     make_data: object
     models: dict
     settings: dict
+    baselines: object = None
+
+    def baseline_scores(self, dataset):
+        """The task's no-learning baselines on ``dataset``'s held-out set (``{}`` when it has none).
+
+        Parameters
+        ----------
+        dataset : Dataset
+
+        Returns
+        -------
+        dict of str -> float
+            Description of each predictor -> its held-out ``metric``, computed from the arrays.
+        """
+        return {} if self.baselines is None else {k: float(v) for k, v in self.baselines(dataset).items()}
 
     def model(self, name, dataset):
         """``(config, (x_train, y_train), (x_test, y_test))`` for model ``name``."""
@@ -64,15 +82,22 @@ def _identity(x, y):
 def _burgers_data(size, seed):
     from .burgers import make_burgers_data
     n_train, n_test, resolution = {"small": (200, 50, 64), "full": (2000, 200, 256)}[size]
+    data = make_burgers_data(n_train + n_test, resolution, seed=seed)
+    return Dataset(data.u0[:n_train], data.u1[:n_train], data.u0[n_train:], data.u1[n_train:],
+                   info={"resolution": resolution, "nu": data.nu, "t_end": data.t_end, "length": data.length})
+
+
+_BURGERS_BASELINES = {"mean": "no learning: conserved mean of u(x,0)",
+                      "heat": "no learning: linear heat eq. u_t = nu u_xx"}
+
+
+def _burgers_baselines(ds):
+    """Relative L2 of :func:`~kinn_ref.tasks.burgers.reference_predictions` on the held-out pairs."""
     from ..training.losses import relative_l2
     from .burgers import reference_predictions
-    data = make_burgers_data(n_train + n_test, resolution, seed=seed)
-    x_test, y_test = data.u0[n_train:], data.u1[n_train:]
-    references = {k: relative_l2(v, y_test)[0] for k, v in reference_predictions(x_test, data.t_end, data.nu,
-                                                                                 data.length).items()}
-    return Dataset(data.u0[:n_train], data.u1[:n_train], x_test, y_test,
-                   info={"resolution": resolution, "nu": data.nu, "t_end": data.t_end, "length": data.length,
-                         "reference_relative_l2": references})
+    info = ds.info
+    refs = reference_predictions(ds.x_test, info.get("t_end", 1.0), info.get("nu", 0.1), info.get("length", 1.0))
+    return {label: relative_l2(refs[key], ds.y_test)[0] for key, label in _BURGERS_BASELINES.items()}
 
 
 def _burgers_kinn(ds):
@@ -103,6 +128,13 @@ def _digits_data(size, seed):
     return Dataset(x_train, y_train, x_test, y_test, info={"classes": 10, "features": 64})
 
 
+def _digits_baselines(ds):
+    """Held-out accuracy of always answering the most frequent class of the training labels."""
+    labels = np.asarray(ds.y_train).astype(np.int64)
+    majority = int(np.argmax(np.bincount(labels)))
+    return {f"no learning: majority class ({majority}), chance": float(np.mean(np.asarray(ds.y_test) == majority))}
+
+
 def _digits_kinn(ds):
     return ({"model": "kinn", "input_dim": 64, "hidden_dims": [128], "output_dim": 10, "dt": 0.5, "n_steps": 4,
              "head": True, "options": {"coupling": "none"}}, _identity)
@@ -119,6 +151,23 @@ def _oscillator_data(size, seed):
     data = make_oscillator_data(n_train + n_test, n_steps=100, dt=0.1, seed=seed)
     return Dataset(data.u[:n_train], data.y[:n_train], data.u[n_train:], data.y[n_train:],
                    info={"dt": data.dt, "omega": data.omega, "zeta": data.zeta})
+
+
+def _oscillator_baselines(ds):
+    """Relative L2 of the input delayed by the system's lag, ``y(t) = u(t - 2 zeta / omega)``.
+
+    ``2 zeta / omega`` is the delay of (O1) at low frequency (its unit DC gain reached after that lag),
+    rounded to whole samples; the sequence starts at rest, so the delayed input is zero before it.
+    """
+    from ..training.losses import relative_l2
+    info = ds.info
+    lag = int(round(2.0 * info.get("zeta", 1.0) / info.get("omega", 1.5) / info.get("dt", 0.1)))
+    u = np.asarray(ds.x_test, dtype=np.float64)
+    lag = min(lag, u.shape[1])
+    delayed = np.zeros_like(u)
+    delayed[:, lag:] = u[:, :u.shape[1] - lag]
+    return {f"no learning: y(t) = u(t - 2 zeta/omega), {lag} samples": relative_l2(
+        delayed, np.asarray(ds.y_test, dtype=np.float64))[0]}
 
 
 def _oscillator_kinn(order):
@@ -138,20 +187,23 @@ TASKS = {
         models={"kinn": _burgers_kinn, "kinn-grid": _burgers_kinn_grid, "mlp": _burgers_mlp},
         settings={"small": {"epochs": 60, "lr": 3e-3, "batch_size": 32, "optimizer": "adam", "schedule": _COSINE},
                   "full": {"epochs": 1000, "lr": 3e-3, "batch_size": 32, "optimizer": "adam",
-                           "schedule": _COSINE}}),
+                           "schedule": _COSINE}},
+        baselines=_burgers_baselines),
     "digits": Task(
         "digits", "8x8 digits (scikit-learn), 10 classes (held-out accuracy)",
         loss="cross_entropy", metric="accuracy", make_data=_digits_data,
         models={"kinn": _digits_kinn, "mlp": _digits_mlp},
         settings={"small": {"epochs": 15, "lr": 1e-2, "batch_size": 32, "optimizer": "adam", "schedule": _COSINE},
                   "full": {"epochs": 40, "lr": 1e-2, "batch_size": 32, "optimizer": "adam",
-                           "schedule": {"kind": "cosine", "warmup_fraction": 0.03}}}),
+                           "schedule": {"kind": "cosine", "warmup_fraction": 0.03}}},
+        baselines=_digits_baselines),
     "oscillator": Task(
         "oscillator", "driven critically damped oscillator, sequence to sequence (held-out relative L2)",
         loss="mse", metric="relative_l2", make_data=_oscillator_data,
         models={f"kinn-k{k}": _oscillator_kinn(k) for k in (1, 2, 3)},
         settings={"small": {"epochs": 40, "lr": 0.1, "batch_size": 25, "optimizer": "adam", "schedule": _COSINE},
-                  "full": {"epochs": 60, "lr": 0.1, "batch_size": 32, "optimizer": "adam", "schedule": _COSINE}}),
+                  "full": {"epochs": 60, "lr": 0.1, "batch_size": 32, "optimizer": "adam", "schedule": _COSINE}},
+        baselines=_oscillator_baselines),
 }
 
 
