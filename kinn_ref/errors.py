@@ -42,4 +42,4 @@ class UnstableStepError(ValueError):
 
 
 class UnstableStepWarning(RuntimeWarning):
-    """A run was asked to use a time step beyond the integrator's stable range (and does)."""
+    """A time step beyond the integrator's stable range is used anyway (asked for, or no stable step exists)."""

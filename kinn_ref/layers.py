@@ -47,6 +47,15 @@ class KINNLayer:
         self.grads = None
         self._tape = None
 
+    def n_parameters(self):
+        """Number of trainable values (the sizes of the :attr:`trainable` arrays)."""
+        return int(sum(self.params[k].size for k in self.trainable))
+
+    def __repr__(self):
+        extra = "" if self.checkpoint_every is None else f", checkpoint_every={self.checkpoint_every}"
+        return (f"{type(self).__name__}(<{self.spec.summary()}>, dtype={self.dtype.name}, "
+                f"backend={self.backend!r}, parameters={self.n_parameters()}{extra})")
+
     @classmethod
     def from_spec(cls, spec, params, **kwargs):
         """A layer for an existing ``spec`` and ``params``."""
@@ -108,6 +117,10 @@ class KINNLayers(KINNLayer):
     leak = property(lambda self: self.params["leak"][0],
                     lambda self, v: self.params["leak"][0].__setitem__(Ellipsis, v),
                     doc="Leak currents, shape (n_nodes,).")
+
+    def __repr__(self):
+        return (f"KINNLayers(n_nodes={self.n_nodes}, dt={self.dt:g}, n_steps={self.spec.n_steps}, "
+                f"dtype={self.dtype.name}, backend={self.backend!r}, parameters={self.n_parameters()})")
 
     def forward(self, x, n_steps=10):
         """Final state after ``n_steps`` Euler steps from zero, for ``x`` of shape (batch, n_nodes)."""

@@ -16,6 +16,10 @@ class Linear:
         self.trainable = ("W", "b")
         self.grads, self._x = None, None
 
+    def __repr__(self):
+        out_features, in_features = self.params["W"].shape
+        return f"Linear({in_features} -> {out_features}, dtype={self.params['W'].dtype.name})"
+
     def forward(self, x):
         self._x = x
         return x @ self.params["W"].T + self.params["b"]
@@ -68,6 +72,7 @@ class KINN:
             check_positive_int("hidden_dims entries", h)
         rng = np.random.default_rng(seed)
         self.activation = activation
+        self.output_dim = output_dim
         self.layers = []
         width = input_dim
         for n in hidden_dims + [output_dim]:
@@ -77,6 +82,15 @@ class KINN:
             width = layer.spec.readout_width // layer.spec.n_points
         self.head = Linear(width, output_dim, seed=rng, dtype=dtype) if head else None
         self._acts = []
+
+    def __repr__(self):
+        first = self.layers[0]
+        head = f", head={self.head is not None}"
+        lines = [f"KINN(input_dim={first.spec.in_features}, hidden_dims={[l.spec.n_nodes for l in self.layers[:-1]]}, "
+                 f"output_dim={self.output_dim}, activation={self.activation!r}{head}, dtype={first.dtype.name}, "
+                 f"backend={first.backend!r}, parameters={sum(v.size for v in self.parameters().values())}"]
+        lines += [f"  ({name}): {module!r}" for name, module in self.modules()]
+        return "\n".join(lines) + "\n)"
 
     def modules(self):
         """``(name, module)`` pairs of the layers and head, in order."""

@@ -56,6 +56,44 @@ class Tape:
     ctx: object = field(default=None, repr=False)
     output_shape: tuple = None
 
+    def __repr__(self):
+        return tape_repr(self, self.currents.dtype, {"x": self.x, "currents": self.currents}, self.nonfinite)
+
+
+def _shape(array):
+    return str(tuple(int(n) for n in array.shape))
+
+
+def tape_repr(tape, dtype, arrays, nonfinite=None):
+    """Concise repr of a tape: spec summary, backend, dtype, batch, steps and array shapes (no values).
+
+    Parameters
+    ----------
+    tape : Tape or DeviceTape
+    dtype : numpy.dtype
+    arrays : dict of str -> array
+        The arrays to show by shape (host or device arrays: anything with ``shape``).
+    nonfinite : tuple of (int, int), optional
+        ``(step, cell)`` of the first non-finite state, when known.
+
+    Returns
+    -------
+    str
+    """
+    shapes = sorted({_shape(a) for a in tape.states.values() if a is not None})
+    kept = f"{len(tape.states)} kept" + (f" of {' or '.join(shapes)}" if shapes else "")
+    parts = [f"spec=<{tape.spec.summary()}>", f"backend={tape.backend!r}", f"dtype={np.dtype(dtype).name}",
+             f"batch={tape.x.shape[0]}", f"n_steps={tape.n_steps}", f"sequence={tape.sequence}"]
+    parts += [f"{name}={_shape(a)}" for name, a in arrays.items()]
+    parts.append(f"states={kept}")
+    if tape.checkpoint_every is not None:
+        parts.append(f"checkpoint_every={tape.checkpoint_every}")
+    if tape.output_shape is not None:
+        parts.append(f"output={tuple(tape.output_shape)}")
+    if nonfinite is not None:
+        parts.append(f"nonfinite(step, cell)={nonfinite}")
+    return f"{type(tape).__name__}({', '.join(parts)})"
+
 
 def input_layout(spec, x, dtype):
     """Validate ``x``; return ``(sequence, B, T)``.

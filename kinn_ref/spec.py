@@ -117,6 +117,28 @@ class LayerSpec:
         feature = (self.n_points, self.in_features) if self.coupling == "grid" else (self.in_features,)
         return (batch,) + (() if steps is None else (steps,)) + feature
 
+    def summary(self):
+        """One line naming the layer: sizes, coupling, integrator, step and readout (for reprs and logs).
+
+        Fields at their defaults (``param="positive"``, ``return_sequences=False``) are left out; a grid
+        adds its shape and boundary.
+
+        Returns
+        -------
+        str
+            E.g. ``"in=3 nodes=8 order=2 kirchhoff expeuler dt=0.1 n_steps=20 readout=derivatives"``, or
+            ``"in=1 nodes=4 order=1 grid=16x16 periodic euler ..."`` (``nodes`` counts channels per point).
+        """
+        parts = [f"in={self.in_features}", f"nodes={self.n_nodes}", f"order={self.order}"]
+        parts.append(f"grid={'x'.join(map(str, self.grid_shape))} {self.boundary}" if self.coupling == "grid"
+                     else self.coupling)
+        parts += [self.integrator, f"dt={self.dt:g}", f"n_steps={self.n_steps}", f"readout={self.readout}"]
+        if self.param != "positive":
+            parts.append(f"param={self.param}")
+        if self.return_sequences:
+            parts.append("return_sequences")
+        return " ".join(parts)
+
     def replace(self, **changes):
         """Return a copy with ``changes`` applied (validated again)."""
         from dataclasses import replace

@@ -35,6 +35,12 @@ class Optimizer:
         """The constructor's keyword arguments (JSON-serialisable)."""
         return {"lr": self.lr}
 
+    def __repr__(self):
+        hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        size = sum(int(np.size(v)) for v in self.params.values())
+        return (f"{type(self).__name__}(kind={self.kind!r}, {hyper}, parameters={len(self.params)} arrays "
+                f"({size} values), step_count={self.step_count})")
+
     def step(self, grads, lr=None):
         """Update every parameter from ``grads`` (same keys as the parameters) with rate ``lr``."""
         missing = set(self.params) - set(grads)

@@ -20,10 +20,12 @@ Layers that are stable for every ``dt`` by construction are skipped: backward Eu
 kirchhoff and ``param="positive"``.
 """
 import logging
+import warnings
 
 import numpy as np
 
 from ..coupling import make_coupling
+from ..errors import UnstableStepWarning
 from ..integrators import INTEGRATORS
 from ..linear_analysis import max_stable_dt, spectral_radius
 from ..parameterization import make_circuit
@@ -141,7 +143,8 @@ class StabilityGuard:
                 continue
             dt_max = self.max_stable_dt(spec, layer.params, spec.dt)
             if dt_max <= 0.0:
-                logger.warning("%s: the circuit is unstable for every dt; dt left at %g", prefix, spec.dt)
+                warnings.warn(f"{prefix}: the circuit is unstable for every dt (a growing mode); dt left at "
+                              f"{spec.dt:g}", UnstableStepWarning, stacklevel=2)
                 changes.append({"layer": prefix, "old_dt": spec.dt, "new_dt": None})
                 continue
             new_dt = self.safety * min(dt_max, spec.dt)

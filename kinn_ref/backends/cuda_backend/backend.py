@@ -29,6 +29,7 @@ from kinn_ref.parameterization import check_params
 from kinn_ref.reference import input_layout
 
 from . import family_cell
+from ..launch_warnings import quiet_launches
 from .compat import cuda_module
 from .constants import prepare
 from .couplings import make_coupling
@@ -78,6 +79,7 @@ def _device_layout(spec, dparams, x, V0):
     return dtype, sequence, B, T
 
 
+@quiet_launches
 def forward_device(spec, dparams, x, V0=None, *, checkpoint_every=None):
     """Forward pass on device arrays; nothing is copied to the host.
 
@@ -117,6 +119,7 @@ def forward_device(spec, dparams, x, V0=None, *, checkpoint_every=None):
     return y, tape
 
 
+@quiet_launches
 def backward_device(spec, dparams, tape, dy):
     """Gradients of ``sum(dy * y)`` as device arrays (keys of ``dparams``, ``"x"`` and ``"V0"`` when given).
 
@@ -139,6 +142,7 @@ def to_device(params):
     return {k: cuda.to_device(np.ascontiguousarray(v)) for k, v in params.items()}
 
 
+@quiet_launches
 def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="raise"):
     """The functional contract (see :func:`kinn_ref.reference.forward`): NumPy in, NumPy out, run on the GPU."""
     dtype = check_params(spec, params)
@@ -162,6 +166,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     return y, tape
 
 
+@quiet_launches
 def backward(spec, params, tape, dy):
     """The functional contract (see :func:`kinn_ref.reference.backward`): NumPy in, NumPy out."""
     dtype = check_params(spec, params)

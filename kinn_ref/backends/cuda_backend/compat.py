@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from ..launch_warnings import quiet_launches
+
 SIMULATOR_VARIABLE = "NUMBA_ENABLE_CUDASIM"
 
 
@@ -78,6 +80,7 @@ def _numba_cuda_hint():
     return "; the cuda backend also needs numba-cuda: python -m pip install 'kinn-ref[cuda]'"
 
 
+@quiet_launches
 def _test_kernel(cuda):
     @cuda.jit
     def _twice(a):

@@ -14,11 +14,9 @@ simulator or when a context exists already. :func:`release` gives every cached b
 Code that frees arrays while kernels on *other* streams may still read them should set
 ``KINN_REF_CUDA_POOL=0``.
 """
-import logging
 import os
 import threading
-
-logger = logging.getLogger(__name__)
+import warnings
 
 POOL_VARIABLE = "KINN_REF_CUDA_POOL"
 #: Allocations are rounded up to a multiple of this many bytes (and of 2 MiB above 16 MiB) to share bins.
@@ -165,7 +163,9 @@ def install():
     try:
         drv.set_memory_manager(_manager_class())
     except Exception as exc:  # the pool is an optimisation: never the reason the backend cannot load
-        logger.warning("kinn_ref: device memory pool not installed: %s: %s", type(exc).__name__, exc)
+        warnings.warn(f"device memory pool not installed ({type(exc).__name__}: {exc}); the cuda backend uses "
+                      "numba's default allocator, which frees synchronously and is slower", RuntimeWarning,
+                      stacklevel=2)
         return False
     _installed = True
     return True

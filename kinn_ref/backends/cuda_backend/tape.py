@@ -56,6 +56,12 @@ class DeviceTape:
     aux: object = field(default=None, repr=False)
     _nonfinite: object = field(default=False, repr=False)
 
+    def __repr__(self):
+        from kinn_ref.reference import tape_repr
+        known = None if self._nonfinite is False else self._nonfinite     # never read the device for a repr
+        text = tape_repr(self, self.x.dtype, {"x": self.x}, known)
+        return f"{text[:-1]}, family={self.family!r}, interval={self.interval})"
+
     @property
     def nonfinite(self):
         """``(step, cell)`` of the first non-finite state, or None (reads 4 bytes from the device once)."""

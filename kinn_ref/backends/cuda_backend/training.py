@@ -16,6 +16,7 @@ import numpy as np
 
 from . import config
 from .backend import backward_device, forward_device
+from ..launch_warnings import quiet_launches
 from .compat import cuda_module
 from .device import empty, flat, is_device_array, kernel_cache, launch_1d, scalar, zeros
 
@@ -63,6 +64,7 @@ def _loss_kernels(dtype):
     return residual, finish
 
 
+@quiet_launches
 def mse_loss(y, target):
     """Mean squared error on the device (twin of :func:`kinn_ref.training.losses.mse`).
 
@@ -128,6 +130,7 @@ class _DeviceOptimizer:
 
     slot_names = ()
 
+    @quiet_launches
     def __init__(self, dparams, lr):
         if not isinstance(dparams, dict) or not dparams or not all(is_device_array(v) for v in dparams.values()):
             raise ValueError("dparams must be a non-empty dict of name -> device array")
@@ -136,6 +139,17 @@ class _DeviceOptimizer:
         self.params, self.lr, self.step_count = dparams, float(lr), 0
         self.slots = {s: {k: zeros(v.shape, v.dtype) for k, v in dparams.items()} for s in self.slot_names}
 
+    def hyperparameters(self):
+        """The constructor's keyword arguments."""
+        return {"lr": self.lr}
+
+    def __repr__(self):
+        hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        size = sum(int(v.size) for v in self.params.values())
+        return (f"{type(self).__name__}({hyper}, parameters={len(self.params)} device arrays ({size} values), "
+                f"step_count={self.step_count})")
+
+    @quiet_launches
     def step(self, grads, lr=None):
         """Update every parameter in place from the device gradients ``grads`` (same keys)."""
         missing = set(self.params) - set(grads)
@@ -158,6 +172,9 @@ class DeviceSGD(_DeviceOptimizer):
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
+    def hyperparameters(self):
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
+
     def _update(self, name, p, g, lr):
         sgd, _ = _update_kernels(p.dtype.str)
         f = lambda v: scalar(p.dtype, v)  # noqa: E731
@@ -179,6 +196,9 @@ class DeviceAdam(_DeviceOptimizer):
             raise ValueError(f"eps must be > 0 and weight_decay >= 0, got {eps!r}, {weight_decay!r}")
         self.betas, self.eps, self.weight_decay = (float(b1), float(b2)), float(eps), float(weight_decay)
 
+    def hyperparameters(self):
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
+
     def _update(self, name, p, g, lr):
         _, adam = _update_kernels(p.dtype.str)
         b1, b2 = self.betas
@@ -188,6 +208,7 @@ class DeviceAdam(_DeviceOptimizer):
                   f(b1), f(b2), f(1 - b1 ** t), f(1 - b2 ** t), f(self.eps), f(self.weight_decay))
 
 
+@quiet_launches
 def train_step(spec, dparams, x, target, optimizer, V0=None, checkpoint_every=None):
     """One training step on the device: forward, MSE loss, backward, optimizer update (in place).
 

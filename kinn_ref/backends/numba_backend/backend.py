@@ -17,6 +17,7 @@ from ...coupling import make_coupling
 from ...errors import NonFiniteStateError
 from ...parameterization import check_params, circuit_vjp, make_circuit
 from ...reference import Tape, input_currents_vjp, input_layout
+from ..launch_warnings import quiet_launches
 from . import config
 from .codes import N_MATRIX_SUMS, N_NODE_SUMS
 from .constants import prepare_constants
@@ -114,6 +115,7 @@ def _kept_steps(T, checkpoint_every):
     return [0] + [n + 1 for n in range(T) if (n + 1) % keep == 0 or n + 1 == T]
 
 
+@quiet_launches
 def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="raise"):
     """Integrate one KINN layer with the compiled kernels (eqs. 1-20).
 
@@ -163,6 +165,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     return y, tape
 
 
+@quiet_launches
 def backward(spec, params, tape, dy):
     """Gradients of ``sum(dy * y)`` for the pass in ``tape`` (discrete adjoint of eqs. 1-20).
 
