@@ -9,7 +9,6 @@ import sys
 import threading
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from ..._checks import check_array, check_choice, check_positive_int
@@ -22,7 +21,9 @@ from . import config
 from .codes import N_MATRIX_SUMS, N_NODE_SUMS
 from .constants import prepare_constants
 from .gradients import circuit_gradients
-from .loops import backward_kernel, forward_kernel
+from .compile_notice import first_call
+from .dispatch import run_shares, thread_count
+from .loops import pass_kernels
 from .threads import single_threaded_blas
 
 NAME = "numba"
@@ -110,6 +111,13 @@ def default_interval(spec):
     return None
 
 
+def _first_call(kernels, direction, spec, dtype):
+    """The compile notice of a pass kernel's first call for this direction and dtype in the process."""
+    dispatcher = kernels.forward_chunks if direction == "forward" else kernels.backward_chunks
+    what = f"the {direction} pass of {spec.integrator} layers with readout {spec.readout!r} in {np.dtype(dtype)}"
+    return first_call((kernels.integrator, kernels.readout, direction, np.dtype(dtype).str), what, dispatcher)
+
+
 def _kept_steps(T, checkpoint_every):
     keep = checkpoint_every or 1
     return [0] + [n + 1 for n in range(T) if (n + 1) % keep == 0 or n + 1 == T]
@@ -146,9 +154,12 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     y = np.empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
     rows = chunk_rows(spec, B, dtype)
     nonfinite = np.empty((-(-B // rows), 2), np.int64)
-    with single_threaded_blas():
-        forward_kernel(constants, Y0, cur, kept, slot_of_step, y, spec.return_sequences,
-                       on_nonfinite == "raise", rows, nonfinite)
+    kernels = pass_kernels(spec.integrator, spec.readout)
+    with single_threaded_blas(), _first_call(kernels, "forward", spec, dtype):
+        n = min(thread_count(), len(nonfinite))
+        run_shares(n, lambda share: kernels.forward_chunks(constants, share, n, rows, Y0, cur, kept, slot_of_step,
+                                                           y, spec.return_sequences, on_nonfinite == "raise",
+                                                           nonfinite))
     bad = None
     if np.any(nonfinite[:, 0] >= 0):
         step = int(nonfinite[nonfinite[:, 0] >= 0, 0].min())
@@ -185,13 +196,15 @@ def backward(spec, params, tape, dy):
     dI = np.zeros(ctx.currents.shape, dtype)
     dV0 = np.empty((B, K, N), dtype)
     n_chunks = -(-B // ctx.rows)
-    n_slots = min(numba.get_num_threads(), n_chunks)
+    n_slots = min(thread_count(), n_chunks)
     node_sums = np.zeros((n_slots, N_NODE_SUMS, K, N))
     nn = N if spec.coupling in ("dense", "kirchhoff") else 0
     mat_sums = np.zeros((n_slots, N_MATRIX_SUMS, K, nn, nn))
-    with single_threaded_blas():
-        backward_kernel(ctx.constants, ctx.currents, ctx.kept, ctx.slot_of_step, ctx.every,
-                        dy3, spec.return_sequences, ctx.rows, n_chunks, dV0, dI, node_sums, mat_sums)
+    kernels = pass_kernels(spec.integrator, spec.readout)
+    with single_threaded_blas(), _first_call(kernels, "backward", spec, dtype):
+        run_shares(n_slots, lambda slot: kernels.backward_chunks(
+            ctx.constants, slot, n_slots, n_chunks, ctx.rows, ctx.currents, ctx.kept, ctx.slot_of_step, ctx.every,
+            dy3, spec.return_sequences, dV0, dI, node_sums[slot], mat_sums[slot]))
     acc = circuit_gradients(spec, ctx, tape.coupling, node_sums, mat_sums, dtype)
     grads = input_currents_vjp(spec, params, tape.x, tape.sequence, dI)
     grads.update(circuit_vjp(spec, params, acc))

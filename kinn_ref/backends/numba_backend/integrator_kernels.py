@@ -8,7 +8,7 @@ to one slot's ``node_sums`` ``(N_NODE_SUMS, K, N)`` and ``mat_sums`` ``(N_MATRIX
 import numpy as np
 from numba import njit
 
-from .codes import (DENSE, EULER, EXPEULER, GRID, IMPLICIT, KIRCHHOFF, MAT_EXP, NODE_BETA, NODE_E, NODE_H,
+from .codes import (DENSE, GRID, KIRCHHOFF, MAT_EXP, NODE_BETA, NODE_E, NODE_H,
                     NODE_LEAK, NODE_P, NODE_S, NONE, SUM_BETA, SUM_GRID_OFF, SUM_LEAK, SUM_PASS1, SUM_PASS2)
 from .coupling_kernels import accumulate_grad, apply, apply_T, grid_offdiag
 from .dynamics_kernels import rhs, rhs_vjp
@@ -93,20 +93,6 @@ def rk4_step(cs, Y, cur, b0, t, Yn, ws, work):
                 for j in range(N):
                     base = Y[k, i, j] if stage == 0 else Yn[k, i, j]
                     Yn[k, i, j] = base + w * F[k, i, j]
-
-
-@njit(cache=True)
-def step(cs, Y, cur, b0, t, Yn, ws, work):
-    """One step ``Y -> Yn`` of the pass's integrator (twin of ``Integrator.step``)."""
-    kind = cs.integrator
-    if kind == EULER:
-        euler_step(cs, Y, cur, b0, t, Yn, ws, work)
-    elif kind == EXPEULER:
-        expeuler_step(cs, Y, cur, b0, t, Yn, work)
-    elif kind == IMPLICIT:
-        implicit_step(cs, Y, cur, b0, t, Yn, work)
-    else:
-        rk4_step(cs, Y, cur, b0, t, Yn, ws, work)
 
 
 @njit(cache=True)
@@ -260,17 +246,3 @@ def rk4_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, 
                 for i in range(rows):
                     for j in range(N):
                         dslope[k, i, j] = w * dYn[k, i, j] + a * dstate[k, i, j]
-
-
-@njit(cache=True)
-def step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
-    """Adjoint of :func:`step` (twin of ``Integrator.step_vjp``): sets ``dY``, adds to ``dI`` and the sums."""
-    kind = cs.integrator
-    if kind == EULER:
-        euler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn)
-    elif kind == EXPEULER:
-        expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn)
-    elif kind == IMPLICIT:
-        implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn)
-    else:
-        rk4_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn)

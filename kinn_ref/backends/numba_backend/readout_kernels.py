@@ -1,53 +1,67 @@
 """Compiled readouts and their adjoints on a chunk (twins of :func:`kinn_ref.readout.readout` and
-``readout_vjp``, eqs. 18-20). Outputs are ``(B, T_out, W)``; step ``n_out`` of the chunk's rows is written."""
+``readout_vjp``, eqs. 18-20), one function per readout: the pass kernels of :mod:`.loops` call the one of
+their spec. Outputs are ``(B, T_out, W)``; step ``n_out`` of the chunk's rows is written."""
 import numpy as np
 from numba import njit
 
-from .codes import CELLS, LAST
 from .dynamics_kernels import rhs, rhs_vjp
 
 
 @njit(cache=True)
-def readout(cs, Y, cur, b0, t, y, n_out, work):
-    """Write the readout of the chunk state ``Y`` (K, rows, N) to ``y[b0:b0+rows, n_out]``."""
+def readout_last(Y, b0, y, n_out):
+    """``last`` (eq. 18): the last cell of the chunk state ``Y`` (K, rows, N) to ``y[b0:b0+rows, n_out]``."""
     K, rows, N = Y.shape
-    kind = cs.readout
-    if kind == LAST:
-        for i in range(rows):
-            y[b0 + i, n_out, :] = Y[K - 1, i, :]
-    elif kind == CELLS:
-        for k in range(K):
-            for i in range(rows):
-                y[b0 + i, n_out, k * N:(k + 1) * N] = Y[k, i, :]
-    else:                                                       # derivatives, eq. 20
-        for i in range(rows):
-            y[b0 + i, n_out, 0:N] = Y[K - 1, i, :]
-        Z = np.empty((2, K, rows, N), Y.dtype)
-        rhs(cs, Y, cur, b0, t, True, Z[0], work)
-        for m in range(K):
-            if m > 0:
-                rhs(cs, Z[(m - 1) % 2], cur, b0, t, False, Z[m % 2], work)
-            for i in range(rows):
-                y[b0 + i, n_out, (m + 1) * N:(m + 2) * N] = Z[m % 2, K - 1, i, :]
+    for i in range(rows):
+        y[b0 + i, n_out, :] = Y[K - 1, i, :]
 
 
 @njit(cache=True)
-def readout_vjp(cs, Y, cur, b0, t, dy, n_out, dY, dI, work, node_sums, mat_sums, work_nn):
-    """Adjoint of :func:`readout` for the cotangent ``dy[b0:b0+rows, n_out]``: adds to ``dY``
-    (K, rows, N), to ``dI`` (derivatives readout) and to the gradient sums."""
+def readout_cells(Y, b0, y, n_out):
+    """``cells`` (eq. 19): every cell, concatenated."""
     K, rows, N = Y.shape
-    kind = cs.readout
-    if kind == LAST:
+    for k in range(K):
+        for i in range(rows):
+            y[b0 + i, n_out, k * N:(k + 1) * N] = Y[k, i, :]
+
+
+@njit(cache=True)
+def readout_derivatives(cs, Y, cur, b0, t, y, n_out, work):
+    """``derivatives`` (eq. 20): the last cell and its first K time derivatives."""
+    K, rows, N = Y.shape
+    for i in range(rows):
+        y[b0 + i, n_out, 0:N] = Y[K - 1, i, :]
+    Z = np.empty((2, K, rows, N), Y.dtype)
+    rhs(cs, Y, cur, b0, t, True, Z[0], work)
+    for m in range(K):
+        if m > 0:
+            rhs(cs, Z[(m - 1) % 2], cur, b0, t, False, Z[m % 2], work)
+        for i in range(rows):
+            y[b0 + i, n_out, (m + 1) * N:(m + 2) * N] = Z[m % 2, K - 1, i, :]
+
+
+@njit(cache=True)
+def readout_last_vjp(dy, b0, n_out, dY):
+    """Adjoint of :func:`readout_last` for the cotangent ``dy[b0:b0+rows, n_out]``: adds to ``dY``."""
+    K, rows, N = dY.shape
+    for i in range(rows):
+        for j in range(N):
+            dY[K - 1, i, j] += dy[b0 + i, n_out, j]
+
+
+@njit(cache=True)
+def readout_cells_vjp(dy, b0, n_out, dY):
+    """Adjoint of :func:`readout_cells`."""
+    K, rows, N = dY.shape
+    for k in range(K):
         for i in range(rows):
             for j in range(N):
-                dY[K - 1, i, j] += dy[b0 + i, n_out, j]
-        return
-    if kind == CELLS:
-        for k in range(K):
-            for i in range(rows):
-                for j in range(N):
-                    dY[k, i, j] += dy[b0 + i, n_out, k * N + j]
-        return
+                dY[k, i, j] += dy[b0 + i, n_out, k * N + j]
+
+
+@njit(cache=True)
+def readout_derivatives_vjp(cs, Y, cur, b0, t, dy, n_out, dY, dI, work, node_sums, mat_sums, work_nn):
+    """Adjoint of :func:`readout_derivatives`: adds to ``dY`` (K, rows, N), to ``dI`` and to the sums."""
+    K, rows, N = Y.shape
     Z = np.empty((K, K, rows, N), Y.dtype)                      # derivative stack, Z[m] = J^m F
     rhs(cs, Y, cur, b0, t, True, Z[0], work)
     for m in range(1, K):

@@ -1,0 +1,42 @@
+"""Runs a pass kernel of :mod:`.loops` on the backend's threads: one call per thread, each over its share
+of the chunks (``first = thread, stride = threads``), with the GIL released inside the kernel.
+
+The thread count is numba's (``NUMBA_NUM_THREADS``, :func:`numba.set_num_threads`), so the backend obeys
+the same setting as it did with numba's parallel loops.
+"""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+
+_LOCK = threading.Lock()
+_POOL = {"executor": None, "size": 0}
+
+
+def thread_count():
+    """Threads a pass uses: numba's current setting."""
+    return numba.get_num_threads()
+
+
+def _executor(size):
+    with _LOCK:
+        if _POOL["size"] < size:
+            if _POOL["executor"] is not None:
+                _POOL["executor"].shutdown(wait=False)
+            _POOL["executor"] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="kinn-ref-numba")
+            _POOL["size"] = size
+        return _POOL["executor"]
+
+
+def run_shares(n_shares, call):
+    """``call(share)`` for ``share`` in ``range(n_shares)``, one thread each (1: in the calling thread).
+
+    ``call`` runs a pass kernel, which releases the GIL, over the chunks ``share, share + n_shares, ...``.
+    Errors raised in a share are raised here, after every share has finished.
+    """
+    if n_shares == 1:
+        call(0)
+        return
+    futures = [_executor(n_shares).submit(call, s) for s in range(n_shares)]
+    for f in futures:
+        f.result()
