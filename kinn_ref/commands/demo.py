@@ -303,7 +303,7 @@ def run(args):
         plot_curves(runs, out / "train_digits_curves.png", title="8x8 digits", loss_name=task.loss)
 
     task = get_task("burgers")
-    data = task.make_data("small", args.seed)
+    data = task.make_data("smoke" if args.quick else "small", args.seed)
     resolution = data.x_train.shape[1]
     print(f"\n[5/5] Burgers u(x,0) -> u(x,1) at {resolution} points, {len(data.x_train)} training pairs: "
           "KINN against an MLP")
