@@ -36,6 +36,20 @@ def test_demo_quick_writes_table_plots_and_results(tmp_path, capsys):
     assert "does NOT beat" in out or "beats every no-learning baseline" in out
 
 
+def test_curves_name_their_axes_and_draw_the_baselines(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from kinn_ref.training import plots
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    records = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "val_relative_l2": 0.5 / e} for e in (1, 2)]
+    plots.plot_curves({"kinn": records}, tmp_path / "c.png", loss_name="relative_l2", baselines={"heat": 0.3})
+    loss_ax, metric_ax = figures[0].axes
+    assert figures[0].get_layout_engine() is not None
+    assert "epoch" in loss_ax.get_xlabel() and "relative L2 loss" in loss_ax.get_ylabel()
+    assert metric_ax.get_ylabel().startswith("relative L2 error, held out")
+    assert "heat" in [t.get_text() for t in metric_ax.get_legend().get_texts()]
+
+
 def test_train_interrupted_and_resumed_matches_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
     from kinn_ref.training.metrics_log import MetricsLog
     common = ["train", "--task", "oscillator", "--model", "kinn-k2", "--backend", "numpy", "--no-progress",

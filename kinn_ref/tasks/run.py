@@ -86,7 +86,8 @@ def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", 
     seconds = time.perf_counter() - start
     result = {"task": task_name, "model": model_name, "size": size, "backend": trainer.backend,
               "metric": task.metric, "value": records[-1][f"val_{task.metric}"], "epochs": epochs,
-              "compile_seconds": compile_seconds, "train_seconds": seconds, "parameters": int(sum(p.size for p in trainer.model.parameters().values())),
+              "compile_seconds": compile_seconds, "train_seconds": seconds,
+              "parameters": int(sum(p.size for p in trainer.model.parameters().values())),
               "n_train": int(len(x_train)), "n_test": int(len(x_test)), "seed": seed, "data": data.info,
               "baselines": task.baseline_scores(data)}
     if out_dir is not None:

@@ -59,7 +59,7 @@ def plot_curves(runs, path, title="", loss_name=None, baselines=None):
             ax.semilogy(epochs, [r.get("val_loss") for r in recs], "--", color=line.get_color(),
                         label=f"{label} held-out")
     ax.set_xlabel("epoch (passes over the training set)")
-    ax.set_ylabel(LOSS_LABELS.get(loss_name, f"{loss_name} loss" if loss_name else "training loss"))
+    ax.set_ylabel(LOSS_LABELS.get(loss_name, f"{loss_name} loss" if loss_name else "training loss (dimensionless)"))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     if metric_keys:
