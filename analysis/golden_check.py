@@ -115,8 +115,10 @@ def _tolerance(case, gpu):
     return case.entry["tolerance"]["gpu" if gpu else "cpu"]
 
 
-def verify_backend(backend, directory=None, select=None):
+def verify_backend(backend, directory=None, select=None, progress=None):
     """Run every golden case on ``backend`` and compare forward values and all gradients.
+
+    ``progress(done, total, result)``, when given, is called after each case.
 
     Returns
     -------
@@ -124,7 +126,7 @@ def verify_backend(backend, directory=None, select=None):
     """
     _, cases = load_suite(directory, select)
     return _check_cases(cases, backend in GPU_BACKENDS, lambda case: run_backend(case, backend),
-                        errors=(ValueError, FloatingPointError, ArithmeticError))
+                        errors=(ValueError, FloatingPointError, ArithmeticError), progress=progress)
 
 
 def load_adapter(target):
@@ -150,8 +152,9 @@ def load_adapter(target):
     return fn
 
 
-def check_implementation(adapter, directory=None, select=None, gpu=False):
-    """Check an outside implementation, given as an adapter function, against the suite.
+def check_implementation(adapter, directory=None, select=None, gpu=False, progress=None):
+    """Check an outside implementation, given as an adapter function, against the suite
+    (``progress`` as for :func:`verify_backend`).
 
     Returns
     -------
@@ -163,10 +166,11 @@ def check_implementation(adapter, directory=None, select=None, gpu=False):
 
     _, cases = load_suite(directory, select)
     # an outside implementation may fail in any way: report it, do not crash
-    return _check_cases(cases, gpu, run, errors=(Exception,), unsupported=(NotImplementedError,))
+    return _check_cases(cases, gpu, run, errors=(Exception,), unsupported=(NotImplementedError,),
+                        progress=progress)
 
 
-def _check_cases(cases, gpu, run, errors, unsupported=()):
+def _check_cases(cases, gpu, run, errors, unsupported=(), progress=None):
     """Compare ``run(case) -> (y, grads)`` with every case; ``unsupported`` and ``errors`` (exception
     classes, checked in that order) are reported per case instead of raised."""
     results = []
@@ -176,12 +180,13 @@ def _check_cases(cases, gpu, run, errors, unsupported=()):
             y, grads = run(case)
         except unsupported as exc:
             results.append(CaseResult(case.name, case.entry["dtype"], "unsupported", tol, detail=str(exc)))
-            continue
         except errors as exc:
             results.append(CaseResult(case.name, case.entry["dtype"], "error", tol,
                                       detail=f"{type(exc).__name__}: {exc}"))
-            continue
-        results.append(compare(case, y, grads, tol))
+        else:
+            results.append(compare(case, y, grads, tol))
+        if progress is not None:
+            progress(len(results), len(cases), results[-1])
     return results
 
 

@@ -256,3 +256,57 @@ def test_implicit_grid_with_two_points_on_the_last_axis(shape, boundary):
     x = rng.standard_normal(spec.input_shape(3))
     V0 = rng.standard_normal((3, spec.order, spec.total_nodes))
     check_against_reference(spec, params, x, V0)
+
+
+def test_pass_kernels_are_built_per_method_and_keyed_by_the_sources():
+    """Each (integrator, readout) has its own kernels; their closure holds the codes and the digest of the
+    backend's sources, which numba's on-disk cache keys on."""
+    from kinn_ref.backends.numba_backend import loops
+    from kinn_ref.backends.numba_backend.codes import INTEGRATOR_CODES, READOUT_CODES
+    kernels = loops.pass_kernels("rk4", "cells")
+    assert loops.pass_kernels("rk4", "cells") is kernels and loops.pass_kernels("euler", "cells") is not kernels
+    for kernel in (kernels.forward_chunks, kernels.backward_chunks):
+        cells = [c.cell_contents for c in kernel.py_func.__closure__]
+        assert INTEGRATOR_CODES["rk4"] in cells and READOUT_CODES["cells"] in cells
+        assert loops.source_digest() in cells
+    assert "rk4" in repr(kernels)
+
+
+def test_compile_notice_is_given_once_when_a_first_call_is_slow(monkeypatch, caplog):
+    import time
+    from kinn_ref.backends.numba_backend import compile_notice, loops
+    monkeypatch.setattr(compile_notice, "NOTICE_AFTER_S", 0.01)
+    dispatcher = loops.pass_kernels("euler", "last").forward_chunks
+    with caplog.at_level("WARNING", logger="kinn_ref.compile"):
+        for _ in range(2):
+            with compile_notice.first_call(("test-key", time.time_ns()), "a test kernel", dispatcher):
+                time.sleep(0.2)
+        with compile_notice.first_call("test-key-fast", "a fast kernel", dispatcher):
+            pass
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and all("compiling the numba kernels for a test kernel" in m for m in messages)
+    assert compile_notice.cache_location(dispatcher) in messages[0]
+    with caplog.at_level("WARNING", logger="kinn_ref.compile"):
+        with compile_notice.first_call("test-key-again", "a kernel seen twice", dispatcher):
+            time.sleep(0.05)
+        caplog.clear()
+        with compile_notice.first_call("test-key-again", "a kernel seen twice", dispatcher):
+            time.sleep(0.05)
+    assert not caplog.records
+
+
+def test_shares_run_on_threads_and_raise_their_errors():
+    import threading
+    from kinn_ref.backends.numba_backend.dispatch import run_shares
+    seen = {}
+
+    def call(share):
+        seen[share] = threading.current_thread().name
+        if share == 2:
+            raise ValueError("share 2 failed")
+
+    with pytest.raises(ValueError, match="share 2"):
+        run_shares(3, call)
+    assert sorted(seen) == [0, 1, 2] and all(name.startswith("kinn-ref-numba") for name in seen.values())
+    run_shares(1, call)
+    assert seen[0] == threading.current_thread().name

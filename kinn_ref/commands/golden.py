@@ -48,6 +48,13 @@ def _export(args):
     return 0
 
 
+def _progress(label):
+    """A per-case progress line on stderr (the table comes on stdout at the end)."""
+    def show(done, total, result):
+        print(f"[{done}/{total}] {label}: {result.name} {result.status}", file=sys.stderr, flush=True)
+    return show
+
+
 def run(args):
     from ..analysis.golden_check import check_implementation, format_table, load_adapter, verify_backend
     if args.action == "export":
@@ -58,12 +65,13 @@ def run(args):
         backends = available_backends() if args.backend == "all" else (resolve(args.backend),)
         failed = False
         for backend in backends:
-            results = verify_backend(backend, args.dir, args.cases)
+            results = verify_backend(backend, args.dir, args.cases, _progress(backend))
             print(f"backend {backend}")
             print(format_table(results))
             failed |= any(r.failed for r in results)
         return 1 if failed else 0
-    results = check_implementation(load_adapter(args.impl), args.dir, args.cases, gpu=args.gpu)
+    results = check_implementation(load_adapter(args.impl), args.dir, args.cases, gpu=args.gpu,
+                                   progress=_progress(args.impl))
     print(f"implementation {args.impl}")
     print(format_table(results))
     return 1 if any(r.failed for r in results) else 0

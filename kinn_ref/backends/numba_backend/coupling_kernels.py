@@ -11,7 +11,7 @@ from .codes import (COUP_A, COUP_A_T, COUP_O, COUP_O_T, DENSE, GRID, KIRCHHOFF, 
                     SUM_GRID_OFF, SUM_ZV)
 
 
-@njit(cache=True)
+@njit
 def grid_offdiag(cs, v, out):
     """``out = (L0 - diag(L0)) v`` per channel for one row ``v`` of ``N = P*H`` nodes (unit conductance).
 
@@ -31,7 +31,7 @@ def grid_offdiag(cs, v, out):
                 o[h] += w * src[h]
 
 
-@njit(cache=True)
+@njit
 def apply(cs, k, V, out, off):
     """``out = V A_k^T`` (``off=False``) or ``V O_k^T`` (``off=True``); twin of ``Coupling.apply`` and
     ``Coupling.apply_off``. ``V``, ``out``: ``(rows, N)``."""
@@ -54,7 +54,7 @@ def apply(cs, k, V, out, off):
         np.dot(V, cs.coupling_mats[COUP_A_T, k], out)
 
 
-@njit(cache=True)
+@njit
 def apply_T(cs, k, Z, out, off):
     """Adjoint of :func:`apply`: ``out = Z A_k`` or ``Z O_k``; twin of ``Coupling.apply_T`` and
     ``Coupling.apply_off_T`` (the grid Laplacian is symmetric)."""
@@ -67,7 +67,7 @@ def apply_T(cs, k, Z, out, off):
         apply(cs, k, Z, out, off)
 
 
-@njit(cache=True)
+@njit
 def accumulate_grad(cs, k, Z, V, node_sums, mat_sums, full, work, work_nn):
     """Add the gradient of ``sum(Z * (V A_k^T))`` (``full``) or ``sum(Z * (V O_k^T))`` to the sums.
 

@@ -10,7 +10,7 @@ from .codes import NODE_BETA, NODE_C, NODE_G, NODE_LEAK, NONE, SUM_BETA, SUM_C, 
 from .coupling_kernels import accumulate_grad, apply, apply_T
 
 
-@njit(cache=True)
+@njit
 def rhs(cs, Y, cur, b0, t, affine, F, work):
     """``F = F(Y, I)`` (eqs. 1-3); without ``leak`` and ``I`` when ``affine`` is False (eq. 20).
 
@@ -41,7 +41,7 @@ def rhs(cs, Y, cur, b0, t, affine, F, work):
                 F[k, i, j] = c / C[j]
 
 
-@njit(cache=True)
+@njit
 def rhs_vjp(cs, Y, cur, b0, t, dF, affine, dY, dI, F, Zc, work, node_sums, mat_sums, work_nn):
     """Adjoint of :func:`rhs` for the cotangent ``dF``: sets ``dY``; adds ``dI`` when ``affine``.
 

@@ -17,7 +17,17 @@ from .solver_kernels import solve, solve_T
 N_WORKSPACES = 4
 
 
-@njit(cache=True)
+@njit
+def _copy(src, dst):
+    """``dst[...] = src`` for chunk states (explicit loops: cheaper to compile than slice assignment)."""
+    K, rows, N = src.shape
+    for k in range(K):
+        for i in range(rows):
+            for j in range(N):
+                dst[k, i, j] = src[k, i, j]
+
+
+@njit
 def euler_step(cs, Y, cur, b0, t, Yn, ws, work):
     """``Y_next = Y + dt F(Y, I)`` (eq. 12)."""
     F = ws[0]
@@ -30,7 +40,7 @@ def euler_step(cs, Y, cur, b0, t, Yn, ws, work):
                 Yn[k, i, j] = Y[k, i, j] + dt * F[k, i, j]
 
 
-@njit(cache=True)
+@njit
 def expeuler_step(cs, Y, cur, b0, t, Yn, work):
     """``V_k <- E_k V_k + p_k (V_k O_k^T - leak_k + u_k^n)`` (eqs. 13-14)."""
     K, rows, N = Y.shape
@@ -51,7 +61,7 @@ def expeuler_step(cs, Y, cur, b0, t, Yn, work):
                     Yn[k, i, j] = E[j] * Y[k, i, j] + p[j] * (u - leak[j])
 
 
-@njit(cache=True)
+@njit
 def implicit_step(cs, Y, cur, b0, t, Yn, work):
     """Backward Euler with block forward substitution over the cascade (eq. 15)."""
     K, rows, N = Y.shape
@@ -65,7 +75,7 @@ def implicit_step(cs, Y, cur, b0, t, Yn, work):
         solve(cs, k, R, work)
 
 
-@njit(cache=True)
+@njit
 def _rk4_stage(cs, Y, F, stage, out):
     """Stage state ``Y + dt c_stage F`` (eq. 16)."""
     a = cs.rk4[1, stage]
@@ -76,7 +86,7 @@ def _rk4_stage(cs, Y, F, stage, out):
                 out[k, i, j] = Y[k, i, j] + a * F[k, i, j]
 
 
-@njit(cache=True)
+@njit
 def rk4_step(cs, Y, cur, b0, t, Yn, ws, work):
     """Classical Runge-Kutta 4, input held at ``I^n`` (eq. 16)."""
     F, St = ws[0], ws[1]
@@ -95,7 +105,7 @@ def rk4_step(cs, Y, cur, b0, t, Yn, ws, work):
                     Yn[k, i, j] = base + w * F[k, i, j]
 
 
-@njit(cache=True)
+@njit
 def euler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
     """Adjoint of :func:`euler_step`: ``dY = dYn + rhs_vjp(dt dYn)``."""
     dF = ws[2]
@@ -112,7 +122,7 @@ def euler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums
                 dY[k, i, j] += dYn[k, i, j]
 
 
-@njit(cache=True)
+@njit
 def expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
     """Adjoint of :func:`expeuler_step`.
 
@@ -181,7 +191,7 @@ def expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_s
                     dy_[j] += w_[j]
 
 
-@njit(cache=True)
+@njit
 def implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
     """Adjoint of :func:`implicit_step`, cells in reverse: ``lam_k = solve_T(dV'_k)``,
     ``dV_k = h_k lam_k``, ``dh_k += sum lam_k V_k``, ``dc_k -= sum lam_k V'_k``, coupling gradient of
@@ -189,7 +199,7 @@ def implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, m
     ``dV'_{k-1} += beta_k lam_k``, ``dI += lam_1``."""
     K, rows, N = Y.shape
     D = ws[0]
-    D[:, :, :] = dYn
+    _copy(dYn, D)
     for k in range(K - 1, -1, -1):
         lam = D[k]
         solve_T(cs, k, lam, work)
@@ -216,7 +226,7 @@ def implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, m
         accumulate_grad(cs, k, lam, Yn[k], node_sums, mat_sums, True, work, work_nn)
 
 
-@njit(cache=True)
+@njit
 def rk4_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
     """Adjoint of :func:`rk4_step` through its four stages (recomputed from ``Y``)."""
     K, rows, N = Y.shape
@@ -227,7 +237,7 @@ def rk4_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, 
         _rk4_stage(cs, Y, F, stage, stages[stage - 1])
         if stage < 3:
             rhs(cs, stages[stage - 1], cur, b0, t, True, F, work)
-    dY[:, :, :] = dYn
+    _copy(dYn, dY)
     w3 = cs.rk4[0, 3]
     for k in range(K):
         for i in range(rows):

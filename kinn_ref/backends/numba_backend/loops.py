@@ -3,7 +3,10 @@
 
 Each pair of pass kernels is built for one integrator and one readout (:func:`pass_kernels`): their codes
 are constants of the kernels' closure, so numba prunes the other methods' branches before typing them and
-compiles only what the spec runs (the coupling is still chosen at run time inside the integrators). A
+compiles only what the spec runs (the coupling is still chosen at run time inside the integrators). Only
+the pass kernels are cached on disk, each holding the code of everything it calls; the digest of this
+package's sources is a constant of their closure too, so numba's cache (which checks the source file of
+the cached function alone) is never used with another version of any kernel it calls. A
 kernel runs the chunks ``first, first + stride, ...``; :mod:`.dispatch` runs one call per thread, each
 with the GIL released, so no numba ``parallel`` entry point (the costliest part to compile) is needed.
 
@@ -14,6 +17,8 @@ slots the chunks ``slot, slot + n_slots, ...`` and its own gradient sums, which 
 afterwards: deterministic for a fixed thread count.
 """
 import functools
+import hashlib
+from pathlib import Path
 
 import numpy as np
 from numba import njit
@@ -25,7 +30,7 @@ from .readout_kernels import (readout_cells, readout_cells_vjp, readout_derivati
                               readout_last, readout_last_vjp)
 
 
-@njit(cache=True)
+@njit
 def _load_state(src, b0, Y):
     """``Y[k, i] = src[b0 + i, k]`` for a chunk ``Y`` (K, rows, N) of ``src`` (B, K, N)."""
     K, rows, N = Y.shape
@@ -36,7 +41,7 @@ def _load_state(src, b0, Y):
                 b[j] = a[j]
 
 
-@njit(cache=True)
+@njit
 def _store_state(Y, b0, dst):
     """``dst[b0 + i, k] = Y[k, i]`` (inverse of :func:`_load_state`)."""
     K, rows, N = Y.shape
@@ -47,7 +52,7 @@ def _store_state(Y, b0, dst):
                 b[j] = a[j]
 
 
-@njit(cache=True)
+@njit
 def first_nonfinite_cell(Y):
     """Index of the first cell of ``Y`` (K, rows, N) holding a non-finite value, or -1."""
     K, rows, N = Y.shape
@@ -62,9 +67,17 @@ def first_nonfinite_cell(Y):
     return -1
 
 
-@njit(cache=True)
+@njit
 def _input_step(n, cur):
     return n if cur.shape[1] > 1 else 0
+
+
+def source_digest():
+    """SHA-256 of the backend's Python sources (part of every cached pass kernel's cache key)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,6 +95,7 @@ def pass_kernels(integrator, readout):
     """
     integ = INTEGRATOR_CODES[integrator]
     rd = READOUT_CODES[readout]
+    sources = source_digest()  # in the closure: a key of the on-disk cache, not used by the kernels
 
     @njit(cache=True, nogil=True)
     def forward_chunks(cs, first, stride, rows, Y0, cur, states, slot_of_step, y, return_sequences,
@@ -105,6 +119,7 @@ def pass_kernels(integrator, readout):
         B = Y0.shape[0]
         T = slot_of_step.shape[0] - 1
         dtype = Y0.dtype
+        sources  # noqa: B018  (referenced, so that the closure holds it)
         for c in range(first, nonfinite.shape[0], stride):
             b0 = c * rows
             n_rows = min(B, b0 + rows) - b0
@@ -167,6 +182,7 @@ def pass_kernels(integrator, readout):
         """
         K, N = cs.K, cs.N
         B = dV0.shape[0]
+        sources  # noqa: B018  (referenced, so that the closure holds it)
         T = slot_of_step.shape[0] - 1
         length = every if every > 0 else 1
         dtype = dV0.dtype

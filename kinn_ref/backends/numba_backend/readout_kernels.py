@@ -7,39 +7,44 @@ from numba import njit
 from .dynamics_kernels import rhs, rhs_vjp
 
 
-@njit(cache=True)
+@njit
 def readout_last(Y, b0, y, n_out):
     """``last`` (eq. 18): the last cell of the chunk state ``Y`` (K, rows, N) to ``y[b0:b0+rows, n_out]``."""
     K, rows, N = Y.shape
+    _write_block(Y[K - 1], b0, y, n_out, 0)
+
+
+@njit
+def _write_block(src, b0, y, n_out, offset):
+    """``y[b0 + i, n_out, offset + j] = src[i, j]`` (explicit loops: cheaper to compile than slicing)."""
+    rows, N = src.shape
     for i in range(rows):
-        y[b0 + i, n_out, :] = Y[K - 1, i, :]
+        for j in range(N):
+            y[b0 + i, n_out, offset + j] = src[i, j]
 
 
-@njit(cache=True)
+@njit
 def readout_cells(Y, b0, y, n_out):
     """``cells`` (eq. 19): every cell, concatenated."""
     K, rows, N = Y.shape
     for k in range(K):
-        for i in range(rows):
-            y[b0 + i, n_out, k * N:(k + 1) * N] = Y[k, i, :]
+        _write_block(Y[k], b0, y, n_out, k * N)
 
 
-@njit(cache=True)
+@njit
 def readout_derivatives(cs, Y, cur, b0, t, y, n_out, work):
     """``derivatives`` (eq. 20): the last cell and its first K time derivatives."""
     K, rows, N = Y.shape
-    for i in range(rows):
-        y[b0 + i, n_out, 0:N] = Y[K - 1, i, :]
+    _write_block(Y[K - 1], b0, y, n_out, 0)
     Z = np.empty((2, K, rows, N), Y.dtype)
     rhs(cs, Y, cur, b0, t, True, Z[0], work)
     for m in range(K):
         if m > 0:
             rhs(cs, Z[(m - 1) % 2], cur, b0, t, False, Z[m % 2], work)
-        for i in range(rows):
-            y[b0 + i, n_out, (m + 1) * N:(m + 2) * N] = Z[m % 2, K - 1, i, :]
+        _write_block(Z[m % 2, K - 1], b0, y, n_out, (m + 1) * N)
 
 
-@njit(cache=True)
+@njit
 def readout_last_vjp(dy, b0, n_out, dY):
     """Adjoint of :func:`readout_last` for the cotangent ``dy[b0:b0+rows, n_out]``: adds to ``dY``."""
     K, rows, N = dY.shape
@@ -48,7 +53,7 @@ def readout_last_vjp(dy, b0, n_out, dY):
             dY[K - 1, i, j] += dy[b0 + i, n_out, j]
 
 
-@njit(cache=True)
+@njit
 def readout_cells_vjp(dy, b0, n_out, dY):
     """Adjoint of :func:`readout_cells`."""
     K, rows, N = dY.shape
@@ -58,7 +63,7 @@ def readout_cells_vjp(dy, b0, n_out, dY):
                 dY[k, i, j] += dy[b0 + i, n_out, k * N + j]
 
 
-@njit(cache=True)
+@njit
 def readout_derivatives_vjp(cs, Y, cur, b0, t, dy, n_out, dY, dI, work, node_sums, mat_sums, work_nn):
     """Adjoint of :func:`readout_derivatives`: adds to ``dY`` (K, rows, N), to ``dI`` and to the sums."""
     K, rows, N = Y.shape

@@ -9,7 +9,7 @@ from numba import njit
 from .codes import DENSE, GRID, KIRCHHOFF, NODE_CI, NONE, TRI_D, TRI_DL, TRI_DU, TRI_DU2, TRI_W
 
 
-@njit(cache=True)
+@njit
 def _lu_solve_row(lu, lu_T, piv, x):
     """``M x = r`` in place with ``M = P L U`` from ``scipy.linalg.lu_factor`` (LAPACK getrs order)."""
     N = x.shape[0]
@@ -32,7 +32,7 @@ def _lu_solve_row(lu, lu_T, piv, x):
             x[m] -= col[m] * xj
 
 
-@njit(cache=True)
+@njit
 def _lu_solve_T_row(lu, piv, x):
     """``M^T x = z`` in place: ``U^T y = z``, ``L^T w = y``, ``x = P w``."""
     N = x.shape[0]
@@ -55,7 +55,7 @@ def _lu_solve_T_row(lu, piv, x):
             x[q] = t
 
 
-@njit(cache=True)
+@njit
 def _tridiagonal_solve(cs, k, mode, b):
     """Solve the factorised tridiagonal systems of all channels of one first-axis ``mode`` in place.
 
@@ -110,7 +110,7 @@ def _tridiagonal_solve(cs, k, mode, b):
                 row[h] -= coef[h] * wi[h]
 
 
-@njit(cache=True)
+@njit
 def _grid_solve_row(cs, k, r, work):
     """``(diag(c) - A_k) x = r`` in place for one row of ``N = P*H`` nodes (see ``_grid_factorisation``)."""
     P0, m = cs.P0, cs.P1 * cs.H
@@ -124,7 +124,7 @@ def _grid_solve_row(cs, k, r, work):
     np.dot(cs.Q[0], Wk, R)
 
 
-@njit(cache=True)
+@njit
 def solve(cs, k, R, work):
     """Implicit solve of cell ``k``: rows of ``R`` become ``rhs (diag(c_k) - A_k)^{-T}`` (in place)."""
     kind = cs.coupling
@@ -141,7 +141,7 @@ def solve(cs, k, R, work):
             _grid_solve_row(cs, k, R[i], work[i])
 
 
-@njit(cache=True)
+@njit
 def solve_T(cs, k, Z, work):
     """Adjoint solve of cell ``k`` in place (``solve_T`` of the reference solvers)."""
     if cs.coupling == DENSE or cs.coupling == KIRCHHOFF:
