@@ -2,6 +2,9 @@
 
 1. the layer itself: each integrator's measured convergence order and a gradient check;
 2. the heat equation solved by a KINN RC mesh against its exact Fourier solution (order 2 in dx);
+   these two check the formulation, so they run on the NumPy reference (the specification in code; no
+   compilation), whatever ``--backend`` says; ``kinn-ref golden verify --backend NAME`` checks a backend
+   against the reference;
 3. a damped oscillator learned by KINN cascades of order K = 1, 2, 3;
 4. the 8x8 digits (when scikit-learn is installed): KINN against an MLP;
 5. Burgers operator learning at reduced size: KINN against an MLP trained by the same trainer.
@@ -24,10 +27,14 @@ import numpy as np
 from .. import LayerSpec, backward, forward, init_params
 from ..linear_analysis import exact_states
 from ..spec import INTEGRATORS
+from .output import default_out, prepare_output_dir
+
+#: Steps 1 and 2 check the formulation itself: on the reference, which needs no compilation.
+CHECKS_BACKEND = "numpy"
 
 
 def add_arguments(parser):
-    parser.add_argument("--out", type=Path, default=Path("kinn-runs") / "demo",
+    parser.add_argument("--out", type=Path, default=default_out("demo"),
                         help="output directory (default ./kinn-runs/demo)")
     parser.add_argument("--backend", default="auto", help="numpy, numba, cuda or auto (default auto)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -252,23 +259,24 @@ def run(args):
     start = time.perf_counter()
     backend = resolve(args.backend)
     args.backend = backend
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(args.out)
     overrides = {"epochs": 2} if args.quick else {}
     rows, baselines, verdicts = [], {}, []
     print(f"kinn-ref demo on backend {backend!r}; output in {out}/")
 
-    print("\n[1/5] the KINN layer: convergence order of each integrator (cascade K=2, dense coupling)")
-    orders = {name: integrator_order(name, args.seed, backend) for name in INTEGRATORS}
+    print("\n[1/5] the KINN layer: convergence order of each integrator (cascade K=2, dense coupling; "
+          "NumPy reference)")
+    orders = {name: integrator_order(name, args.seed, CHECKS_BACKEND) for name in INTEGRATORS}
     print("      " + "  ".join(f"{k} {v:.2f}" for k, v in orders.items()) + "   (expected 1, 1, 1, 4)")
-    grad_err = gradient_error(args.seed, backend)
+    grad_err = gradient_error(args.seed, CHECKS_BACKEND)
     print(f"      gradients against central differences: worst relative mismatch {grad_err:.1e}")
 
-    print("\n[2/5] heat equation on a KINN RC mesh (implicit, exact Fourier solution as reference)")
+    print("\n[2/5] heat equation on a KINN RC mesh (implicit, exact Fourier solution as reference; NumPy "
+          "reference)")
     heat = {}
     for dim, boundary, points in ((1, "dirichlet", 32), (2, "neumann", 24)):
-        err, sol, ref = mode_error(boundary, dim, points, 1e-3, 0.1, 1.0, "implicit", backend)
-        dxs, errors, order = convergence_in_space(boundary, dim, backend=backend)
+        err, sol, ref = mode_error(boundary, dim, points, 1e-3, 0.1, 1.0, "implicit", CHECKS_BACKEND)
+        dxs, errors, order = convergence_in_space(boundary, dim, backend=CHECKS_BACKEND)
         _plot_heat(sol, ref, out / f"pde_heat_{dim}d_{boundary}.png",
                    f"heat, {dim}-D {boundary}, {points} nodes per axis, max abs error {err:.1e}")
         heat[f"{dim}d-{boundary}"] = {"max_error": err, "order_dx": order}
@@ -326,7 +334,7 @@ def run(args):
     print("against the no-learning baselines (same held-out data, same run):")
     print("\n".join(verdicts))
     atomic_write_text(out / "results.json", json.dumps(
-        {"backend": backend, "seed": args.seed, "quick": bool(args.quick), "seconds": total,
+        {"backend": backend, "checks_backend": CHECKS_BACKEND, "seed": args.seed, "quick": bool(args.quick), "seconds": total,
          "integrator_orders": orders, "gradient_mismatch": grad_err, "heat": heat, "baselines": baselines,
          "rows": rows}, indent=2) + "\n")
     print(f"\nplots: {', '.join(sorted(p.name for p in out.glob('*.png')))}")
