@@ -397,3 +397,22 @@ def test_without_gpu_or_simulator_cuda_is_refused_with_the_reason():
     # the reason is the probe's own finding: importing the backend (and installing its memory pool) works
     assert "no CUDA GPU or driver found" in out.stdout, out.stdout
     assert "memory pool not installed" not in out.stderr, out.stderr
+
+
+def test_inputs_with_a_stride_0_axis_are_uploaded_with_canonical_strides():
+    """numpy calls ``u[..., None]`` C-contiguous (stride 0 on the new axis); numba-cuda's device arrays do not
+    and cannot reshape it, so the host API copies such inputs before the upload."""
+    from kinn_ref.backends.cuda_backend.backend import c_strided
+    u = np.random.default_rng(0).standard_normal((3, 5))[..., None]
+    assert u.flags.c_contiguous and u.strides[-1] == 0
+    fixed = c_strided(u)
+    assert fixed.strides == (40, 8, 8) and np.array_equal(fixed, u)
+    plain = np.ones((3, 5))
+    assert c_strided(plain) is plain
+    spec = kr.LayerSpec(1, 2, coupling="none", integrator="expeuler", dt=0.1, n_steps=5, return_sequences=True)
+    params = kr.init_params(spec, seed=0)
+    y, tape = kr.forward(spec, params, u, backend="cuda")
+    grads = kr.backward(spec, params, tape, np.ones_like(y))
+    y_ref, tape_ref = kr.forward(spec, params, u)
+    grads_ref = kr.backward(spec, params, tape_ref, np.ones_like(y_ref))
+    assert rel_error(y, y_ref) < 1e-12 and rel_error(grads["x"], grads_ref["x"]) < 1e-12

@@ -137,9 +137,26 @@ def backward_device(spec, dparams, tape, dy):
     return assemble(spec, dparams, tape, *family.backward(spec, tape, dy3))
 
 
+def c_strided(a):
+    """``a`` as a C-ordered array whose strides are the canonical ones.
+
+    numpy calls an array C-contiguous whatever the stride of an axis of length 1 (``u[..., None]`` has
+    stride 0 there); numba-cuda's device arrays do not, and their ``reshape`` then fails with "operation
+    requires copying". Such an array is copied; any other C-contiguous array is returned as it is.
+    """
+    a = np.ascontiguousarray(a)
+    canonical = tuple(int(np.prod(a.shape[i + 1:], dtype=np.int64)) * a.itemsize for i in range(a.ndim))
+    return a if a.strides == canonical else a.copy()
+
+
+def upload(a):
+    """A host array on the device, with canonical C strides (:func:`c_strided`)."""
+    return cuda.to_device(c_strided(a))
+
+
 def to_device(params):
     """Copy a dict of NumPy arrays to the device (one copy per array)."""
-    return {k: cuda.to_device(np.ascontiguousarray(v)) for k, v in params.items()}
+    return {k: upload(v) for k, v in params.items()}
 
 
 @quiet_launches
@@ -157,8 +174,8 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
         raise ValueError(f"params['C_raw'] must be > 0 in param='raw' mode (it is the capacitance); "
                          f"entry [{k}, {n}] is {params['C_raw'][k, n]!r}")
     dparams = to_device(params)
-    dx = cuda.to_device(np.ascontiguousarray(x))
-    dV0 = None if V0 is None else cuda.to_device(np.ascontiguousarray(V0))
+    dx = upload(x)
+    dV0 = None if V0 is None else upload(V0)
     y, tape = forward_device(spec, dparams, dx, dV0, checkpoint_every=checkpoint_every)
     y = y.copy_to_host()
     if tape.nonfinite is not None and on_nonfinite == "raise":
@@ -176,5 +193,5 @@ def backward(spec, params, tape, dy):
         raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
                          f"{tape.nonfinite[1]}); there is no gradient to compute")
     check_array("dy", dy, tape.output_shape, dtype)
-    grads = backward_device(spec, to_device(params), tape, cuda.to_device(np.ascontiguousarray(dy)))
+    grads = backward_device(spec, to_device(params), tape, upload(dy))
     return {k: v.copy_to_host() for k, v in grads.items()}
