@@ -74,8 +74,12 @@ def run(args):
     if trainer.extended_from is not None:
         print(f"extended the run from {trainer.extended_from} to {result['epochs']} epochs (the learning-rate "
               "schedule was planned anew over the new total)")
-    plot_curves({model: records}, out / "curves.png", title=f"{args.task}: {model}")
+    plot_curves({model: records}, out / "curves.png", title=f"{args.task}: {model}", loss_name=task.loss,
+                baselines=result["baselines"])
     print(f"{args.task} / {model} on {result['backend']}: held-out {result['metric']} = {result['value']:.4g} "
-          f"after {result['epochs']} epochs ({result['train_seconds']:.1f} s, {result['parameters']} parameters)")
+          f"after {result['epochs']} epochs ({result['compile_seconds']:.1f} s first step, "
+          f"{result['train_seconds']:.1f} s training, {result['parameters']} parameters)")
+    for name, value in result["baselines"].items():
+        print(f"  {name}: {value:.4g}")
     print(f"wrote {out}/checkpoint.npz, metrics.jsonl, result.json, curves.png")
     return 0
