@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 from . import __version__
 
@@ -62,9 +63,30 @@ def main(argv=None):
 
 
 def _show_warning(command, message, category, filename, lineno, file=None, line=None):
-    """Warnings from the library, as the command's one-line notes (``-v`` adds where they came from)."""
+    """Warnings raised by kinn_ref, as the command's one-line notes (``-v`` adds where they came from);
+    other packages' warnings keep Python's own format."""
+    if not _from_kinn_ref(filename):
+        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
+        return
     where = f" [{category.__name__} at {filename}:{lineno}]" if logging.getLogger().isEnabledFor(logging.INFO) else ""
     print(f"kinn-ref {command}: warning: {message}{where}", file=file or sys.stderr)
+
+
+
+
+def _from_kinn_ref(filename):
+    """True when a warning was raised by code of this package (its analysis included)."""
+    path = str(Path(filename).resolve())
+    return any(path.startswith(d) for d in _package_dirs())
+
+
+def _package_dirs():
+    """Folders of kinn_ref and, once imported, of kinn_ref.analysis (which installs from its own folder)."""
+    dirs = []
+    for name in ("kinn_ref", "kinn_ref.analysis"):
+        module = sys.modules.get(name)
+        dirs += [str(Path(d).resolve()) for d in getattr(module, "__path__", ())]
+    return tuple(dirs)
 
 
 def _run(args):

@@ -126,8 +126,15 @@ def test_library_warnings_are_one_line_notes(tmp_path, capsys):
     assert main(TRAIN + out) == 0
     capsys.readouterr()
     assert main(TRAIN + ["--resume"] + out) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "nothing to train" in line]
+    assert len(notes) == 1 and notes[0].startswith("kinn-ref train: warning: the run in ")
+
+
+def test_other_packages_warnings_keep_their_own_format(capsys):
+    from kinn_ref.cli import _show_warning
+    _show_warning("train", UserWarning("from elsewhere"), UserWarning, "/elsewhere/mod.py", 3)
     err = capsys.readouterr().err
-    assert err.startswith("kinn-ref train: warning: ") and len(err.strip().splitlines()) == 1
+    assert "mod.py:3: UserWarning: from elsewhere" in err and "kinn-ref train" not in err
 
 
 def test_commands_table_matches_the_parser():
