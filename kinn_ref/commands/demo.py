@@ -93,37 +93,6 @@ MEASURED = {"relative_l2": "relative L2 error, held out", "accuracy": "accuracy,
             "max_error": "max abs error vs exact"}
 
 
-def _plot_heat(sol, ref, path, title):
-    """1-D: snapshots of the KINN mesh and the exact solution; 2-D: the field and its error (labelled)."""
-    from ..training.plots import pyplot, save_figure
-    plt = pyplot()
-    if sol.u.ndim == 1:
-        fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
-        x = sol.grid[0]
-        n = len(sol.times) - 1
-        for i in sorted({0, n // 4, n // 2, n}):
-            ax.plot(x, sol.history[i], "o-", ms=3, label=f"KINN mesh, t = {sol.times[i]:.3g}")
-        ax.plot(x, ref, "k--", label=f"exact, t = {sol.times[-1]:.3g}")
-        ax.set_xlabel("x (unit interval, dimensionless length)")
-        ax.set_ylabel("u (dimensionless)")
-        ax.legend(fontsize=8)
-    else:
-        fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.9), layout="constrained")
-        extent = [sol.grid[0][0], sol.grid[0][-1], sol.grid[1][0], sol.grid[1][-1]]
-        worst = float(np.abs(sol.u - ref).max()) or 1.0
-        for ax, field, name, limits in ((axes[0], sol.u, "u, KINN mesh", {"cmap": "viridis"}),
-                                        (axes[1], sol.u - ref, "u - exact",
-                                         {"cmap": "RdBu", "vmin": -worst, "vmax": worst})):
-            im = ax.imshow(field.T, origin="lower", extent=extent, **limits)
-            fig.colorbar(im, ax=ax, label=f"{name} (dimensionless)")
-            ax.set_xlabel("x (unit square, dimensionless)")
-            ax.set_ylabel("y (unit square, dimensionless)")
-        axes[0].set_title(f"KINN mesh at t = {sol.times[-1]:.3g}", fontsize=10)
-        axes[1].set_title("error against the exact solution", fontsize=10)
-    fig.suptitle(title)
-    return save_figure(fig, path)
-
-
 def _plot_sequences(trainers, data, path):
     from ..training.plots import pyplot, save_figure
     plt = pyplot()
@@ -255,6 +224,7 @@ def run(args):
     from ..tasks.registry import get_task
     from ..training.atomic import atomic_write_text
     from ..training.plots import plot_curves
+    from .solve_pde import plot_solution
 
     start = time.perf_counter()
     backend = resolve(args.backend)
@@ -277,8 +247,8 @@ def run(args):
     for dim, boundary, points in ((1, "dirichlet", 32), (2, "neumann", 24)):
         err, sol, ref = mode_error(boundary, dim, points, 1e-3, 0.1, 1.0, "implicit", CHECKS_BACKEND)
         dxs, errors, order = convergence_in_space(boundary, dim, backend=CHECKS_BACKEND)
-        _plot_heat(sol, ref, out / f"pde_heat_{dim}d_{boundary}.png",
-                   f"heat, {dim}-D {boundary}, {points} nodes per axis, max abs error {err:.1e}")
+        plot_solution(sol, ref, out / f"pde_heat_{dim}d_{boundary}.png",
+                      f"heat, {dim}-D {boundary}, {points} nodes per axis, max abs error {err:.1e}")
         heat[f"{dim}d-{boundary}"] = {"max_error": err, "order_dx": order}
         print(f"      {dim}-D {boundary:<9} max abs error {err:.2e}   order in dx {order:.2f} (expected 2)")
         _row(rows, f"heat {dim}-D {boundary}", f"RC mesh, implicit, dt = 1e-3, {points} nodes/axis",
