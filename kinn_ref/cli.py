@@ -72,8 +72,6 @@ def _show_warning(command, message, category, filename, lineno, file=None, line=
     print(f"kinn-ref {command}: warning: {message}{where}", file=file or sys.stderr)
 
 
-
-
 def _from_kinn_ref(filename):
     """True when a warning was raised by code of this package (its analysis included)."""
     path = str(Path(filename).resolve())

@@ -12,14 +12,17 @@ from pathlib import Path
 
 def add_arguments(parser):
     sub = parser.add_subparsers(dest="action", required=True)
-    export = sub.add_parser("export", formatter_class=parser.formatter_class, help="regenerate the suite in high precision (or copy it) into DIR")
+    export = sub.add_parser("export", help="regenerate the suite in high precision (or copy it) into DIR",
+                            formatter_class=parser.formatter_class)
     export.add_argument("directory", type=Path)
     export.add_argument("--copy", action="store_true", help="copy the packaged suite instead of regenerating")
     export.add_argument("--cases", default=None, help="glob over case names (default: all)")
     export.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    verify = sub.add_parser("verify", formatter_class=parser.formatter_class, help="check a kinn_ref backend against the suite")
+    verify = sub.add_parser("verify", help="check a kinn_ref backend against the suite",
+                            formatter_class=parser.formatter_class)
     verify.add_argument("--backend", required=True, help="backend name, or 'all' for every available one")
-    check = sub.add_parser("check", formatter_class=parser.formatter_class, help="check an outside implementation through its adapter")
+    check = sub.add_parser("check", help="check an outside implementation through its adapter",
+                           formatter_class=parser.formatter_class)
     check.add_argument("--impl", required=True, help="module:function or path/to/file.py:function")
     check.add_argument("--gpu", action="store_true", help="use the GPU tolerances")
     for p in (verify, check):

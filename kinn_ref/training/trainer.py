@@ -197,10 +197,9 @@ class Trainer:
                                   f"(checkpoint {[ckpt.config.get(k) for k in diff]}, "
                                   f"this run {[self.config.get(k) for k in diff]})")
         saved_run = ckpt.meta["extra"].get("run")
-        self.extended_from = None
-        if run_config is not None and saved_run != run_config:
-            self.extended_from = self._other_total(saved_run, run_config, steps_per_epoch)
-        if run_config is not None and saved_run != run_config and self.extended_from is None:
+        other_settings = run_config is not None and saved_run != run_config
+        self.extended_from = self._other_total(saved_run, run_config, steps_per_epoch) if other_settings else None
+        if other_settings and self.extended_from is None:
             diff = sorted(k for k in set(saved_run or {}) | set(run_config)
                           if (saved_run or {}).get(k) != run_config.get(k))
             raise CheckpointError(f"checkpoint {path} was written by a run with other settings: {diff} differ; "

@@ -19,10 +19,10 @@ from ...reference import Tape, input_currents_vjp, input_layout
 from ..launch_warnings import quiet_launches
 from . import config
 from .codes import N_MATRIX_SUMS, N_NODE_SUMS
-from .constants import prepare_constants
-from .gradients import circuit_gradients
 from .compile_notice import first_call
+from .constants import prepare_constants
 from .dispatch import run_shares, thread_count
+from .gradients import circuit_gradients
 from .loops import pass_kernels
 from .threads import single_threaded_blas
 

@@ -37,6 +37,7 @@ def run_shares(n_shares, call):
     if n_shares == 1:
         call(0)
         return
-    futures = [_executor(n_shares).submit(call, s) for s in range(n_shares)]
+    pool = _executor(n_shares)
+    futures = [pool.submit(call, s) for s in range(n_shares)]
     for f in futures:
         f.result()
