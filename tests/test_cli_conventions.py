@@ -140,3 +140,22 @@ def test_other_packages_warnings_keep_their_own_format(capsys):
 def test_commands_table_matches_the_parser():
     parser = build_parser()
     assert set(parser._subparsers._group_actions[0].choices) == set(COMMANDS)
+
+
+def test_an_interrupted_run_resumed_with_a_smaller_total_says_so(tmp_path, capsys, monkeypatch):
+    from kinn_ref.training.metrics_log import MetricsLog
+    append = MetricsLog.append
+
+    def interrupt_after_epoch_2(self, record):
+        append(self, record)
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    out = ["--out", str(tmp_path / "run")]
+    monkeypatch.setattr(MetricsLog, "append", interrupt_after_epoch_2)
+    assert main(TRAIN[:-1] + ["4"] + out) == 130
+    monkeypatch.setattr(MetricsLog, "append", append)
+    capsys.readouterr()
+    assert main(TRAIN[:-1] + ["3", "--resume"] + out) == 0
+    assert "shortened the run from 4 to 3 epochs" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.npz").epoch == 3

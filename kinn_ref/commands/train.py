@@ -72,7 +72,8 @@ def run(args):
         print(f"kinn-ref train: interrupted; {_last_checkpoint(out / CHECKPOINT_NAME)}", file=sys.stderr)
         return 130
     if trainer.extended_from is not None:
-        print(f"extended the run from {trainer.extended_from} to {result['epochs']} epochs (the learning-rate "
+        verb = "extended" if result["epochs"] > trainer.extended_from else "shortened"
+        print(f"{verb} the run from {trainer.extended_from} to {result['epochs']} epochs (the learning-rate "
               "schedule was planned anew over the new total)")
     plot_curves({model: records}, out / "curves.png", title=f"{args.task}: {model}", loss_name=task.loss,
                 baselines=result["baselines"])

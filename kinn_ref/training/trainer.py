@@ -294,7 +294,7 @@ class Trainer:
                 raise ValueError(f"epochs must be >= {self.epoch}: the checkpoint {resume} is at epoch {self.epoch} "
                                  f"(got epochs={epochs}); pass a larger total to extend the run")
             if self.extended_from is not None:
-                logger.info("extending the run saved in %s from %d to %d epochs", resume, self.extended_from,
+                logger.info("the run saved in %s for %d epochs now runs to %d", resume, self.extended_from,
                             epochs)
             elif self.epoch == epochs:
                 warnings.warn(f"the run in {resume} has finished its {epochs} epochs; nothing to train (pass a "
