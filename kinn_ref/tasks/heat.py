@@ -214,10 +214,15 @@ class HeatSolution:
     @property
     def stable(self):
         """Whether ``dt`` is within the integrator's stable range on this mesh."""
-        return bool(self.dt <= self.dt_max * (1 + STABLE_RTOL))
+        return within_stable_range(self.dt, self.dt_max)
 
 
 STABLE_RTOL = 1e-9   # dt up to dt_max * (1 + STABLE_RTOL) counts as stable (rounding of the bound itself)
+
+
+def within_stable_range(dt, dt_max):
+    """Whether ``dt`` is at most ``dt_max``, up to the rounding of the bound (:data:`STABLE_RTOL`)."""
+    return bool(dt <= dt_max * (1 + STABLE_RTOL))
 
 
 def largest_stable_dt(spec, params):
@@ -261,7 +266,7 @@ def check_time_step(dt, dt_max, rate, integrator, allow_unstable=False):
     UnstableStepError
         A ``ValueError`` naming the largest stable ``dt``, when ``dt > dt_max`` and not ``allow_unstable``.
     """
-    if dt <= dt_max * (1 + STABLE_RTOL):
+    if within_stable_range(dt, dt_max):
         return
     what = (f"dt={dt:.6g} is unstable for integrator {integrator!r} on this mesh: the largest stable dt is "
             f"{dt_max:.6g} (|z*| / |lambda_max|: the integrator's real stability limit over the mesh's fastest "
