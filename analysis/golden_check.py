@@ -115,18 +115,56 @@ def _tolerance(case, gpu):
     return case.entry["tolerance"]["gpu" if gpu else "cpu"]
 
 
-def verify_backend(backend, directory=None, select=None, progress=None):
+def verify_backend(backend, directory=None, select=None, progress=None, jobs=1):
     """Run every golden case on ``backend`` and compare forward values and all gradients.
 
-    ``progress(done, total, result)``, when given, is called after each case.
+    ``progress(done, total, result)``, when given, is called after each case. With ``jobs > 1`` the cases
+    run in that many worker processes, grouped by what a compiling backend compiles for them
+    (:func:`kernel_group`: cases of one group run in one process, so each kernel is compiled once); the
+    results are the same and come back in suite order.
 
     Returns
     -------
     list of CaseResult
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     _, cases = load_suite(directory, select)
+    if jobs == 1 or len(cases) == 1:
+        return _verify_cases(backend, cases, progress)
+    groups = {}
+    for case in cases:
+        groups.setdefault(kernel_group(case), []).append(case.name)
+    order = sorted(groups.values(), key=len, reverse=True)     # largest first: better balance
+    by_name, total = {}, len(cases)
+    import multiprocessing
+    with multiprocessing.get_context("spawn").Pool(min(jobs, len(order))) as pool:
+        for results in pool.imap_unordered(_verify_group, [(backend, directory, names) for names in order]):
+            for r in results:
+                by_name[r.name] = r
+                if progress is not None:
+                    progress(len(by_name), total, r)
+    return [by_name[case.name] for case in cases]
+
+
+def kernel_group(case):
+    """What a compiling backend builds for ``case``: layer, integrator, readout, coupling family, dtype."""
+    spec = case.entry["spec"]
+    family = "matrix" if spec["coupling"] in ("dense", "kirchhoff") else spec["coupling"]
+    return case.entry["layer"], spec["integrator"], spec["readout"], family, case.entry["dtype"]
+
+
+def _verify_cases(backend, cases, progress):
     return _check_cases(cases, backend in GPU_BACKENDS, lambda case: run_backend(case, backend),
                         errors=(ValueError, FloatingPointError, ArithmeticError), progress=progress)
+
+
+def _verify_group(job):
+    """Worker of :func:`verify_backend`: the named cases of one group."""
+    backend, directory, names = job
+    wanted = set(names)
+    _, cases = load_suite(directory)
+    return _verify_cases(backend, [c for c in cases if c.name in wanted], None)
 
 
 def load_adapter(target):
@@ -204,4 +242,4 @@ def format_table(results):
 
 
 __all__ = ["CaseResult", "GoldenIntegrityError", "check_implementation", "compare", "format_table",
-           "load_adapter", "relative_error", "run_backend", "verify_backend"]
+           "kernel_group", "load_adapter", "relative_error", "run_backend", "verify_backend"]

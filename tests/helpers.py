@@ -38,6 +38,28 @@ COUPLING_CASES = {
 INTEGRATOR_NAMES = ("euler", "expeuler", "implicit", "rk4")
 READOUT_NAMES = ("last", "cells", "derivatives")
 PARAM_NAMES = ("positive", "raw")
+COUPLING_KINDS = ("none", "matrix", "grid")     # what the numba backend compiles per coupling
+
+
+def coupling_kind(coupling):
+    """The numba backend's kernel family of a coupling: dense and kirchhoff share the matrix kernels."""
+    return {"none": "none", "dense": "matrix", "kirchhoff": "matrix", "grid": "grid"}[coupling]
+
+
+def default_kernel(integrator, kind):
+    """``(readout, dtype)`` the default suite runs the numba kernels of ``(integrator, coupling kind)`` with.
+
+    A Latin square: every integrator meets every readout and both dtypes, every coupling kind every
+    readout and both dtypes, while the suite compiles one pair of pass kernels per (integrator, kind)
+    (each costs seconds to compile); the other combinations run with ``--runslow``.
+    """
+    i, k = INTEGRATOR_NAMES.index(integrator), COUPLING_KINDS.index(kind)
+    return READOUT_NAMES[(i + k) % 3], np.dtype(np.float32 if (2 * i + k) % 3 == 0 else np.float64)
+
+
+def is_default_kernel(integrator, readout, coupling, dtype):
+    """Whether these options use a numba kernel of the default suite (see :func:`default_kernel`)."""
+    return default_kernel(integrator, coupling_kind(coupling)) == (readout, np.dtype(dtype))
 
 
 def option_matrix():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
+from helpers import is_default_kernel
 from kinn_ref.analysis.golden_cases import golden_cases, case_inputs
 from kinn_ref.analysis.golden_check import (check_implementation, load_adapter, relative_error, run_backend,
                                    verify_backend)
@@ -24,11 +25,16 @@ SIMULATED_GPU = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
 def _backend_case_params():
-    """(backend, case) pairs; on the CUDA simulator every sixth case runs by default, the rest with --runslow."""
+    """(backend, case) pairs. By default the numba backend runs the cases on the default suite's kernels
+    (``helpers.is_default_kernel``; the others compile kernels of their own, seconds each) and the CUDA
+    simulator every sixth case; the rest run with --runslow."""
     params = []
     for backend in kr.available_backends():
         for i, name in enumerate(sorted(CASES)):
-            slow = backend == "cuda" and SIMULATED_GPU and i % 6
+            s = CASES[name]["spec"]
+            slow = (backend == "cuda" and SIMULATED_GPU and i % 6) or (
+                backend == "numba" and not is_default_kernel(s["integrator"], s["readout"], s["coupling"],
+                                                             CASES[name]["dtype"]))
             params.append(pytest.param(backend, name, marks=[pytest.mark.slow] if slow else [],
                                        id=f"{backend}-{name}"))
     return params

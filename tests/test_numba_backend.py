@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
-from helpers import COUPLING_CASES, INTEGRATOR_NAMES, assert_close, make_case, option_matrix
+from helpers import (COUPLING_CASES, INTEGRATOR_NAMES, assert_close, coupling_kind, default_kernel, make_case,
+                     option_matrix)
 from kinn_ref.backends import available_backends, resolve
 from kinn_ref.layers import KINNLayer
 from kinn_ref.network import KINN
@@ -36,13 +37,21 @@ def check_against_reference(spec, params, x, V0, **kwargs):
         assert_close(g_nb[name], g_ref[name], dtype=dtype, what=f"d{name}")
 
 
+def on_default_kernel(coupling_case, integrator):
+    """``readout`` and ``dtype`` for :func:`make_case` that run the default suite's kernel of this coupling
+    case's kind and integrator (:func:`helpers.default_kernel`)."""
+    readout, dtype = default_kernel(integrator, coupling_kind(COUPLING_CASES[coupling_case]["coupling"]))
+    return {"readout": readout, "dtype": dtype.type}
+
+
 def _representative_cases():
-    """Every coupling case with every integrator; readout, parameterization, input kind and dtype rotate."""
-    readouts, params = ("last", "cells", "derivatives"), ("positive", "raw")
+    """Every coupling case with every integrator, each on the default kernel of its coupling kind
+    (:func:`helpers.default_kernel`); parameterization and input kind rotate."""
+    params = ("positive", "raw")
     cases = []
     for n, (coupling, integrator) in enumerate(itertools.product(COUPLING_CASES, INTEGRATOR_NAMES)):
-        cases.append((coupling, integrator, readouts[n % 3], params[(n // 3) % 2], n % 2 == 1,
-                      np.float32 if n % 4 == 3 else np.float64))
+        readout, dtype = default_kernel(integrator, coupling_kind(COUPLING_CASES[coupling]["coupling"]))
+        cases.append((coupling, integrator, readout, params[(n // 3) % 2], n % 2 == 1, dtype.type))
     return cases
 
 
@@ -63,20 +72,23 @@ def test_matches_reference_full_matrix(coupling, integrator, readout, param, seq
     check_against_reference(spec, params, x, V0)
 
 
-@pytest.mark.parametrize("coupling", ["none", "dense", "grid2d-periodic"])
+@pytest.mark.parametrize("coupling,integrator", [("none", "implicit"), ("dense", "expeuler"),
+                                                 ("grid2d-periodic", "euler")])   # derivatives readouts
 @pytest.mark.parametrize("order", [1, 3])
-def test_orders_without_initial_state(coupling, order):
-    spec, params, x, _ = make_case(coupling, "expeuler", "derivatives", order=order, batch=5, seed=2,
-                                   with_V0=False)
+def test_orders_without_initial_state(coupling, integrator, order):
+    spec, params, x, _ = make_case(coupling, integrator, order=order, batch=5, seed=2, with_V0=False,
+                                   **on_default_kernel(coupling, integrator))
+    assert spec.readout == "derivatives"
     check_against_reference(spec, params, x, None)
     _, tape = kr.forward(spec, params, x, backend="numba")
-    assert "V0" not in kr.backward(spec, params, tape, np.ones(tape.output_shape))
+    assert "V0" not in kr.backward(spec, params, tape, np.ones(tape.output_shape, x.dtype))
 
 
 @pytest.mark.parametrize("coupling", ["dense", "kirchhoff", "grid1d-periodic", "grid2d-neumann"])
 def test_batch_of_many_chunks(coupling):
     """Batches split into many chunks of several rows (and a ragged last chunk) match the reference."""
-    spec, params, x, V0 = make_case(coupling, "implicit", "cells", batch=67, n_steps=3, seed=3)
+    spec, params, x, V0 = make_case(coupling, "implicit", batch=67, n_steps=3, seed=3,
+                                    **on_default_kernel(coupling, "implicit"))
     check_against_reference(spec, params, x, V0)
 
 
@@ -101,13 +113,13 @@ def test_tape_has_reference_semantics():
                                                  ("grid1d-periodic", "expeuler")])
 @pytest.mark.parametrize("every", [1, 2, 3, 7])
 def test_checkpointed_backward_equals_stored(coupling, integrator, every):
-    spec, params, x, V0 = make_case(coupling, integrator, "derivatives", sequence=True,
-                                    return_sequences=True, n_steps=7, seed=5)
+    spec, params, x, V0 = make_case(coupling, integrator, sequence=True, return_sequences=True, n_steps=7,
+                                    seed=5, **on_default_kernel(coupling, integrator))
     y, tape = kr.forward(spec, params, x, V0, backend="numba")
     y_c, tape_c = kr.forward(spec, params, x, V0, backend="numba", checkpoint_every=every)
     np.testing.assert_array_equal(y, y_c)
     assert sorted(tape_c.states) == sorted({0, 7} | set(range(every, 8, every)))
-    dy = np.random.default_rng(0).standard_normal(y.shape)
+    dy = np.random.default_rng(0).standard_normal(y.shape).astype(y.dtype)
     g, g_c = kr.backward(spec, params, tape, dy), kr.backward(spec, params, tape_c, dy)
     for name in g:
         np.testing.assert_array_equal(g[name], g_c[name], err_msg=name)
@@ -127,8 +139,9 @@ def _run_with_threads(n_threads, spec, params, x, V0, dy):
 @pytest.mark.parametrize("coupling,integrator", [("none", "expeuler"), ("dense", "expeuler"),
                                                  ("grid1d-periodic", "implicit")])
 def test_thread_count_determinism(coupling, integrator):
-    spec, params, x, V0 = make_case(coupling, integrator, "derivatives", batch=70, n_steps=5, seed=11)
-    dy = np.random.default_rng(3).standard_normal((70, spec.readout_width))
+    spec, params, x, V0 = make_case(coupling, integrator, batch=70, n_steps=5, seed=11,
+                                    **on_default_kernel(coupling, integrator))
+    dy = np.random.default_rng(3).standard_normal((70, spec.readout_width)).astype(x.dtype)
     counts = [1, min(2, numba.config.NUMBA_NUM_THREADS)]
     results = {n: [_run_with_threads(n, spec, params, x, V0, dy) for _ in range(2)] for n in counts}
     for n, ((y1, g1), (y2, g2)) in results.items():       # fixed count: bitwise identical
@@ -219,7 +232,8 @@ def test_layer_and_network_run_on_numba():
 def test_implicit_grid_with_row_swaps(coupling):
     """Negative edge conductances (raw mode) make the tridiagonal systems need partial pivoting; with
     ``C/dt + g = 2.3 |s|`` the systems stay well away from singular."""
-    spec, params, x, V0 = make_case(coupling, "implicit", "cells", param="raw", seed=9)
+    spec, params, x, V0 = make_case(coupling, "implicit", param="raw", seed=9,
+                                    **on_default_kernel(coupling, "implicit"))
     params["C_raw"][:] = 0.05
     params["g_raw"][:] = 1.8
     params["G_raw"][:] = -1.0
@@ -229,7 +243,8 @@ def test_implicit_grid_with_row_swaps(coupling):
 
 
 def test_state_buffer_is_reused_only_once_its_tape_is_gone():
-    spec, params, x, V0 = make_case("kirchhoff", "expeuler", "cells", sequence=True, n_steps=5)
+    spec, params, x, V0 = make_case("kirchhoff", "expeuler", sequence=True, n_steps=5,
+                                    **on_default_kernel("kirchhoff", "expeuler"))
     y1, tape1 = kr.forward(spec, params, x, V0, backend="numba")
     y2, tape2 = kr.forward(spec, params, x, V0, backend="numba")
     second = id(tape2.ctx.kept)
@@ -250,11 +265,12 @@ def test_state_buffer_is_reused_only_once_its_tape_is_gone():
 @pytest.mark.parametrize("boundary", ["periodic", "neumann", "dirichlet"])
 def test_implicit_grid_with_two_points_on_the_last_axis(shape, boundary):
     """Two points on the last axis: the 2 x 2 tridiagonal factorisation (and no periodic corner)."""
-    spec, params, x, V0 = make_case("grid1d-periodic", "implicit", "derivatives", seed=12)
+    spec, params, x, V0 = make_case("grid1d-periodic", "implicit", seed=12,
+                                    **on_default_kernel("grid1d-periodic", "implicit"))
     spec = spec.replace(grid_shape=shape, boundary=boundary)
     rng = np.random.default_rng(12)
-    x = rng.standard_normal(spec.input_shape(3))
-    V0 = rng.standard_normal((3, spec.order, spec.total_nodes))
+    x = rng.standard_normal(spec.input_shape(3)).astype(params["W"].dtype)
+    V0 = rng.standard_normal((3, spec.order, spec.total_nodes)).astype(params["W"].dtype)
     check_against_reference(spec, params, x, V0)
 
 

@@ -6,6 +6,7 @@
 - ``check --impl module:function``: the same for an outside implementation through the adapter documented
   in docs/golden.md (``path/to/file.py:function`` also accepted).
 """
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,9 @@ def add_arguments(parser):
     verify = sub.add_parser("verify", help="check a kinn_ref backend against the suite",
                             formatter_class=parser.formatter_class)
     verify.add_argument("--backend", required=True, help="backend name, or 'all' for every available one")
+    verify.add_argument("--jobs", type=int, default=None,
+                        help="worker processes (default: one per CPU for numba, whose kernels compile per "
+                             "case kind; 1 for the other backends)")
     check = sub.add_parser("check", help="check an outside implementation through its adapter",
                            formatter_class=parser.formatter_class)
     check.add_argument("--impl", required=True, help="module:function or path/to/file.py:function")
@@ -68,7 +72,10 @@ def run(args):
         backends = available_backends() if args.backend == "all" else (resolve(args.backend),)
         failed = False
         for backend in backends:
-            results = verify_backend(backend, args.dir, args.cases, _progress(backend))
+            jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1) if backend == "numba" else 1
+            if jobs > 1:
+                print(f"{backend}: running the cases in {jobs} processes", file=sys.stderr, flush=True)
+            results = verify_backend(backend, args.dir, args.cases, _progress(backend), jobs=jobs)
             print(f"backend {backend}")
             print(format_table(results))
             failed |= any(r.failed for r in results)

@@ -39,6 +39,30 @@ KernelConstants = namedtuple("KernelConstants", [
     # (K, P0, P1, H); Sherman-Morrison ratio (K, P0, H); whether a (cell, mode) swapped rows (K, P0)
     "Q", "tri", "tri_swap", "tri_rho", "tri_pivoted",
 ])
+KernelConstants.coupling_kind = None
+
+
+class UncoupledConstants(KernelConstants):
+    """Constants of a pass without coupling (``coupling="none"``)."""
+    __slots__ = ()
+    coupling_kind = "none"
+
+
+class MatrixConstants(KernelConstants):
+    """Constants of a pass with a coupling matrix (``dense`` or ``kirchhoff``: the same kernels)."""
+    __slots__ = ()
+    coupling_kind = "matrix"
+
+
+class GridConstants(KernelConstants):
+    """Constants of a pass on a grid mesh (``coupling="grid"``)."""
+    __slots__ = ()
+    coupling_kind = "grid"
+
+
+#: The class of a pass's constants by coupling: its type tells numba which coupling code to compile.
+CONSTANTS_CLASS = {"none": UncoupledConstants, "dense": MatrixConstants, "kirchhoff": MatrixConstants,
+                   "grid": GridConstants}
 
 
 def _empty(dtype, ndim):
@@ -202,4 +226,4 @@ def prepare_constants(spec, circuit, coupling, dtype):
                           piv=np.stack(pivs).astype(np.int64))
         elif code == GRID:
             fields.update(_grid_factorisation(spec, c[:, :spec.n_nodes], circuit.A, dtype))
-    return KernelConstants(**fields), integrator_ctx
+    return CONSTANTS_CLASS[spec.coupling](**fields), integrator_ctx

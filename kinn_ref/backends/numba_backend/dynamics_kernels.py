@@ -4,13 +4,13 @@ eqs. 1-3).
 Chunk states are ``(K, rows, N)``; the input current of the chunk's rows at the current step is
 ``cur[b0 + i, t]`` of the pass's ``(B, T_in, N)`` currents.
 """
-from numba import njit
 
 from .codes import NODE_BETA, NODE_C, NODE_G, NODE_LEAK, NONE, SUM_BETA, SUM_C, SUM_G, SUM_LEAK
 from .coupling_kernels import accumulate_grad, apply, apply_T
+from .jit import inner
 
 
-@njit
+@inner
 def rhs(cs, Y, cur, b0, t, affine, F, work):
     """``F = F(Y, I)`` (eqs. 1-3); without ``leak`` and ``I`` when ``affine`` is False (eq. 20).
 
@@ -41,7 +41,7 @@ def rhs(cs, Y, cur, b0, t, affine, F, work):
                 F[k, i, j] = c / C[j]
 
 
-@njit
+@inner
 def rhs_vjp(cs, Y, cur, b0, t, dF, affine, dY, dI, F, Zc, work, node_sums, mat_sums, work_nn):
     """Adjoint of :func:`rhs` for the cotangent ``dF``: sets ``dY``; adds ``dI`` when ``affine``.
 

@@ -6,18 +6,18 @@ Chunk states are ``(K, rows, N)``; ``ws`` is a workspace of shape ``(N_WORKSPACE
 to one slot's ``node_sums`` ``(N_NODE_SUMS, K, N)`` and ``mat_sums`` ``(N_MATRIX_SUMS, K, N, N)``.
 """
 import numpy as np
-from numba import njit
 
-from .codes import (DENSE, GRID, KIRCHHOFF, MAT_EXP, NODE_BETA, NODE_E, NODE_H,
+from .codes import (GRID, MAT_EXP, NODE_BETA, NODE_E, NODE_H,
                     NODE_LEAK, NODE_P, NODE_S, NONE, SUM_BETA, SUM_GRID_OFF, SUM_LEAK, SUM_PASS1, SUM_PASS2)
-from .coupling_kernels import accumulate_grad, apply, apply_T, grid_offdiag
+from .coupling_kernels import accumulate_grad, add_matrix_sum, apply, apply_T, grid_offdiag_rows
 from .dynamics_kernels import rhs, rhs_vjp
+from .jit import inner
 from .solver_kernels import solve, solve_T
 
 N_WORKSPACES = 4
 
 
-@njit
+@inner
 def _copy(src, dst):
     """``dst[...] = src`` for chunk states (explicit loops: cheaper to compile than slice assignment)."""
     K, rows, N = src.shape
@@ -27,7 +27,7 @@ def _copy(src, dst):
                 dst[k, i, j] = src[k, i, j]
 
 
-@njit
+@inner
 def euler_step(cs, Y, cur, b0, t, Yn, ws, work):
     """``Y_next = Y + dt F(Y, I)`` (eq. 12)."""
     F = ws[0]
@@ -40,7 +40,7 @@ def euler_step(cs, Y, cur, b0, t, Yn, ws, work):
                 Yn[k, i, j] = Y[k, i, j] + dt * F[k, i, j]
 
 
-@njit
+@inner
 def expeuler_step(cs, Y, cur, b0, t, Yn, work):
     """``V_k <- E_k V_k + p_k (V_k O_k^T - leak_k + u_k^n)`` (eqs. 13-14)."""
     K, rows, N = Y.shape
@@ -61,7 +61,7 @@ def expeuler_step(cs, Y, cur, b0, t, Yn, work):
                     Yn[k, i, j] = E[j] * Y[k, i, j] + p[j] * (u - leak[j])
 
 
-@njit
+@inner
 def implicit_step(cs, Y, cur, b0, t, Yn, work):
     """Backward Euler with block forward substitution over the cascade (eq. 15)."""
     K, rows, N = Y.shape
@@ -75,7 +75,7 @@ def implicit_step(cs, Y, cur, b0, t, Yn, work):
         solve(cs, k, R, work)
 
 
-@njit
+@inner
 def _rk4_stage(cs, Y, F, stage, out):
     """Stage state ``Y + dt c_stage F`` (eq. 16)."""
     a = cs.rk4[1, stage]
@@ -86,7 +86,7 @@ def _rk4_stage(cs, Y, F, stage, out):
                 out[k, i, j] = Y[k, i, j] + a * F[k, i, j]
 
 
-@njit
+@inner
 def rk4_step(cs, Y, cur, b0, t, Yn, ws, work):
     """Classical Runge-Kutta 4, input held at ``I^n`` (eq. 16)."""
     F, St = ws[0], ws[1]
@@ -105,7 +105,7 @@ def rk4_step(cs, Y, cur, b0, t, Yn, ws, work):
                     Yn[k, i, j] = base + w * F[k, i, j]
 
 
-@njit
+@inner
 def euler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
     """Adjoint of :func:`euler_step`: ``dY = dYn + rhs_vjp(dt dYn)``."""
     dF = ws[2]
@@ -122,7 +122,7 @@ def euler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums
                 dY[k, i, j] += dYn[k, i, j]
 
 
-@njit
+@inner
 def expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
     """Adjoint of :func:`expeuler_step`.
 
@@ -132,8 +132,7 @@ def expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_s
     coupling's share of ``dp`` and of the gradient of ``O`` (both follow from it once per pass).
     """
     K, rows, N = Y.shape
-    kind = cs.coupling
-    grid = kind == GRID
+    grid = cs.coupling == GRID
     r, offV = ws[0][0], ws[1][0]
     for k in range(K):
         nd = cs.node
@@ -141,9 +140,7 @@ def expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_s
         sE, sp = node_sums[SUM_PASS1, k], node_sums[SUM_PASS2, k]
         sleak, sbeta, sgrid = node_sums[SUM_LEAK, k], node_sums[SUM_BETA, k], node_sums[SUM_GRID_OFF, k]
         dV1, V = dYn[k], Y[k]
-        if grid:
-            for i in range(rows):
-                grid_offdiag(cs, V[i], offV[i])
+        grid_offdiag_rows(cs, V, offV)
         acc = np.zeros((4, N), Y.dtype)    # this chunk's sums over rows, in the computation dtype
         aE, ap, aleak, abeta = acc[0], acc[1], acc[2], acc[3]
         for i in range(rows):          # loops without branches inside, so that they vectorise
@@ -176,14 +173,8 @@ def expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_s
             sp[j] += ap[j]
             sleak[j] += aleak[j]
             sbeta[j] += abeta[j]
-        if kind == DENSE or kind == KIRCHHOFF:
-            np.dot(dV1.T, V, work_nn)
-            m = mat_sums[MAT_EXP, k]
-            for a in range(N):
-                ma, wa = m[a], work_nn[a]
-                for b in range(N):
-                    ma[b] += wa[b]
-        if kind != NONE:
+        add_matrix_sum(cs, k, MAT_EXP, dV1, V, mat_sums, work_nn)
+        if cs.coupling != NONE:
             apply_T(cs, k, r, work, True)
             for i in range(rows):
                 dy_, w_ = dY[k, i], work[i]
@@ -191,7 +182,7 @@ def expeuler_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_s
                     dy_[j] += w_[j]
 
 
-@njit
+@inner
 def implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
     """Adjoint of :func:`implicit_step`, cells in reverse: ``lam_k = solve_T(dV'_k)``,
     ``dV_k = h_k lam_k``, ``dh_k += sum lam_k V_k``, ``dc_k -= sum lam_k V'_k``, coupling gradient of
@@ -226,7 +217,7 @@ def implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, m
         accumulate_grad(cs, k, lam, Yn[k], node_sums, mat_sums, True, work, work_nn)
 
 
-@njit
+@inner
 def rk4_step_vjp(cs, Y, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
     """Adjoint of :func:`rk4_step` through its four stages (recomputed from ``Y``)."""
     K, rows, N = Y.shape

@@ -24,13 +24,14 @@ import numpy as np
 from numba import njit
 
 from .codes import CELLS, EULER, EXPEULER, IMPLICIT, INTEGRATOR_CODES, LAST, READOUT_CODES
+from .jit import inner
 from .integrator_kernels import (N_WORKSPACES, euler_step, euler_step_vjp, expeuler_step, expeuler_step_vjp,
                                  implicit_step, implicit_step_vjp, rk4_step, rk4_step_vjp)
 from .readout_kernels import (readout_cells, readout_cells_vjp, readout_derivatives, readout_derivatives_vjp,
                               readout_last, readout_last_vjp)
 
 
-@njit
+@inner
 def _load_state(src, b0, Y):
     """``Y[k, i] = src[b0 + i, k]`` for a chunk ``Y`` (K, rows, N) of ``src`` (B, K, N)."""
     K, rows, N = Y.shape
@@ -41,7 +42,7 @@ def _load_state(src, b0, Y):
                 b[j] = a[j]
 
 
-@njit
+@inner
 def _store_state(Y, b0, dst):
     """``dst[b0 + i, k] = Y[k, i]`` (inverse of :func:`_load_state`)."""
     K, rows, N = Y.shape
@@ -52,7 +53,7 @@ def _store_state(Y, b0, dst):
                 b[j] = a[j]
 
 
-@njit
+@inner
 def first_nonfinite_cell(Y):
     """Index of the first cell of ``Y`` (K, rows, N) holding a non-finite value, or -1."""
     K, rows, N = Y.shape
@@ -67,7 +68,7 @@ def first_nonfinite_cell(Y):
     return -1
 
 
-@njit
+@inner
 def _input_step(n, cur):
     return n if cur.shape[1] > 1 else 0
 

@@ -4,12 +4,12 @@
 Each solve works in place on a chunk ``R`` of right-hand sides, shape ``(rows, N)``.
 """
 import numpy as np
-from numba import njit
 
-from .codes import DENSE, GRID, KIRCHHOFF, NODE_CI, NONE, TRI_D, TRI_DL, TRI_DU, TRI_DU2, TRI_W
+from .codes import NODE_CI, TRI_D, TRI_DL, TRI_DU, TRI_DU2, TRI_W
+from .jit import by_coupling, inner
 
 
-@njit
+@inner
 def _lu_solve_row(lu, lu_T, piv, x):
     """``M x = r`` in place with ``M = P L U`` from ``scipy.linalg.lu_factor`` (LAPACK getrs order)."""
     N = x.shape[0]
@@ -32,7 +32,7 @@ def _lu_solve_row(lu, lu_T, piv, x):
             x[m] -= col[m] * xj
 
 
-@njit
+@inner
 def _lu_solve_T_row(lu, piv, x):
     """``M^T x = z`` in place: ``U^T y = z``, ``L^T w = y``, ``x = P w``."""
     N = x.shape[0]
@@ -55,7 +55,7 @@ def _lu_solve_T_row(lu, piv, x):
             x[q] = t
 
 
-@njit
+@inner
 def _tridiagonal_solve(cs, k, mode, b):
     """Solve the factorised tridiagonal systems of all channels of one first-axis ``mode`` in place.
 
@@ -110,7 +110,7 @@ def _tridiagonal_solve(cs, k, mode, b):
                 row[h] -= coef[h] * wi[h]
 
 
-@njit
+@inner
 def _grid_solve_row(cs, k, r, work):
     """``(diag(c) - A_k) x = r`` in place for one row of ``N = P*H`` nodes (see ``_grid_factorisation``)."""
     P0, m = cs.P0, cs.P1 * cs.H
@@ -124,28 +124,33 @@ def _grid_solve_row(cs, k, r, work):
     np.dot(cs.Q[0], Wk, R)
 
 
-@njit
+def _solve_none(cs, k, R, work):
+    c = cs.node[NODE_CI, k]
+    for i in range(R.shape[0]):
+        for j in range(R.shape[1]):
+            R[i, j] = R[i, j] / c[j]
+
+
+def _solve_matrix(cs, k, R, work):
+    for i in range(R.shape[0]):
+        _lu_solve_row(cs.lus[0, k], cs.lus[1, k], cs.piv[k], R[i])
+
+
+def _solve_grid(cs, k, R, work):
+    for i in range(R.shape[0]):
+        _grid_solve_row(cs, k, R[i], work[i])
+
+
+@by_coupling(none=_solve_none, matrix=_solve_matrix, grid=_solve_grid)
 def solve(cs, k, R, work):
     """Implicit solve of cell ``k``: rows of ``R`` become ``rhs (diag(c_k) - A_k)^{-T}`` (in place)."""
-    kind = cs.coupling
-    if kind == NONE:
-        c = cs.node[NODE_CI, k]
-        for i in range(R.shape[0]):
-            for j in range(R.shape[1]):
-                R[i, j] = R[i, j] / c[j]
-    elif kind == DENSE or kind == KIRCHHOFF:
-        for i in range(R.shape[0]):
-            _lu_solve_row(cs.lus[0, k], cs.lus[1, k], cs.piv[k], R[i])
-    elif kind == GRID:
-        for i in range(R.shape[0]):
-            _grid_solve_row(cs, k, R[i], work[i])
 
 
-@njit
-def solve_T(cs, k, Z, work):
+def _solve_T_matrix(cs, k, R, work):
+    for i in range(R.shape[0]):
+        _lu_solve_T_row(cs.lus[0, k], cs.piv[k], R[i])
+
+
+@by_coupling(none=_solve_none, matrix=_solve_T_matrix, grid=_solve_grid)   # diagonal and grid: symmetric
+def solve_T(cs, k, R, work):
     """Adjoint solve of cell ``k`` in place (``solve_T`` of the reference solvers)."""
-    if cs.coupling == DENSE or cs.coupling == KIRCHHOFF:
-        for i in range(Z.shape[0]):
-            _lu_solve_T_row(cs.lus[0, k], cs.piv[k], Z[i])
-    else:                                    # diagonal and grid systems are symmetric
-        solve(cs, k, Z, work)
