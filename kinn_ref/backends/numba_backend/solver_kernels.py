@@ -110,20 +110,6 @@ def _tridiagonal_solve(cs, k, mode, b):
                 row[h] -= coef[h] * wi[h]
 
 
-@inner
-def _grid_solve_row(cs, k, r, work):
-    """``(diag(c) - A_k) x = r`` in place for one row of ``N = P*H`` nodes (see ``_grid_factorisation``)."""
-    P0, m = cs.P0, cs.P1 * cs.H
-    if P0 == 1:
-        _tridiagonal_solve(cs, k, 0, r)
-        return
-    R, Wk = r.reshape(P0, m), work.reshape(P0, m)
-    np.dot(cs.Q[1], R, Wk)                   # to the eigenbasis of the first axis
-    for mode in range(P0):
-        _tridiagonal_solve(cs, k, mode, Wk[mode])
-    np.dot(cs.Q[0], Wk, R)
-
-
 def _solve_none(cs, k, R, work):
     c = cs.node[NODE_CI, k]
     for i in range(R.shape[0]):
@@ -137,8 +123,17 @@ def _solve_matrix(cs, k, R, work):
 
 
 def _solve_grid(cs, k, R, work):
+    """Per row: to the eigenbasis of the first axis, one tridiagonal solve per mode, back (eq. 15, grid)."""
+    P0, m = cs.P0, cs.P1 * cs.H
     for i in range(R.shape[0]):
-        _grid_solve_row(cs, k, R[i], work[i])
+        if P0 == 1:
+            _tridiagonal_solve(cs, k, 0, R[i])
+            continue
+        Ri, Wi = R[i].reshape(P0, m), work[i].reshape(P0, m)
+        np.dot(cs.Q[1], Ri, Wi)
+        for mode in range(P0):
+            _tridiagonal_solve(cs, k, mode, Wi[mode])
+        np.dot(cs.Q[0], Wi, Ri)
 
 
 @by_coupling(none=_solve_none, matrix=_solve_matrix, grid=_solve_grid)
