@@ -111,11 +111,21 @@ def default_interval(spec):
     return None
 
 
+def kernels_for(spec):
+    """The pass kernels of ``spec``. A single cell's ``last`` and ``cells`` readouts are the same output
+    (eqs. 18-19 with K = 1), so both run the ``cells`` kernels: one compilation serves both."""
+    readout = "cells" if spec.readout == "last" and spec.order == 1 else spec.readout
+    return pass_kernels(spec.integrator, readout)
+
+
 def _first_call(kernels, direction, spec, dtype):
     """The compile notice of a pass kernel's first call for this direction and dtype in the process."""
     dispatcher = kernels.forward_chunks if direction == "forward" else kernels.backward_chunks
-    what = f"the {direction} pass of {spec.integrator} layers with readout {spec.readout!r} in {np.dtype(dtype)}"
-    return first_call((kernels.integrator, kernels.readout, direction, np.dtype(dtype).str), what, dispatcher)
+    what = (f"the {direction} pass of {spec.integrator} layers with readout {kernels.readout!r} and {spec.coupling} "
+            f"coupling in {np.dtype(dtype)}")
+    family = "matrix" if spec.coupling in ("dense", "kirchhoff") else spec.coupling
+    return first_call((kernels.integrator, kernels.readout, family, direction, np.dtype(dtype).str), what,
+                      dispatcher)
 
 
 def _kept_steps(T, checkpoint_every):
@@ -154,7 +164,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     y = np.empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
     rows = chunk_rows(spec, B, dtype)
     nonfinite = np.empty((-(-B // rows), 2), np.int64)
-    kernels = pass_kernels(spec.integrator, spec.readout)
+    kernels = kernels_for(spec)
     with single_threaded_blas(), _first_call(kernels, "forward", spec, dtype):
         n = min(thread_count(), len(nonfinite))
         run_shares(n, lambda share: kernels.forward_chunks(constants, share, n, rows, Y0, cur, kept, slot_of_step,
@@ -200,7 +210,7 @@ def backward(spec, params, tape, dy):
     node_sums = np.zeros((n_slots, N_NODE_SUMS, K, N))
     nn = N if spec.coupling in ("dense", "kirchhoff") else 0
     mat_sums = np.zeros((n_slots, N_MATRIX_SUMS, K, nn, nn))
-    kernels = pass_kernels(spec.integrator, spec.readout)
+    kernels = kernels_for(spec)
     with single_threaded_blas(), _first_call(kernels, "backward", spec, dtype):
         run_shares(n_slots, lambda slot: kernels.backward_chunks(
             ctx.constants, slot, n_slots, n_chunks, ctx.rows, ctx.currents, ctx.kept, ctx.slot_of_step, ctx.every,
