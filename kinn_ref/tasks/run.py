@@ -36,6 +36,39 @@ def first_step_seconds(trainer, x_train):
     return time.perf_counter() - start
 
 
+def _prepare(task_name, model_name, size, seed, backend, out_dir, dataset, progress, overrides):
+    """Data, settings and a fresh :class:`Trainer` as :func:`train_task` uses them."""
+    task = get_task(task_name)
+    data = dataset if dataset is not None else task.make_data(size, seed)
+    config, train, test = task.model(model_name, data)
+    config = dict(config, seed=seed)
+    settings = dict(task.settings[size])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    epochs = settings.pop("epochs")
+    trainer = Trainer(config, loss=task.loss, metrics=(task.metric,), seed=seed, backend=backend, out_dir=out_dir,
+                      progress=progress, **settings)
+    return task, data, epochs, trainer, train, test
+
+
+def warm_up(task_name, model_name, *, backend="numpy"):
+    """The first forward and backward pass :func:`train_task` would make for this model (a fresh model
+    with the ``"small"`` settings, on the task's smallest data) and nothing else: compiles, and caches on
+    disk, what training the model on ``backend`` needs.
+
+    Returns
+    -------
+    float
+        Seconds of the pass (:func:`first_step_seconds`).
+    """
+    task = get_task(task_name)
+    try:
+        data = task.make_data("smoke", 0)
+    except (ValueError, KeyError):          # a task without a smoke size
+        data = task.make_data("small", 0)
+    _, _, _, trainer, (x_train, _), _ = _prepare(task_name, model_name, "small", 0, backend, None, data, False, {})
+    return first_step_seconds(trainer, x_train)
+
+
 def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", out_dir=None, dataset=None,
                resume=False, progress=True, warmup=True, **overrides):
     """Train ``model_name`` on ``task_name`` with the task's settings (``overrides`` replace them).
@@ -71,15 +104,8 @@ def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", 
         The epoch records.
     trainer : Trainer
     """
-    task = get_task(task_name)
-    data = dataset if dataset is not None else task.make_data(size, seed)
-    config, (x_train, y_train), (x_test, y_test) = task.model(model_name, data)
-    config = dict(config, seed=seed)
-    settings = dict(task.settings[size])
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    epochs = settings.pop("epochs")
-    trainer = Trainer(config, loss=task.loss, metrics=(task.metric,), seed=seed, backend=backend, out_dir=out_dir,
-                      progress=progress, **settings)
+    task, data, epochs, trainer, (x_train, y_train), (x_test, y_test) = _prepare(
+        task_name, model_name, size, seed, backend, out_dir, dataset, progress, overrides)
     compile_seconds = first_step_seconds(trainer, x_train) if warmup else None
     start = time.perf_counter()
     records = trainer.fit(x_train, y_train, epochs, validation=(x_test, y_test), resume=resume or None)
