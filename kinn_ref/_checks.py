@@ -27,6 +27,29 @@ def check_positive_float(name, value):
     return float(value)
 
 
+def check_step(name, value):
+    """Return ``value`` as float if it is a usable time step: finite, > 0 and a normal float64.
+
+    A subnormal step (below ``numpy.finfo(numpy.float64).tiny``, about 2.2e-308) has lost precision and its
+    reciprocal overflows, so the implicit and exponential updates would produce ``inf`` and no stable step.
+    """
+    dt = check_positive_float(name, value)
+    if dt < np.finfo(np.float64).tiny:
+        raise ValueError(f"{name} must be at least {np.finfo(np.float64).tiny:.4g} (the smallest normal float64: "
+                         f"1/{name} must be finite), got {value!r}")
+    return dt
+
+
+def check_seed(name, value):
+    """Return ``value`` if ``numpy.random.default_rng`` takes it as a seed: an integer >= 0, a
+    ``numpy.random.Generator``, ``BitGenerator`` or ``SeedSequence``, or None (fresh entropy)."""
+    if value is None or isinstance(value, (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0 or a numpy.random.Generator, got {value!r}")
+    return int(value)
+
+
 def check_array(name, value, shape, dtype=None):
     """Check that ``value`` is a finite float ndarray of ``shape`` (None entries match any size).
 
