@@ -159,3 +159,12 @@ def test_an_interrupted_run_resumed_with_a_smaller_total_says_so(tmp_path, capsy
     assert main(TRAIN[:-1] + ["3", "--resume"] + out) == 0
     assert "shortened the run from 4 to 3 epochs" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "run" / "checkpoint.npz").epoch == 3
+
+
+def test_a_tape_too_large_for_memory_is_one_line_naming_checkpoint_every(tmp_path, capsys, monkeypatch):
+    from kinn_ref import tape_memory
+    monkeypatch.setattr(tape_memory, "available_memory", lambda: 4096)
+    assert main(TRAIN + ["--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("kinn-ref train: error: the forward pass needs about")
+    assert "checkpoint_every" in err
