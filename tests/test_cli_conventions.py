@@ -269,3 +269,11 @@ def test_solve_pde_never_substitutes_a_dt(tmp_path, capsys, dt, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("kinn-ref solve-pde: error: ") and message in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+def test_a_negative_seed_is_named(tmp_path, capsys, command):
+    assert main([command, "--seed", "-1", "--backend", "numpy", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"kinn-ref {command}: error: --seed must be an integer >= 0 or a numpy.random.Generator, got -1"
+    assert not (tmp_path / "out").exists()

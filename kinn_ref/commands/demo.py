@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from .. import LayerSpec, backward, forward, init_params
+from .._checks import check_seed
 from ..linear_analysis import exact_states
 from ..spec import INTEGRATORS
 from .output import add_output_argument, default_out, prepare_output_dir, run_files
@@ -271,6 +272,7 @@ def run(args):
     from ..training.plots import plot_curves
     from .solve_pde import plot_solution
 
+    check_seed("--seed", args.seed)
     start = time.perf_counter()
     backend = resolve(args.backend)
     args.backend = backend

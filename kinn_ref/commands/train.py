@@ -1,6 +1,7 @@
 """``kinn-ref train``: train a KINN (or the MLP baseline) on a built-in task, with checkpoints and resume."""
 import sys
 
+from .._checks import check_seed
 from ..tasks.registry import TASKS
 from .output import add_output_argument, default_out, prepare_output_dir, run_files
 
@@ -52,6 +53,7 @@ def run(args):
     from ..tasks.run import train_task
     from ..training.plots import plot_curves
     from ..training.trainer import CHECKPOINT_NAME
+    check_seed("--seed", args.seed)
     task = TASKS[args.task]
     model = args.model or next(iter(task.models))
     if model not in task.models:
