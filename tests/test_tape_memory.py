@@ -92,3 +92,17 @@ def test_available_memory_reads_meminfo_and_a_cgroup_limit(tmp_path, monkeypatch
 def test_available_memory_on_this_machine_is_a_positive_number_or_unknown():
     available = tape_memory.available_memory()
     assert available is None or available > 0
+
+
+@pytest.mark.parametrize("coupling", ["dense", "none"])
+def test_the_numba_backend_refuses_the_same_way(monkeypatch, coupling):
+    if "numba" not in kr.available_backends():
+        pytest.skip("the numba backend is not usable here")
+    from kinn_ref.backends.numba_backend.backend import default_interval
+    spec = kr.LayerSpec(2, 5, coupling=coupling, n_steps=400)
+    params, x = kr.init_params(spec), np.ones((3, 2))
+    size = tape_memory.tape_size(spec, 3, 400, False, np.float64, default_interval(spec))
+    monkeypatch.setattr(tape_memory, "available_memory", lambda: size.total - 1)
+    with pytest.raises(kr.TapeMemoryError, match=f"{size.kept_states} kept states .*checkpoint_every") as info:
+        kr.forward(spec, params, x, backend="numba")
+    assert info.value.needed == size.total
