@@ -4,10 +4,11 @@ import logging
 from pathlib import Path
 
 import kinn_ref
+from kinn_ref._checks import check_output_folder
 
 from .golden_cases import golden_cases, case_inputs
 from .golden_generate import DIGITS, STEP, golden_values
-from .golden_store import (GoldenIntegrityError, PACKAGED, atomic_write_bytes, case_arrays, load_case,
+from .golden_store import (MANIFEST, GoldenIntegrityError, PACKAGED, atomic_write_bytes, case_arrays, load_case,
                            manifest_entry, npz_bytes, read_manifest, sha256, write_manifest)
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,32 @@ def _generate(case):
     return case, case_file_bytes(case)
 
 
+def selected_cases(select=None):
+    """The golden cases whose names match the glob ``select`` (all when None); ValueError when none does."""
+    cases = [c for c in golden_cases() if select is None or fnmatch.fnmatch(c.name, select)]
+    if not cases:
+        raise ValueError(f"no golden case matches {select!r}")
+    return cases
+
+
+def export_files(select=None):
+    """The files :func:`export_suite` writes for ``select``: one ``.npz`` per case, then the manifest."""
+    return [f"{c.name}.npz" for c in selected_cases(select)] + [MANIFEST]
+
+
+def copy_files(source=None):
+    """The files :func:`copy_suite` writes: those the manifest of ``source`` (default: the packaged suite)
+    lists, then the manifest."""
+    source = Path(source) if source is not None else PACKAGED
+    return [entry["file"] for entry in read_manifest(source)["cases"]] + [MANIFEST]
+
+
 def export_suite(directory, select=None, jobs=1, progress=None):
     """Regenerate the golden cases (all, or those matching the glob ``select``) into ``directory``.
 
     Cases of an existing manifest there that are not regenerated are kept (their files are hash-checked).
+    Every target is checked before the first case is generated: a folder where a case file or
+    ``manifest.json`` should be, or a folder that cannot be written, is a ValueError and nothing is written.
 
     Parameters
     ----------
@@ -62,13 +85,12 @@ def export_suite(directory, select=None, jobs=1, progress=None):
         The manifest written.
     """
     directory = Path(directory)
-    cases = [c for c in golden_cases() if select is None or fnmatch.fnmatch(c.name, select)]
-    if not cases:
-        raise ValueError(f"no golden case matches {select!r}")
+    cases = selected_cases(select)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs!r}")
+    check_output_folder(directory, "directory", export_files(select))    # before any case is generated
     kept = {}
-    if (directory / "manifest.json").is_file():
+    if (directory / MANIFEST).is_file():
         fresh = {c.name for c in cases}
         for entry in read_manifest(directory)["cases"]:
             if entry["name"] not in fresh:
@@ -96,16 +118,21 @@ def export_suite(directory, select=None, jobs=1, progress=None):
 
 
 def copy_suite(directory, source=None):
-    """Copy the packaged suite (or the one in ``source``) to ``directory``, checking every hash."""
+    """Copy the packaged suite (or the one in ``source``) to ``directory``, checking every hash.
+
+    Every target is checked before the first file is copied: a folder where a case file or
+    ``manifest.json`` should be, or a folder that cannot be written, is a ValueError and nothing is copied.
+    """
     source = Path(source) if source is not None else PACKAGED
     directory = Path(directory)
     if directory.resolve() == source.resolve():
         raise ValueError(f"directory must differ from the source suite {source}")
     manifest = read_manifest(source)
+    check_output_folder(directory, "directory", copy_files(source))
     for entry in manifest["cases"]:
         load_case(source, entry)
         atomic_write_bytes(directory / entry["file"], (source / entry["file"]).read_bytes())
-    atomic_write_bytes(directory / "manifest.json", (source / "manifest.json").read_bytes())
+    atomic_write_bytes(directory / MANIFEST, (source / MANIFEST).read_bytes())
     if read_manifest(directory) != manifest:
         raise GoldenIntegrityError(f"copy of {source} to {directory} differs from its source")
     return manifest

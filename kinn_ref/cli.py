@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
+from .errors import TapeMemoryError
 
 # command name -> (module under kinn_ref.commands, one-line help)
 COMMANDS = {
@@ -34,7 +35,7 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 # failures a user can cause and mend: one line on stderr and exit status 2, never a traceback
-EXPECTED_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)
+EXPECTED_ERRORS = (ValueError, OSError, ImportError, FloatingPointError, TapeMemoryError)
 
 
 def build_parser():
@@ -101,7 +102,7 @@ def _run(args):
 
 def _one_line(exc):
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, (ValueError, ImportError)) else f"{type(exc).__name__}: {text}"
+    return text if isinstance(exc, (ValueError, ImportError, TapeMemoryError)) else f"{type(exc).__name__}: {text}"
 
 
 if __name__ == "__main__":

@@ -43,3 +43,25 @@ class UnstableStepError(ValueError):
 
 class UnstableStepWarning(RuntimeWarning):
     """A time step beyond the integrator's stable range is used anyway (asked for, or no stable step exists)."""
+
+
+class TapeMemoryError(MemoryError):
+    """A forward pass whose tape (the states kept for the backward pass) does not fit in the memory available.
+
+    Raised before the pass runs (:func:`kinn_ref.tape_memory.check_tape_memory`).
+
+    Attributes
+    ----------
+    needed : int
+        Bytes the tape would take.
+    available : int
+        Bytes of memory available when the pass was asked for.
+    checkpoint_every : int or None
+        The smallest ``checkpoint_every`` whose tape fits, or None when none does.
+    """
+
+    def __init__(self, message, needed, available, checkpoint_every=None):
+        self.needed = int(needed)
+        self.available = int(available)
+        self.checkpoint_every = checkpoint_every
+        super().__init__(message)

@@ -1,6 +1,7 @@
 """Layer objects: thin stateful wrappers over the functional contract."""
 import numpy as np
 
+from ._checks import check_seed
 from .backends import resolve
 from .functional import backward, forward
 from .parameterization import init_params
@@ -98,7 +99,7 @@ class KINNLayers(KINNLayer):
 
     def __init__(self, n_nodes, dt=0.1, *, seed=None, dtype=np.float64, backend="numpy"):
         dtype = np.dtype(dtype)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed("seed", seed))
         params = {"W": np.eye(n_nodes, dtype=dtype), "b": np.zeros(n_nodes, dtype),
                   "C_raw": np.ones((1, n_nodes), dtype), "g_raw": np.zeros((1, n_nodes), dtype),
                   "leak": np.zeros((1, n_nodes), dtype), "beta": np.ones((1, n_nodes), dtype),

@@ -10,7 +10,9 @@ import scipy.linalg
 from .coupling import make_coupling
 from .dynamics import rhs
 from .integrators import INTEGRATORS
+from ._checks import check_step
 from .parameterization import check_params, make_circuit
+from .spec import check_spec
 
 
 def _circuit(spec, params, without_leak=False):
@@ -49,22 +51,32 @@ def amplification_matrix(spec, params, dt=None):
     spec : LayerSpec
     params : dict of ndarray
     dt : float, optional
-        Step size; ``spec.dt`` when omitted.
+        Step size, checked as ``LayerSpec.dt`` is (finite, > 0, a normal float); ``spec.dt`` when omitted.
 
     Returns
     -------
     ndarray, shape (K*N, K*N)
+
+    Raises
+    ------
+    ValueError
+        Naming ``spec``, ``params`` or ``dt`` when it is not what is expected.
     """
+    if dt is not None:
+        spec = check_spec(spec).replace(dt=check_step("dt", dt))
     circuit, coupling = _circuit(spec, params, without_leak=True)
     integrator = INTEGRATORS[spec.integrator]
-    ctx = integrator.prepare(circuit, coupling, spec.dt if dt is None else float(dt))
+    ctx = integrator.prepare(circuit, coupling, spec.dt)
     E = _basis(spec, circuit.C.dtype)
     cols = integrator.step(ctx, E, np.zeros((len(E), spec.total_nodes), circuit.C.dtype))
     return cols.reshape(len(E), -1).T
 
 
 def spectral_radius(spec, params, dt=None):
-    """Largest ``|eigenvalue|`` of :func:`amplification_matrix`; the scheme is stable when it is <= 1."""
+    """Largest ``|eigenvalue|`` of :func:`amplification_matrix`; the scheme is stable when it is <= 1.
+
+    ``dt`` (default ``spec.dt``) must be finite, > 0 and a normal float: a ValueError names it otherwise.
+    """
     return float(np.max(np.abs(np.linalg.eigvals(amplification_matrix(spec, params, dt)))))
 
 

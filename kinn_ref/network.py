@@ -1,7 +1,9 @@
 """The multi-layer network ``KINN`` (the seed's signature, with input projections)."""
+from collections.abc import Iterable
+
 import numpy as np
 
-from ._checks import check_choice, check_positive_int
+from ._checks import check_choice, check_positive_int, check_seed
 from .activations import ACTIVATIONS, activation
 from .layers import KINNLayer
 
@@ -67,6 +69,10 @@ class KINN:
         check_choice("activation", activation, ACTIVATIONS)
         check_positive_int("input_dim", input_dim)
         check_positive_int("output_dim", output_dim)
+        check_seed("seed", seed)
+        if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Iterable):
+            raise ValueError(f"hidden_dims must be a sequence of ints, the nodes of each hidden layer (e.g. [8] "
+                             f"or [] for none), got {hidden_dims!r}")
         hidden_dims = list(hidden_dims)
         for h in hidden_dims:
             check_positive_int("hidden_dims entries", h)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import FLOAT_DTYPES, check_array
+from ._checks import FLOAT_DTYPES, check_array, check_seed
+from .spec import check_spec
 
 
 def softplus(z):
@@ -153,13 +154,24 @@ def init_params(spec, seed=0, dtype=np.float64):
     ----------
     spec : LayerSpec
     seed : int or numpy.random.Generator
+        An integer >= 0, or a generator to draw from.
     dtype : {numpy.float64, numpy.float32}
 
     Returns
     -------
     dict of ndarray
+
+    Raises
+    ------
+    ValueError
+        Naming ``spec``, ``seed`` or ``dtype`` when it is not what is expected.
     """
-    dtype = np.dtype(dtype)
+    check_spec(spec)
+    check_seed("seed", seed)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}") from None
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     rng = np.random.default_rng(seed)
@@ -189,7 +201,8 @@ def init_params(spec, seed=0, dtype=np.float64):
 
 
 def check_params(spec, params):
-    """Validate ``params`` against ``spec``; return the computation dtype."""
+    """Validate ``spec`` and ``params`` against it; return the computation dtype."""
+    check_spec(spec)
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict of arrays with keys {sorted(spec.param_shapes())}, "
                          f"got {type(params).__name__}")
@@ -203,4 +216,9 @@ def check_params(spec, params):
         raise ValueError(f"params['W'] must have dtype float64 or float32, got {dtype}")
     for name, shape in shapes.items():
         check_array(f"params[{name!r}]", params[name], shape, dtype)
+    tiny = np.finfo(dtype).tiny
+    if spec.dt < tiny:
+        raise ValueError(f"dt {spec.dt!r} is too small for {dtype} params: below {tiny:.4g} (the smallest normal "
+                         f"{dtype}) the step loses its precision and 1/dt overflows; use float64 params or a "
+                         "larger dt")
     return dtype

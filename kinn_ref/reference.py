@@ -15,6 +15,7 @@ from .errors import NonFiniteStateError
 from .integrators import INTEGRATORS
 from .parameterization import check_params, circuit_vjp, make_circuit
 from .readout import readout, readout_vjp
+from .tape_memory import check_tape_memory
 
 
 @dataclass
@@ -168,12 +169,19 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     y : ndarray
         ``(B, W)`` with ``W = spec.readout_width``, or ``(B, T, W)`` when ``spec.return_sequences``.
     tape : Tape
+
+    Raises
+    ------
+    TapeMemoryError
+        Before the pass, when its tape would not fit in the memory available (the message names the
+        ``checkpoint_every`` that fits; :mod:`kinn_ref.tape_memory`).
     """
     dtype = check_params(spec, params)
     sequence, B, T = input_layout(spec, x, dtype)
     check_choice("on_nonfinite", on_nonfinite, ("raise", "flag"))
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    check_tape_memory(spec, x, dtype, checkpoint_every)
     Y = _initial_state(spec, V0, B, dtype)
     circuit = make_circuit(spec, params)
     coupling = make_coupling(spec, circuit)

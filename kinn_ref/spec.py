@@ -1,8 +1,9 @@
 """The immutable, validated description of one KINN layer (docs/math.md, section 1)."""
 from dataclasses import dataclass
+from difflib import get_close_matches
 from math import prod
 
-from ._checks import check_choice, check_positive_float, check_positive_int
+from ._checks import check_choice, check_positive_float, check_positive_int, check_step
 
 COUPLINGS = ("none", "dense", "kirchhoff", "grid")
 INTEGRATORS = ("euler", "expeuler", "implicit", "rk4")
@@ -29,7 +30,7 @@ class LayerSpec:
     integrator : {"euler", "expeuler", "implicit", "rk4"}
         One-step method (math.md section 4).
     dt : float
-        Step size, > 0.
+        Step size: finite, > 0 and a normal float64 (at least ``numpy.finfo(numpy.float64).tiny``).
     n_steps : int
         Steps for static input; sequence input takes its length ``T`` instead.
     readout : {"last", "cells", "derivatives"}
@@ -44,6 +45,13 @@ class LayerSpec:
         Points per axis of the 1-D or 2-D grid; required for ``coupling="grid"`` only.
     boundary : {"periodic", "neumann", "dirichlet"}
         Grid boundary condition.
+
+    Raises
+    ------
+    TypeError
+        For an option that is not one of the fields above (the message lists the valid ones).
+    ValueError
+        For a field out of its range, naming the field.
     """
 
     in_features: int
@@ -60,6 +68,21 @@ class LayerSpec:
     grid_shape: tuple = None
     boundary: str = "periodic"
 
+    def __new__(cls, *args, **options):
+        # runs before the generated __init__, whose own message for an unknown keyword names neither the
+        # valid options nor the closest one
+        fields = list(cls.__dataclass_fields__)
+        unknown = [name for name in options if name not in fields]
+        if unknown:
+            close = {name: get_close_matches(name, fields, n=1) for name in unknown}
+            hints = "".join(f" ({name!r}: did you mean {m[0]!r}?)" for name, m in close.items() if m)
+            raise TypeError(f"LayerSpec got unknown option{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(map(repr, unknown))}{hints}; the options are {', '.join(fields)}")
+        if len(args) > len(fields):
+            raise TypeError(f"LayerSpec takes at most {len(fields)} positional arguments ({', '.join(fields)}), "
+                            f"got {len(args)}")
+        return super().__new__(cls)
+
     def __post_init__(self):
         set_ = object.__setattr__
         set_(self, "in_features", check_positive_int("in_features", self.in_features))
@@ -67,7 +90,7 @@ class LayerSpec:
         set_(self, "order", check_positive_int("order", self.order))
         check_choice("coupling", self.coupling, COUPLINGS)
         check_choice("integrator", self.integrator, INTEGRATORS)
-        set_(self, "dt", check_positive_float("dt", self.dt))
+        set_(self, "dt", check_step("dt", self.dt))
         set_(self, "n_steps", check_positive_int("n_steps", self.n_steps))
         check_choice("readout", self.readout, READOUTS)
         check_choice("param", self.param, PARAMETERIZATIONS)
@@ -143,3 +166,11 @@ class LayerSpec:
         """Return a copy with ``changes`` applied (validated again)."""
         from dataclasses import replace
         return replace(self, **changes)
+
+
+def check_spec(spec, name="spec"):
+    """Return ``spec`` if it is a :class:`LayerSpec`; raise ValueError naming ``name`` otherwise."""
+    if not isinstance(spec, LayerSpec):
+        hint = f"; build one with LayerSpec(**{name})" if isinstance(spec, dict) else ""
+        raise ValueError(f"{name} must be a kinn_ref.LayerSpec, got {type(spec).__name__}{hint}")
+    return spec

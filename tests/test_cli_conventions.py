@@ -2,6 +2,7 @@
 exit status 2, output folders checked before any work, runs never overwritten, finished runs extended."""
 import argparse
 import json
+import os
 
 import numpy as np
 import pytest
@@ -43,23 +44,106 @@ def test_version(capsys):
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"kinn-ref {__version__}"
 
 
-@pytest.mark.parametrize("command", ["train", "stability"])
-def test_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys, command):
-    blocker = tmp_path / "file"
+def _outputs(parser, path=()):
+    """``(subcommand path, action)`` of every output argument (marked by ``add_output_argument``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _outputs(sub, path + (name,))
+        elif getattr(action, "output", None):
+            yield path, action
+
+
+OUTPUTS = list(_outputs(build_parser()))
+
+#: The quickest arguments of each subcommand with an output (the output itself is added by the test).
+FAST_ARGV = {
+    ("demo",): ["--quick", "--backend", "numpy"],
+    ("train",): TRAIN[1:],
+    ("solve-pde",): ["--backend", "numpy"],
+    ("stability",): ["--no-plots"],
+    ("golden", "export"): ["--copy"],
+    ("bench",): ["--configs", "cell", "--dtypes", "float64", "--repeats", "1", "--no-torch", "--no-memory",
+                 "--no-compile"],
+}
+
+#: For folder outputs: the last file the command writes there (a folder in its place must stop the command
+#: before anything else is written).
+LAST_FILE = {("demo",): "results.json", ("train",): "curves.png", ("solve-pde",): "result.json",
+             ("stability",): "stability.json", ("golden", "export"): "manifest.json"}
+
+BAD_OUTPUTS = {"folder": ("a file", "under a file", "read-only folder", "unwritable", "a folder for a file"),
+               "file": ("a folder", "under a file", "read-only folder", "unwritable")}
+
+
+def _argv(path, action, target):
+    where = [action.option_strings[0], str(target)] if action.option_strings else [str(target)]
+    return list(path) + (where + FAST_ARGV[path] if not action.option_strings else FAST_ARGV[path] + where)
+
+
+def _name(path, action):
+    return " ".join(path) + " " + (action.option_strings[0] if action.option_strings else action.metavar or action.dest)
+
+
+def test_every_output_argument_is_marked_and_has_fast_arguments():
+    names = {"out", "json", "directory", "output", "save", "dest"}
+    for name, parser, action in _options(build_parser()):
+        if action.dest in names:
+            assert getattr(action, "output", None) in ("folder", "file"), f"{name} {action.option_strings[0]}"
+    assert {path for path, _ in OUTPUTS} == set(FAST_ARGV), "add the quickest arguments of the new command"
+    assert {path for path, a in OUTPUTS if a.output == "folder"} == set(LAST_FILE)
+    assert ("golden", "export") in FAST_ARGV and ("bench",) in FAST_ARGV    # positional and file outputs too
+
+
+def _bad_target(tmp_path, kind, case, last_file, monkeypatch):
+    """Make the bad output of ``case``; return (target, the path the message must name, files to keep)."""
+    blocker = tmp_path / "blocker"
     blocker.write_text("keep me")
-    argv = {"train": TRAIN, "stability": ["stability", "--no-plots"]}[command]
-    for out in (blocker, blocker / "below"):
-        assert main(argv + ["--out", str(out)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "--out" in err and "file" in err, err
-    assert blocker.read_text() == "keep me"
+    if case in ("a file",):
+        return blocker, blocker, {blocker: "keep me"}
+    if case == "under a file":
+        return blocker / "below", blocker, {blocker: "keep me"}
+    if case == "a folder":
+        folder = tmp_path / "folder"
+        folder.mkdir()
+        return folder, folder, {}
+    if case == "read-only folder":
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        if os.access(folder, os.W_OK):
+            pytest.skip("this user writes into read-only folders (root): chmod cannot make one")
+        return (folder if kind == "folder" else folder / "out.json"), folder, {}
+    if case == "unwritable":     # what a read-only folder does for a user who is not root, for any user
+        import kinn_ref._checks
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(kinn_ref._checks.tempfile, "mkstemp", refuse)
+        target = tmp_path / ("out" if kind == "folder" else "out.json")
+        return target, target, {}
+    out = tmp_path / "out"
+    (out / last_file).mkdir(parents=True)
+    return out, out / last_file, {}
 
 
-def test_golden_export_into_a_file_is_refused(tmp_path, capsys):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    assert main(["golden", "export", str(blocker), "--cases", "none-euler-last*"]) == 2
-    assert "DIR must be a folder" in capsys.readouterr().err
+@pytest.mark.parametrize("path,action,case", [
+    pytest.param(path, action, case, id=f"{_name(path, action)}: {case}")
+    for path, action in OUTPUTS for case in BAD_OUTPUTS[action.output]])
+def test_a_bad_output_is_one_line_naming_it_and_exit_2_before_any_work(tmp_path, capsys, monkeypatch, path, action,
+                                                                        case):
+    target, named, keep = _bad_target(tmp_path, action.output, case, LAST_FILE.get(path), monkeypatch)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    assert main(_argv(path, action, target)) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"kinn-ref {path[0]}: error: ") and str(named) in err, err
+    assert sorted(p for p in tmp_path.rglob("*")) == before, "the command wrote before refusing"
+    assert all(p.read_text() == text for p, text in keep.items())
+    if case == "read-only folder":
+        (tmp_path / "read-only").chmod(0o755)
 
 
 def test_default_output_folders_are_under_kinn_runs():
@@ -159,3 +243,37 @@ def test_an_interrupted_run_resumed_with_a_smaller_total_says_so(tmp_path, capsy
     assert main(TRAIN[:-1] + ["3", "--resume"] + out) == 0
     assert "shortened the run from 4 to 3 epochs" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "run" / "checkpoint.npz").epoch == 3
+
+
+def test_a_tape_too_large_for_memory_is_one_line_naming_checkpoint_every(tmp_path, capsys, monkeypatch):
+    from kinn_ref import tape_memory
+    monkeypatch.setattr(tape_memory, "available_memory", lambda: 4096)
+    assert main(TRAIN + ["--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("kinn-ref train: error: the forward pass needs about")
+    assert "checkpoint_every" in err
+
+
+@pytest.mark.parametrize("dt,message", [
+    ("-1", "--dt must be a finite number > 0, got -1.0"),
+    ("0", "--dt must be a finite number > 0, got 0.0"),
+    ("nan", "--dt must be a finite number > 0, got nan"),
+    ("1e-320", "--dt must be at least 2.225e-308"),
+    ("1e-300", "--dt 1e-300 is too small for --t-end 0.1"),
+    ("0.03", "--dt 0.03 does not divide --t-end 0.1 into a whole number of steps (--t-end / --dt = 3.33333); "
+             "the nearest --dt that does is 0.0333333 (3 steps)"),
+])
+def test_solve_pde_never_substitutes_a_dt(tmp_path, capsys, dt, message):
+    out = tmp_path / "out"
+    assert main(["solve-pde", "--backend", "numpy", f"--dt={dt}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("kinn-ref solve-pde: error: ") and message in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+def test_a_negative_seed_is_named(tmp_path, capsys, command):
+    assert main([command, "--seed", "-1", "--backend", "numpy", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"kinn-ref {command}: error: --seed must be an integer >= 0 or a numpy.random.Generator, got -1"
+    assert not (tmp_path / "out").exists()

@@ -218,3 +218,23 @@ def test_export_regenerates_selected_cases(tmp_path):
     assert [e["name"] for e in manifest["cases"]] == ["none-euler-last-positive-K1-static-V0"]
     assert manifest["cases"][0]["sha256"] == CASES["none-euler-last-positive-K1-static-V0"]["sha256"]
     shutil.rmtree(tmp_path)
+
+
+@pytest.mark.parametrize("blocked", ["manifest.json", "first case"])
+def test_copy_into_a_folder_where_a_file_should_be_copies_nothing(tmp_path, blocked):
+    name = read_manifest(PACKAGED)["cases"][0]["file"] if blocked == "first case" else blocked
+    (tmp_path / "suite" / name).mkdir(parents=True)
+    with pytest.raises(ValueError, match=rf"suite/{name} is a folder where a file should be written"):
+        copy_suite(tmp_path / "suite")
+    assert [p.name for p in (tmp_path / "suite").iterdir()] == [name]
+
+
+def test_export_into_a_folder_where_the_manifest_should_be_generates_nothing(tmp_path, capsys):
+    (tmp_path / "suite" / "manifest.json").mkdir(parents=True)
+    with pytest.raises(ValueError, match="manifest.json is a folder where a file should be written"):
+        export_suite(tmp_path / "suite", select="none-euler-*")
+    assert main(["golden", "export", str(tmp_path / "suite"), "--cases", "none-euler-*"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"kinn-ref golden: error: DIR {tmp_path / 'suite'}: {tmp_path / 'suite' / 'manifest.json'} is a "
+                   "folder where a file should be written")
+    assert [p.name for p in (tmp_path / "suite").iterdir()] == ["manifest.json"]

@@ -205,6 +205,13 @@ def test_a_non_positive_dt_is_refused():
             time_steps(0.1, dt)
 
 
+@pytest.mark.parametrize("dt,match", [(1e-320, "dt must be at least 2.2"),
+                                      (1e-300, r"dt 1e-300 is too small for t_end 0.1: .* more than 2\*\*53")])
+def test_a_dt_too_small_to_count_steps_is_refused(dt, match):
+    with pytest.raises(ValueError, match=match):
+        time_steps(0.1, dt)
+
+
 def test_convergence_steps_divide_t_end_and_are_stable():
     for dim in (1, 2):
         for n in (8, 16, 32):

@@ -143,3 +143,10 @@ def test_train_task_times_the_first_step_apart_and_trains_the_same():
     assert warm["value"] == cold["value"] and len(warm["baselines"]) == 1
     p_warm, p_cold = t_warm.model.parameters(), t_cold.model.parameters()
     assert all(np.array_equal(p_warm[k], p_cold[k]) for k in p_warm)
+
+
+@pytest.mark.parametrize("name", ["oscillator", "burgers"])
+def test_a_negative_data_seed_is_named(name):
+    from kinn_ref.tasks.registry import get_task
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        get_task(name).make_data("small", -1)

@@ -148,3 +148,94 @@ def test_sequence_length_sets_the_step_count():
     spec, params, x, _ = make_case("none", sequence=True, n_steps=6)
     y, tape = kr.forward(spec.replace(n_steps=2), params, x)
     assert tape.n_steps == 6
+
+
+@pytest.mark.parametrize("dt", [1e-320, 5e-324])
+def test_subnormal_dt_is_refused_naming_dt(dt):
+    with pytest.raises(ValueError, match="dt must be at least 2.2.*e-308.*got " + repr(dt)):
+        kr.LayerSpec(2, 3, dt=dt)
+
+
+def test_dt_below_the_float32_range_is_refused_for_float32_params():
+    spec = kr.LayerSpec(2, 3, integrator="implicit", dt=1e-39)
+    params = kr.init_params(spec, dtype=np.float32)
+    with pytest.raises(ValueError, match="dt 1e-39 is too small for float32 params"):
+        kr.forward(spec, params, np.ones((1, 2), np.float32))
+    y, _ = kr.forward(spec, kr.init_params(spec), np.ones((1, 2)))     # float64 represents it
+    assert np.all(np.isfinite(y))
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"foo": 1}, r"unknown option 'foo'; the options are in_features, n_nodes, order, .*, boundary$"),
+    ({"nsteps": 4}, r"unknown option 'nsteps' \('nsteps': did you mean 'n_steps'\?\)"),
+    ({"foo": 1, "bar": 2}, "unknown options 'foo', 'bar'"),
+])
+def test_layer_spec_names_an_unknown_option_and_lists_the_valid_ones(options, match):
+    with pytest.raises(TypeError, match=match):
+        kr.LayerSpec(2, 3, **options)
+    with pytest.raises(TypeError, match=match):
+        kr.KINN(2, [3], 1, **options)
+    with pytest.raises(TypeError, match=match):
+        kr.LayerSpec(2, 3).replace(**options)
+
+
+def test_layer_spec_with_too_many_positional_arguments():
+    with pytest.raises(TypeError, match="LayerSpec takes at most 13 positional arguments"):
+        kr.LayerSpec(*range(1, 15))
+
+
+@pytest.mark.parametrize("call", [
+    lambda: kr.init_params({"in_features": 2, "n_nodes": 3}),
+    lambda: kr.forward(None, {}, np.ones((1, 2))),
+    lambda: kr.forward({"in_features": 2}, {}, np.ones((1, 2)), backend="numpy"),
+], ids=["init_params(dict)", "forward(None)", "forward(dict)"])
+def test_a_spec_that_is_not_a_layer_spec_is_named(call):
+    with pytest.raises(ValueError, match="spec must be a kinn_ref.LayerSpec, got (dict|NoneType)"):
+        call()
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "a", True])
+def test_bad_seeds_are_named(seed):
+    spec = kr.LayerSpec(2, 3)
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0 or a numpy.random.Generator, got "):
+        kr.init_params(spec, seed=seed)
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0"):
+        kr.KINN(2, [3], 1, seed=seed)
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0"):
+        kr.KINNLayers(3, seed=seed)
+
+
+def test_good_seeds_still_work():
+    spec = kr.LayerSpec(2, 3)
+    a = kr.init_params(spec, seed=np.int64(3))
+    b = kr.init_params(spec, seed=np.random.default_rng(3))
+    assert np.array_equal(a["W"], b["W"])
+    assert kr.init_params(spec, seed=None)["W"].shape == (3, 2)
+
+
+@pytest.mark.parametrize("hidden", [3, "ab", None])
+def test_kinn_hidden_dims_must_be_a_sequence(hidden):
+    with pytest.raises(ValueError, match="hidden_dims must be a sequence of ints"):
+        kr.KINN(3, hidden, 2)
+
+
+@pytest.mark.parametrize("dt,match", [(0.0, "dt must be a finite number > 0, got 0.0"),
+                                      (-1.0, "dt must be a finite number > 0, got -1.0"),
+                                      (float("nan"), "dt must be a finite number > 0, got nan"),
+                                      (float("inf"), "dt must be a finite number > 0, got inf"),
+                                      (1e-320, "dt must be at least")])
+def test_spectral_radius_validates_dt(dt, match):
+    from kinn_ref.linear_analysis import amplification_matrix, spectral_radius
+    spec = kr.LayerSpec(2, 3, coupling="dense")
+    params = kr.init_params(spec)
+    with pytest.raises(ValueError, match=match):
+        spectral_radius(spec, params, dt)
+    with pytest.raises(ValueError, match=match):
+        amplification_matrix(spec, params, dt)
+    assert spectral_radius(spec, params, 0.1) == spectral_radius(spec, params)
+
+
+def test_spectral_radius_names_a_bad_spec():
+    from kinn_ref.linear_analysis import spectral_radius
+    with pytest.raises(ValueError, match="spec must be a kinn_ref.LayerSpec"):
+        spectral_radius(None, {}, 0.1)

@@ -9,6 +9,7 @@ import sys
 import warnings
 
 from .._optional import available, install_hint
+from .output import add_output_argument, prepare_output_file
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def add_arguments(parser):
                         help="checkpoint interval of the memory comparison (default 4)")
     parser.add_argument("--threads", type=int,
                         help="threads for every backend (numba, BLAS, PyTorch); default: all cores")
-    parser.add_argument("--json", help="also write the raw results to this JSON file (default: none written)")
+    add_output_argument(parser, "--json", kind="file",
+                        help="also write the raw results to this JSON file (default: none written)")
 
 
 def run(args):
@@ -36,6 +38,8 @@ def run(args):
 
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.json is not None:
+        prepare_output_file(args.json, "--json")
     if args.backend == "cuda":
         from ..bench import gpu
         return gpu.run(args)

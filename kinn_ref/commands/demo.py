@@ -20,21 +20,67 @@ It prints a results table and writes plots, metrics and ``results.json`` under `
 import importlib.util
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 from .. import LayerSpec, backward, forward, init_params
+from .._checks import check_seed
 from ..linear_analysis import exact_states
 from ..spec import INTEGRATORS
-from .output import default_out, prepare_output_dir
+from .output import add_output_argument, default_out, prepare_output_dir, run_files
 
 #: Steps 1 and 2 check the formulation itself: on the reference, which needs no compilation.
 CHECKS_BACKEND = "numpy"
 
+#: Step 2: (dimension, boundary, points per axis) of each heat-equation check.
+HEAT_CASES = ((1, "dirichlet", 32), (2, "neumann", 24))
+
+#: Steps 3-5: each learned task, its models (None: all of the task's) and the plots drawn of it.
+LEARNED_TASKS = (("oscillator", None, ("curves", "prediction")), ("digits", None, ("curves",)),
+                 ("burgers", ("kinn", "mlp"), ("curves", "prediction")))
+
+
+def _heat_plot(dim, boundary):
+    return f"pde_heat_{dim}d_{boundary}.png"
+
+
+def _task_plot(task_name, plot):
+    return f"train_{task_name}_{plot}.png"
+
+
+def _models(task_name):
+    from ..tasks.registry import get_task
+    models = {name: models for name, models, _ in LEARNED_TASKS}[task_name]
+    return models or tuple(get_task(task_name).models)
+
+
+def _digits_available():
+    return importlib.util.find_spec("sklearn") is not None
+
+
+def output_files(digits=True):
+    """Every file the demo writes into ``--out``: the results, the plots and one run folder per model.
+
+    Parameters
+    ----------
+    digits : bool
+        Whether the digits task runs (it needs scikit-learn).
+
+    Returns
+    -------
+    list of str
+    """
+    names = ["results.json"] + [_heat_plot(dim, boundary) for dim, boundary, _ in HEAT_CASES]
+    for task_name, _, plots in LEARNED_TASKS:
+        if task_name == "digits" and not digits:
+            continue
+        names += [f"{task_name}-{model}/{name}" for model in _models(task_name) for name in run_files()]
+        names += [_task_plot(task_name, plot) for plot in plots]
+    return names
+
 
 def add_arguments(parser):
-    parser.add_argument("--out", type=Path, default=default_out("demo"),
+    add_output_argument(parser, "--out", default=default_out("demo"),
                         help="output directory (default ./kinn-runs/demo)")
     parser.add_argument("--backend", default="auto", help="numpy, numba, cuda or auto (default auto)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -232,25 +278,25 @@ def run(args):
     from ..backends import resolve
     from ..tasks.background import BackgroundWarmUp
 
+    check_seed("--seed", args.seed)
     start = time.perf_counter()
     backend = resolve(args.backend)
     args.backend = backend
-    out = prepare_output_dir(args.out)
+    digits = _digits_available()
+    out = prepare_output_dir(args.out, files=output_files(digits))
     print(f"kinn-ref demo on backend {backend!r}; output in {out}/")
-    with BackgroundWarmUp(backend, _trained_models()) as warm:
+    with BackgroundWarmUp(backend, _trained_models(digits)) as warm:
         if warm.process is not None:
             print("      (the models' numba kernels compile in a second process meanwhile)")
-        return _tour(args, backend, out, start, warm)
+        return _tour(args, backend, out, start, warm, digits)
 
 
-def _trained_models():
+def _trained_models(digits):
     """``(task, model)`` of every model the demo trains, in order (digits only with scikit-learn)."""
-    from ..tasks.registry import get_task
-    tasks = ["oscillator"] + (["digits"] if importlib.util.find_spec("sklearn") is not None else []) + ["burgers"]
-    return [(t, m) for t in tasks for m in (get_task(t).models if t != "burgers" else ("kinn", "mlp"))]
+    return [(t, m) for t, _, _ in LEARNED_TASKS if digits or t != "digits" for m in _models(t)]
 
 
-def _tour(args, backend, out, start, warm):
+def _tour(args, backend, out, start, warm, digits):
     from ..tasks.heat_check import convergence_in_space, mode_error
     from ..tasks.registry import get_task
     from ..training.atomic import atomic_write_text
@@ -270,10 +316,10 @@ def _tour(args, backend, out, start, warm):
     print("\n[2/5] heat equation on a KINN RC mesh (implicit, exact Fourier solution as reference; NumPy "
           "reference)")
     heat = {}
-    for dim, boundary, points in ((1, "dirichlet", 32), (2, "neumann", 24)):
+    for dim, boundary, points in HEAT_CASES:
         err, sol, ref = mode_error(boundary, dim, points, 1e-3, 0.1, 1.0, "implicit", CHECKS_BACKEND)
         dxs, errors, order = convergence_in_space(boundary, dim, backend=CHECKS_BACKEND)
-        plot_solution(sol, ref, out / f"pde_heat_{dim}d_{boundary}.png",
+        plot_solution(sol, ref, out / _heat_plot(dim, boundary),
                       f"heat, {dim}-D {boundary}, {points} nodes per axis, max abs error {err:.1e}")
         heat[f"{dim}d-{boundary}"] = {"max_error": err, "order_dx": order}
         print(f"      {dim}-D {boundary:<9} max abs error {err:.2e}   order in dx {order:.2f} (expected 2)")
@@ -285,28 +331,28 @@ def _tour(args, backend, out, start, warm):
     task = get_task("oscillator")
     data = task.make_data("small", args.seed)
     runs, trainers = {}, {}
-    for model in task.models:
+    for model in _models(task.name):
         runs[model], trainers[model] = _train(rows, task, model, "small", out, args, data, overrides)
         print(f"      {model}: held-out relative L2 {rows[-1]['value']:.3g}")
     baselines["oscillator"] = _baseline_rows(rows, task, data)
     verdicts += ["oscillator:"] + _verdict(rows, task, baselines["oscillator"])
-    plot_curves(runs, out / "train_oscillator_curves.png", title="damped oscillator", loss_name=task.loss)
-    _plot_sequences(trainers, data, out / "train_oscillator_prediction.png")
+    plot_curves(runs, out / _task_plot(task.name, "curves"), title="damped oscillator", loss_name=task.loss)
+    _plot_sequences(trainers, data, out / _task_plot(task.name, "prediction"))
 
     print("\n[4/5] 8x8 digits: KINN against an MLP")
-    if importlib.util.find_spec("sklearn") is None:
+    if not digits:
         print("      skipped: scikit-learn is not installed (python -m pip install 'kinn-ref[digits]')")
     else:
         _wait(warm, "digits")
         task = get_task("digits")
         data = task.make_data("full", args.seed)
         runs = {}
-        for model in task.models:
+        for model in _models(task.name):
             runs[model], _ = _train(rows, task, model, "full", out, args, data, overrides)
             print(f"      {model}: held-out accuracy {rows[-1]['value']:.4f}")
         baselines["digits"] = _baseline_rows(rows, task, data)
         verdicts += ["digits:"] + _verdict(rows, task, baselines["digits"])
-        plot_curves(runs, out / "train_digits_curves.png", title="8x8 digits", loss_name=task.loss)
+        plot_curves(runs, out / _task_plot(task.name, "curves"), title="8x8 digits", loss_name=task.loss)
 
     task = get_task("burgers")
     data = task.make_data("smoke" if args.quick else "small", args.seed)
@@ -315,15 +361,15 @@ def _tour(args, backend, out, start, warm):
           "KINN against an MLP")
     _wait(warm, "burgers")
     runs, trainers, prepared = {}, {}, {}
-    for model in ("kinn", "mlp"):
+    for model in _models(task.name):
         runs[model], trainers[model] = _train(rows, task, model, "small", out, args, data, overrides)
         prepared[model] = task.model(model, data)[2][0]
         print(f"      {model}: held-out relative L2 {rows[-1]['value']:.3g}")
     baselines["burgers"] = _baseline_rows(rows, task, data)
     verdicts += ["burgers:"] + _verdict(rows, task, baselines["burgers"])
-    plot_curves(runs, out / "train_burgers_curves.png", title=f"Burgers ({resolution} points)",
+    plot_curves(runs, out / _task_plot(task.name, "curves"), title=f"Burgers ({resolution} points)",
                 loss_name=task.loss, baselines=baselines["burgers"])
-    _plot_fields(trainers, prepared, data, out / "train_burgers_prediction.png")
+    _plot_fields(trainers, prepared, data, out / _task_plot(task.name, "prediction"))
 
     total = time.perf_counter() - start
     print(f"\nresults (backend {backend}, seed {args.seed}, {total:.0f} s in all)")

@@ -10,12 +10,14 @@ import os
 import sys
 from pathlib import Path
 
+from .output import add_output_argument
+
 
 def add_arguments(parser):
     sub = parser.add_subparsers(dest="action", required=True)
     export = sub.add_parser("export", help="regenerate the suite in high precision (or copy it) into DIR",
                             formatter_class=parser.formatter_class)
-    export.add_argument("directory", type=Path)
+    add_output_argument(export, "directory", metavar="DIR", help="folder to write the cases and manifest.json into")
     export.add_argument("--copy", action="store_true", help="copy the packaged suite instead of regenerating")
     export.add_argument("--cases", default=None, help="glob over case names (default: all)")
     export.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
@@ -35,12 +37,12 @@ def add_arguments(parser):
 
 
 def _export(args):
-    from ..analysis.golden_export import copy_suite, export_suite
+    from ..analysis.golden_export import copy_files, copy_suite, export_files, export_suite
     from .output import prepare_output_dir
-    prepare_output_dir(args.directory, "DIR")
+    if args.copy and args.cases is not None:
+        raise ValueError("--cases cannot be combined with --copy (the copy is the whole suite)")
+    prepare_output_dir(args.directory, "DIR", files=copy_files() if args.copy else export_files(args.cases))
     if args.copy:
-        if args.cases is not None:
-            raise ValueError("--cases cannot be combined with --copy (the copy is the whole suite)")
         manifest = copy_suite(args.directory)
         print(f"copied {len(manifest['cases'])} golden cases to {args.directory}")
         return 0

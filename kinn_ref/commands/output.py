@@ -1,9 +1,15 @@
-"""Output folders of the commands: checked (and created) before any heavy work starts."""
-import os
-import tempfile
+"""Where the commands write: output folders and files are declared with :func:`add_output_argument` and
+checked (and created) by :func:`prepare_output_dir` or :func:`prepare_output_file` before any heavy work
+starts, naming every file the command will write, so that a path that cannot be written ends the command at
+once with one line; each file is then written atomically (a temporary file renamed over it)."""
 from pathlib import Path
 
+from .._checks import check_output_file, check_output_folder
+
 RUNS_ROOT = Path("kinn-runs")
+
+#: What an output argument names: a folder the command writes files into, or one file.
+OUTPUT_KINDS = ("folder", "file")
 
 
 def default_out(*parts):
@@ -11,14 +17,26 @@ def default_out(*parts):
     return RUNS_ROOT.joinpath(*parts)
 
 
-def prepare_output_dir(path, argument="--out"):
-    """Create ``path`` (a folder) if needed and check that files can be written in it.
+def add_output_argument(parser, *flags, kind="folder", **options):
+    """``parser.add_argument(*flags, type=Path, **options)``, marked as an output ``kind`` (``folder`` or
+    ``file``) on the returned action's ``output`` attribute so that tools and tests find every output."""
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"kind must be one of {OUTPUT_KINDS}, got {kind!r}")
+    action = parser.add_argument(*flags, type=Path, **options)
+    action.output = kind
+    return action
+
+
+def prepare_output_dir(path, argument="--out", files=()):
+    """Create ``path`` (a folder) if needed and check that ``files`` can be written in it.
 
     Parameters
     ----------
     path : str or Path
     argument : str
         The option that named it, for the message.
+    files : iterable of str
+        The names (relative to ``path``, possibly in subfolders) of the files the command will write.
 
     Returns
     -------
@@ -27,18 +45,25 @@ def prepare_output_dir(path, argument="--out"):
     Raises
     ------
     ValueError
-        When ``path`` or one of its parents is a file, or the folder cannot be created or written.
+        When ``path`` or one of its parents is a file, one of ``files`` is a folder or lies under a file, or a
+        folder cannot be created or written.
     """
-    path = Path(path)
-    for parent in [path, *path.parents]:
-        if parent.exists() and not parent.is_dir():
-            what = "is a file" if parent == path else f"is under {parent}, which is a file"
-            raise ValueError(f"{argument} must be a folder, but {path} {what}")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ValueError(f"{argument} {path} cannot be written: {exc.strerror or exc}") from None
-    return path
+    return check_output_folder(path, argument, files)
+
+
+def prepare_output_file(path, argument):
+    """Create the folder of the file ``path`` if needed and check that ``path`` can be written.
+
+    Raises
+    ------
+    ValueError
+        When ``path`` is a folder, lies under a file, or its folder cannot be created or written.
+    """
+    return check_output_file(path, argument)
+
+
+def run_files():
+    """The files of one training run's folder (:func:`kinn_ref.tasks.run.train_task`)."""
+    from ..tasks.run import RESULT_NAME
+    from ..training.trainer import CHECKPOINT_NAME, METRICS_NAME
+    return (CHECKPOINT_NAME, METRICS_NAME, RESULT_NAME)

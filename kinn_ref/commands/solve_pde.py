@@ -5,11 +5,10 @@ The step is checked before anything runs: it must divide ``--t-end`` and be with
 range on the mesh (the project's stability analysis); ``--allow-unstable`` runs an unstable step anyway."""
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 
-from .output import default_out, prepare_output_dir
+from .output import add_output_argument, default_out, prepare_output_dir
 
 
 X_LABEL, Y_LABEL = "x position (box length units)", "y position (box length units)"
@@ -28,7 +27,7 @@ def add_arguments(parser):
     parser.add_argument("--allow-unstable", action="store_true",
                         help="run a --dt beyond the integrator's largest stable step anyway (with a warning)")
     parser.add_argument("--backend", default="auto", help="numpy, numba, cuda or auto (default auto)")
-    parser.add_argument("--out", type=Path, default=default_out("solve-pde"),
+    add_output_argument(parser, "--out", default=default_out("solve-pde"),
                         help="output directory (default ./kinn-runs/solve-pde)")
 
 
@@ -80,6 +79,11 @@ def plot_solution(sol, ref, path, title):
     return save_figure(fig, path)
 
 
+def output_files(args):
+    """The plot and the result file that ``run`` writes into ``--out``."""
+    return f"heat_{args.dim}d_{args.boundary}.png", "result.json"
+
+
 def _json_float(value):
     """``value`` as a float, or None where JSON has no number for it (an unbounded stable step)."""
     return float(value) if math.isfinite(value) else None
@@ -92,7 +96,8 @@ def run(args):
                                     time_steps)
     from ..training.atomic import atomic_write_text
     time_steps(args.t_end, args.dt, names=("--t-end", "--dt"))    # refused before any work
-    out = prepare_output_dir(args.out)
+    out = prepare_output_dir(args.out, files=output_files(args))
+    png_name, result_name = output_files(args)
     backend = resolve(args.backend)
     try:
         err, sol, ref = mode_error(args.boundary, args.dim, args.points, args.dt, args.t_end, args.diffusivity,
@@ -114,14 +119,14 @@ def run(args):
           f"t={SPACE_T_END:g}, dt the largest t/n <= dx^2/({4 * args.dim} kappa):")
     print("    " + "  ".join(f"dx={h:.4f} dt={s:.3g}: {e:.2e}" for h, s, e in zip(dxs, space_dts, errors))
           + f"  -> slope {order:.2f} (expected 2)")
-    png = plot_solution(sol, ref, out / f"heat_{args.dim}d_{args.boundary}.png",
+    png = plot_solution(sol, ref, out / png_name,
                         f"heat equation, {args.boundary}, {args.integrator} dt={sol.dt:.3g}, max error {err:.2e}")
-    atomic_write_text(out / "result.json", json.dumps(
+    atomic_write_text(out / result_name, json.dumps(
         {"dim": args.dim, "boundary": args.boundary, "points": args.points, "integrator": args.integrator,
          "dt": sol.dt, "n_steps": sol.n_steps, "dt_max": _json_float(sol.dt_max), "stable": sol.stable,
          "t_end": float(sol.times[-1]), "diffusivity": args.diffusivity, "backend": backend,
          "max_error": err, "space_integrator": "rk4", "space_t_end": SPACE_T_END, "space_points": list(SPACE_POINTS),
          "space_dx": dxs, "space_dt": space_dts, "space_errors": errors, "space_order": order,
          "final": np.asarray(sol.u).tolist()}, indent=1) + "\n")
-    print(f"wrote {png} and {out / 'result.json'}")
+    print(f"wrote {png} and {out / result_name}")
     return 0

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..parameterization import init_params
 from ..spec import BOUNDARIES, COUPLINGS, INTEGRATORS, PARAMETERIZATIONS, LayerSpec
-from .output import default_out, prepare_output_dir
+from .output import add_output_argument, default_out, prepare_output_dir
 
 
 def add_arguments(parser):
@@ -40,7 +40,7 @@ def add_arguments(parser):
     parser.add_argument("--scale-target", choices=("coupling", "leak", "all"), default=None,
                         help="conductances scaled in the map (default: coupling; leak for uncoupled cells)")
     parser.add_argument("--resolution", type=int, default=40, help="points per axis of the map (default 40)")
-    parser.add_argument("--out", type=Path, default=default_out("stability"), help="output folder")
+    add_output_argument(parser, "--out", default=default_out("stability"), help="output folder")
     parser.add_argument("--no-plots", action="store_true", help="skip the map and the plots")
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 when the layer's own integrator is unstable at the chosen dt")
@@ -158,6 +158,21 @@ def _print_report(name, report):
               f"{verdict(report.rho[integ])}{marker}")
 
 
+def _suffix(name, layers):
+    return "" if len(layers) == 1 else "_" + name.replace(".", "_")
+
+
+def output_files(layers, no_plots):
+    """The files ``run`` writes into ``--out`` for ``layers``: per layer, the JSON report, or the map's JSON
+    and PNG and the stability regions' PNG."""
+    names = []
+    for name, _, _ in layers:
+        suffix = _suffix(name, layers)
+        names += ([f"stability{suffix}.json"] if no_plots else
+                  [f"stability_map{suffix}.json", f"stability_map{suffix}.png", f"stability_regions{suffix}.png"])
+    return names
+
+
 def run(args):
     from ..analysis.golden_store import atomic_write_bytes
     from ..analysis.stability import verdict
@@ -165,7 +180,7 @@ def run(args):
     if args.resolution < 2:
         raise ValueError(f"--resolution must be >= 2, got {args.resolution}")
     layers = load_layers(args)
-    prepare_output_dir(args.out)
+    prepare_output_dir(args.out, files=output_files(layers, args.no_plots))
     unstable = False
     for name, spec, params in layers:
         if args.dt is not None:
@@ -173,7 +188,7 @@ def run(args):
         report = assess(spec, params, spec.dt)
         _print_report(name, report)
         unstable |= verdict(report.rho[spec.integrator]) == "unstable"
-        suffix = "" if len(layers) == 1 else "_" + name.replace(".", "_")
+        suffix = _suffix(name, layers)
         if args.no_plots:
             atomic_write_bytes(args.out / f"stability{suffix}.json",
                                (json.dumps(report.to_dict(), indent=1) + "\n").encode())

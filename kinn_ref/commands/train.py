@@ -1,9 +1,12 @@
 """``kinn-ref train``: train a KINN (or the MLP baseline) on a built-in task, with checkpoints and resume."""
 import sys
-from pathlib import Path
 
+from .._checks import check_seed
 from ..tasks.registry import TASKS
-from .output import default_out, prepare_output_dir
+from .output import add_output_argument, default_out, prepare_output_dir, run_files
+
+#: The loss curves' plot, beside the run's own files.
+CURVES_NAME = "curves.png"
 
 
 def add_arguments(parser):
@@ -26,8 +29,7 @@ def add_arguments(parser):
     parser.add_argument("--penalty", type=float, default=None, help="conductance penalty weight (default: none)")
     parser.add_argument("--guard", action="store_true", help="keep each layer's dt inside its stable region")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, weights and batch order")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run folder (default ./kinn-runs/train/TASK-MODEL)")
+    add_output_argument(parser, "--out", default=None, help="run folder (default ./kinn-runs/train/TASK-MODEL)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in OUT/checkpoint.npz")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -51,11 +53,13 @@ def run(args):
     from ..tasks.run import train_task
     from ..training.plots import plot_curves
     from ..training.trainer import CHECKPOINT_NAME
+    check_seed("--seed", args.seed)
     task = TASKS[args.task]
     model = args.model or next(iter(task.models))
     if model not in task.models:
         raise ValueError(f"--model must be one of {sorted(task.models)} for task {args.task!r}, got {model!r}")
-    out = prepare_output_dir(args.out or default_out("train", f"{args.task}-{model}"))
+    out = prepare_output_dir(args.out or default_out("train", f"{args.task}-{model}"),
+                             files=run_files() + (CURVES_NAME,))
     existing = _existing_run(out)
     if existing and not args.resume:
         raise ValueError(f"--out {out} already holds a run ({', '.join(existing)}); pass --resume to continue it "
@@ -75,12 +79,12 @@ def run(args):
         verb = "extended" if result["epochs"] > trainer.extended_from else "shortened"
         print(f"{verb} the run from {trainer.extended_from} to {result['epochs']} epochs (the learning-rate "
               "schedule was planned anew over the new total)")
-    plot_curves({model: records}, out / "curves.png", title=f"{args.task}: {model}", loss_name=task.loss,
+    plot_curves({model: records}, out / CURVES_NAME, title=f"{args.task}: {model}", loss_name=task.loss,
                 baselines=result["baselines"])
     print(f"{args.task} / {model} on {result['backend']}: held-out {result['metric']} = {result['value']:.4g} "
           f"after {result['epochs']} epochs ({result['compile_seconds']:.1f} s first step, "
           f"{result['train_seconds']:.1f} s training, {result['parameters']} parameters)")
     for name, value in result["baselines"].items():
         print(f"  {name}: {value:.4g}")
-    print(f"wrote {out}/checkpoint.npz, metrics.jsonl, result.json, curves.png")
+    print(f"wrote {out}/" + ", ".join(run_files() + (CURVES_NAME,)))
     return 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_positive_float, check_positive_int
+from .._checks import check_positive_float, check_positive_int, check_seed
 
 
 def wavenumbers(n, length):
@@ -203,7 +203,7 @@ def make_burgers_data(n_samples, resolution=256, seed=0, nu=0.1, t_end=1.0, leng
     """
     n_samples = check_positive_int("n_samples", n_samples)
     resolution = check_positive_int("resolution", resolution, minimum=8)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed("seed", seed))
     u0 = gaussian_random_field(n_samples, resolution, rng, length, scale, tau, gamma, zero_mean)
     u1 = solve_burgers(u0, t_end, nu=nu, length=length)
     x = np.arange(resolution) * length / resolution

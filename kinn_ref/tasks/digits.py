@@ -1,6 +1,8 @@
 """The 8x8 handwritten digits that scikit-learn ships (1797 images, 10 classes; the ``digits`` extra)."""
 import numpy as np
 
+from .._checks import check_seed
+
 
 def load_digits_split(test_fraction=0.2, seed=0):
     """Digits scaled to ``[0, 1]``, split into training and held-out parts, stratified by class.
@@ -26,7 +28,7 @@ def load_digits_split(test_fraction=0.2, seed=0):
     from sklearn.datasets import load_digits
     data = load_digits()
     x, y = data.data / 16.0, data.target.astype(np.int64)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed("seed", seed))
     test = np.zeros(len(y), bool)
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))

@@ -10,13 +10,14 @@ import math
 
 import numpy as np
 
-from .._checks import check_positive_float
+from .._checks import check_positive_float, check_step
 from .heat import pde_grid, solve_pde_with_kinn
 
 SPACE_POINTS = (8, 16, 32)    # grids of convergence_in_space
 SPACE_T_END = 0.05            # its final time
 SPACE_DT_FACTOR = 0.25        # its step: at most SPACE_DT_FACTOR * dx^2 / (d kappa), dividing t_end
 DIVIDE_RTOL = 1e-9            # t_end / dt within this of a whole number counts as dividing
+MAX_STEPS = 2 ** 53           # beyond this a float64 time n * dt no longer tells step n from step n + 1
 
 _MODES = {"dirichlet": (np.sin, np.pi), "neumann": (np.cos, np.pi), "periodic": (np.sin, 2 * np.pi)}
 
@@ -42,7 +43,8 @@ def time_steps(t_end, dt, names=("t_end", "dt")):
     t_end : float
         Final time, > 0.
     dt : float
-        Time step, > 0; it must divide ``t_end`` (to a relative ``1e-9``), it is never rounded.
+        Time step, > 0 and a normal float64; it must divide ``t_end`` (to a relative ``1e-9``) into at most
+        ``2**53`` steps (:data:`MAX_STEPS`); it is never rounded.
     names : (str, str)
         How the messages name ``t_end`` and ``dt`` (e.g. the command-line options).
 
@@ -57,8 +59,11 @@ def time_steps(t_end, dt, names=("t_end", "dt")):
     """
     t_name, dt_name = names
     t_end = check_positive_float(t_name, t_end)
-    dt = check_positive_float(dt_name, dt)
+    dt = check_step(dt_name, dt)
     ratio = t_end / dt
+    if not ratio <= MAX_STEPS:
+        raise ValueError(f"{dt_name} {dt:g} is too small for {t_name} {t_end:g}: {t_name} / {dt_name} = {ratio:.3g} "
+                         f"steps, more than 2**53, beyond which the steps' times cannot be told apart in float64")
     n = max(1, int(round(ratio)))
     if abs(n * dt - t_end) > DIVIDE_RTOL * t_end:
         raise ValueError(f"{dt_name} {dt:g} does not divide {t_name} {t_end:g} into a whole number of steps "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from .._checks import check_positive_float, check_positive_int
+from .._checks import check_positive_float, check_positive_int, check_seed
 
 
 def random_steps(n_samples, n_steps, rng, mean_hold=15.0):
@@ -73,7 +73,7 @@ def make_oscillator_data(n_samples, n_steps=100, dt=0.1, omega=1.5, zeta=1.0, se
     n_samples = check_positive_int("n_samples", n_samples)
     n_steps = check_positive_int("n_steps", n_steps)
     dt, omega, zeta = (check_positive_float(k, v) for k, v in (("dt", dt), ("omega", omega), ("zeta", zeta)))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed("seed", seed))
     u = random_steps(n_samples, n_steps, rng)
     y = damped_response(u, dt, omega, zeta)
     return OscillatorData(u=u[..., None], y=y[..., None], dt=dt, omega=omega, zeta=zeta)

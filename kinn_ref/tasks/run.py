@@ -9,6 +9,9 @@ from ..training.atomic import atomic_write_text
 from ..training.trainer import Trainer
 from .registry import get_task
 
+#: The file of a run's result, beside the trainer's checkpoint and metrics in ``out_dir``.
+RESULT_NAME = "result.json"
+
 
 def first_step_seconds(trainer, x_train):
     """Time one forward and backward pass of ``trainer``'s model on its first training batch.
@@ -117,5 +120,5 @@ def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", 
               "n_train": int(len(x_train)), "n_test": int(len(x_test)), "seed": seed, "data": data.info,
               "baselines": task.baseline_scores(data)}
     if out_dir is not None:
-        atomic_write_text(Path(out_dir) / "result.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(Path(out_dir) / RESULT_NAME, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result, records, trainer

@@ -16,6 +16,7 @@ from ...coupling import make_coupling
 from ...errors import NonFiniteStateError
 from ...parameterization import check_params, circuit_vjp, make_circuit
 from ...reference import Tape, input_currents_vjp, input_layout
+from ...tape_memory import check_tape_memory
 from ..launch_warnings import quiet_launches
 from . import config
 from .codes import N_MATRIX_SUMS, N_NODE_SUMS
@@ -145,6 +146,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     check_choice("on_nonfinite", on_nonfinite, ("raise", "flag"))
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    check_tape_memory(spec, x, dtype, checkpoint_every or default_interval(spec))
     K, N = spec.order, spec.total_nodes
     if V0 is None:
         Y0 = np.zeros((B, K, N), dtype)
