@@ -146,3 +146,28 @@ def test_atomic_write_replaces_and_uses_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_save_checkpoint_never_writes_a_non_finite_value(tmp_path):
+    from kinn_ref.training import save_checkpoint
+    params = {"layers.0.g_raw": np.array([0.5, np.nan]), "head.b": np.zeros(2)}
+    state = {"kind": "sgd", "hyperparameters": {}, "step_count": 1, "slots": {"momentum": {"head.b": np.zeros(2)}}}
+    kw = dict(optimizer_state=state, config={}, epoch=3, rng_state={})
+    with pytest.raises(ValueError, match=r"param/layers.0.g_raw holds 1 non-finite value\(s\) at epoch 3"):
+        save_checkpoint(tmp_path / "a.npz", params=params, **kw)
+    state["slots"]["momentum"]["head.b"] = np.array([np.inf, 0.0])
+    with pytest.raises(ValueError, match="opt/momentum/head.b"):
+        save_checkpoint(tmp_path / "a.npz", params={"head.b": np.zeros(2)}, **kw)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_stale_temporaries_removes_only_what_atomic_write_leaves(tmp_path):
+    from kinn_ref.training.atomic import remove_stale_temporaries
+    stale = [tmp_path / ".checkpoint.npz.k2_9xq1a.tmp", tmp_path / ".checkpoint.npz.AbC.tmp"]
+    kept = [tmp_path / "checkpoint.npz", tmp_path / ".metrics.jsonl.k2_9xq1a.tmp", tmp_path / "checkpoint.npz.tmp",
+            tmp_path / ".checkpoint.npz..tmp", tmp_path / ".checkpoint.npz.a.b.tmp"]
+    for p in stale + kept:
+        p.write_bytes(b"x")
+    assert sorted(remove_stale_temporaries(tmp_path / "checkpoint.npz")) == sorted(stale)
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert remove_stale_temporaries(tmp_path / "missing" / "checkpoint.npz") == []
