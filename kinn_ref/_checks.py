@@ -53,6 +53,32 @@ def check_seed(name, value):
     return int(value)
 
 
+def check_real(name, value, low=None, high=None, low_open=False, high_open=False):
+    """Return ``value`` as float if it is a finite real number inside the given interval.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in the error message.
+    value : object
+    low, high : float, optional
+        Bounds of the interval (None: unbounded on that side).
+    low_open, high_open : bool
+        Exclude the bound itself.
+    """
+    inside = isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+    if inside and low is not None:
+        inside = value > low if low_open else value >= low
+    if inside and high is not None:
+        inside = value < high if high_open else value <= high
+    if not inside:
+        lo = "-inf" if low is None else repr(low)
+        hi = "inf" if high is None else repr(high)
+        interval = f"{'(' if low is None or low_open else '['}{lo}, {hi}{')' if high is None or high_open else ']'}"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return float(value)
+
+
 def check_array(name, value, shape, dtype=None):
     """Check that ``value`` is a finite float ndarray of ``shape`` (None entries match any size).
 

@@ -65,3 +65,25 @@ class TapeMemoryError(MemoryError):
         self.available = int(available)
         self.checkpoint_every = checkpoint_every
         super().__init__(message)
+
+
+class NonFiniteTrainingError(FloatingPointError):
+    """Training produced NaN or infinity in a gradient, a parameter or the optimizer state.
+
+    The offending value is never applied to a checkpoint: the run stops before the update or the save.
+
+    Attributes
+    ----------
+    name : str
+        What holds the non-finite value (``"gradient of 'layers.0.g_raw'"``, ``"parameter ..."``, ...).
+    epoch : int
+        The epoch (1-based) being trained or saved.
+    step : int or None
+        The optimizer step (1-based count, as in the metrics' ``step``) being taken, when there is one.
+    """
+
+    def __init__(self, message, name, epoch, step=None):
+        self.name = name
+        self.epoch = int(epoch)
+        self.step = None if step is None else int(step)
+        super().__init__(message)

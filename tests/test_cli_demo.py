@@ -51,22 +51,22 @@ def test_curves_name_their_axes_and_draw_the_baselines(tmp_path, monkeypatch):
 
 
 def test_train_interrupted_and_resumed_matches_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
-    from kinn_ref.training.metrics_log import MetricsLog
+    from kinn_ref.training.trainer import Trainer
     common = ["train", "--task", "oscillator", "--model", "kinn-k2", "--backend", "numpy", "--no-progress",
               "--lr", "0.05", "--epochs", "4"]
     assert main(common + ["--out", str(tmp_path / "full")]) == 0
-    append = MetricsLog.append
+    save = Trainer.save
 
-    def interrupt_after_epoch_2(self, record):
-        append(self, record)
-        if record["epoch"] == 2:
+    def interrupt_after_epoch_2(self, path, run_config=None):
+        save(self, path, run_config)
+        if self.epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(MetricsLog, "append", interrupt_after_epoch_2)
+    monkeypatch.setattr(Trainer, "save", interrupt_after_epoch_2)
     assert main(common + ["--out", str(tmp_path / "part")]) == 130
     assert "the last checkpoint is" in capsys.readouterr().err
     assert load_checkpoint(tmp_path / "part" / "checkpoint.npz").epoch == 2
-    monkeypatch.setattr(MetricsLog, "append", append)
+    monkeypatch.setattr(Trainer, "save", save)
     assert main(common + ["--out", str(tmp_path / "part"), "--resume"]) == 0
     full = load_checkpoint(tmp_path / "full" / "checkpoint.npz")
     again = load_checkpoint(tmp_path / "part" / "checkpoint.npz")

@@ -8,7 +8,7 @@ import pytest
 
 import kinn_ref as kr
 from kinn_ref.backends.launch_warnings import performance_warning_categories, quiet_launches
-from kinn_ref.errors import UnstableStepWarning
+from kinn_ref.errors import UnstableStepError, UnstableStepWarning
 from kinn_ref.training.optimizers import SGD, Adam, AdamW
 from kinn_ref.training.stability import StabilityGuard
 
@@ -178,13 +178,17 @@ def test_small_cuda_launches_emit_no_performance_warning(monkeypatch):
         pytest.skip("real GPU run without KINN_REF_REAL_CUDA=1")
 
 
-def test_stability_guard_warns_when_no_dt_is_stable():
-    """A dense layer with a growing mode is unstable for every dt: the guard says so as a warning."""
+def test_stability_guard_refuses_or_warns_when_no_dt_is_stable():
+    """A dense layer with a growing mode is unstable for every dt: the guard raises by default, and with
+    on_unstable="warn" says so as a warning and leaves dt."""
     net = kr.KINN(1, [], 2, dt=0.1, coupling="dense", integrator="euler", param="raw")
     params = net.layers[0].params
     params["C_raw"][...] = 1.0
     params["g_raw"][...] = 0.0
     params["G_raw"][0] = [[1.0, 0.0], [0.0, 1.0]]       # dV/dt = +V: grows for every dt
+    with pytest.raises(UnstableStepError, match="layers.0: the circuit is unstable for every dt") as info:
+        StabilityGuard().apply(net)
+    assert info.value.dt_max == 0.0 and info.value.dt == 0.1 and net.layers[0].spec.dt == 0.1
     with pytest.warns(UnstableStepWarning, match="layers.0: the circuit is unstable for every dt"):
-        changes = StabilityGuard().apply(net)
+        changes = StabilityGuard(on_unstable="warn").apply(net)
     assert changes == [{"layer": "layers.0", "old_dt": 0.1, "new_dt": None}]

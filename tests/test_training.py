@@ -6,7 +6,7 @@ from helpers import assert_close
 from kinn_ref.network import KINN
 from kinn_ref.training import (SGD, Adam, AdamW, CosineWarmup, StabilityGuard, StepDecay, clip_by_global_norm,
                                conductance_penalty, global_norm, mse, power_spectral_radius, relative_l2,
-                               softmax_cross_entropy)
+                               make_schedule, softmax_cross_entropy)
 from kinn_ref.linear_analysis import spectral_radius
 
 
@@ -152,3 +152,51 @@ def test_stability_guard_lowers_an_unstable_dt(dense_limit):
     assert layer.spec.dt == pytest.approx(0.9 * 0.4, rel=2e-2)
     assert spectral_radius(layer.spec, layer.params) <= 1
     assert StabilityGuard().apply(model) == []
+
+
+_NAN, _INF = float("nan"), float("inf")
+_P = {"w": np.zeros(3)}
+_BAD_HYPERPARAMETERS = [
+    (lambda v: SGD(_P, lr=v), "lr", [_NAN, _INF, 0.0, -1.0, "0.1"]),
+    (lambda v: SGD(_P, momentum=v), "momentum", [_NAN, _INF, 1.0, -0.1]),
+    (lambda v: SGD(_P, nesterov=v), "nesterov", ["yes", 1.5]),
+    (lambda v: Adam(_P, betas=v), "betas", [(0.9,), 0.9, "ab"]),
+    (lambda v: Adam(_P, betas=(v, 0.999)), r"betas\[0\]", [_NAN, 1.0, -0.5]),
+    (lambda v: Adam(_P, betas=(0.9, v)), r"betas\[1\]", [_INF, 1.0]),
+    (lambda v: Adam(_P, eps=v), "eps", [_NAN, 0.0, -1e-8]),
+    (lambda v: Adam(_P, weight_decay=v), "weight_decay", [_NAN, _INF, -1e-3]),
+    (lambda v: AdamW(_P, weight_decay=v), "weight_decay", [_NAN, _INF, -1e-3]),
+    (lambda v: AdamW(_P, exclude=v), "exclude", ["b", (1,)]),
+    (lambda v: StepDecay(v, step_size=10), "lr", [_NAN, 0.0]),
+    (lambda v: StepDecay(1.0, step_size=v), "step_size", [0, 2.5]),
+    (lambda v: StepDecay(1.0, step_size=10, gamma=v), "gamma", [_NAN, _INF, 0.0, 1.5]),
+    (lambda v: CosineWarmup(1.0, total_steps=v), "total_steps", [0, _NAN]),
+    (lambda v: CosineWarmup(1.0, total_steps=10, warmup_steps=v), "warmup_steps", [-1, 2.5, 10, _NAN]),
+    (lambda v: CosineWarmup(1.0, total_steps=10, min_lr=v), "min_lr", [_NAN, -0.1, 1.5]),
+    (lambda v: make_schedule(v), "schedule", [{"kind": "linear"}, {"kind": "step", "lr": 1.0},
+                                              {"kind": "step", "lr": 1.0, "step_size": 2, "decay": 0.5}, "step"]),
+    (lambda v: clip_by_global_norm({"w": np.ones(2)}, v), "max_norm", [_NAN, 0.0, -1.0]),
+    (lambda v: conductance_penalty(KINN(2, [], 2), v), "strength", [_NAN, _INF, -1.0]),
+    (lambda v: StabilityGuard(safety=v), "safety", [_NAN, 0.0, 1.0]),
+    (lambda v: StabilityGuard(margin=v), "margin", [_NAN, _INF, -1e-9]),
+    (lambda v: StabilityGuard(dense_limit=v), "dense_limit", [-1, 2.5]),
+    (lambda v: StabilityGuard(power_iterations=v), "power_iterations", [0, 10.0]),
+    (lambda v: StabilityGuard(on_unstable=v), "on_unstable", ["ignore", True]),
+]
+
+
+@pytest.mark.parametrize("make, name, values", _BAD_HYPERPARAMETERS, ids=[c[1] for c in _BAD_HYPERPARAMETERS])
+def test_hyperparameters_are_checked_at_construction(make, name, values):
+    """NaN, infinite, out-of-range or ill-typed settings raise a ValueError naming the argument."""
+    for value in values:
+        with pytest.raises(ValueError, match=name):
+            make(value)
+
+
+def test_hyperparameters_at_the_edges_of_their_ranges_are_accepted():
+    SGD(_P, momentum=0.0)
+    Adam(_P, betas=(0.0, 0.0), weight_decay=0.0)
+    StepDecay(1.0, step_size=1, gamma=1.0)
+    CosineWarmup(1.0, total_steps=10, warmup_steps=9, min_lr=1.0)
+    StabilityGuard(dense_limit=0, margin=0.0, on_unstable="warn")
+    assert conductance_penalty(KINN(2, [], 2), 0.0)[0] == 0.0

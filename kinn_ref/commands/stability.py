@@ -78,15 +78,14 @@ def _from_config(path):
 
 
 def _from_archive(path, only=None):
+    from ..training.checkpoint import CheckpointError, read_archive
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = set(archive.files)
-            arrays = {k: archive[k] for k in keys}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"--checkpoint {path}: cannot read an .npz archive ({exc})") from None
-    if "meta" in keys:
+        arrays = read_archive(path)
+    except CheckpointError as exc:
+        raise ValueError(f"--checkpoint: {exc}") from None
+    if "meta" in arrays:
         return _from_training_checkpoint(path, only)
-    if "spec" not in keys:
+    if "spec" not in arrays:
         raise ValueError(f"--checkpoint {path}: expected a training checkpoint ('meta' entry) or parameters "
                          "with a 'spec' JSON entry")
     spec = _spec_from_fields(json.loads(str(arrays.pop("spec"))), f"--checkpoint {path}")

@@ -27,7 +27,12 @@ def add_arguments(parser):
     parser.add_argument("--clip-norm", type=float, default=None,
                         help="clip the global gradient norm (default: no clipping)")
     parser.add_argument("--penalty", type=float, default=None, help="conductance penalty weight (default: none)")
-    parser.add_argument("--guard", action="store_true", help="keep each layer's dt inside its stable region")
+    parser.add_argument("--guard", action="store_true",
+                        help="keep each layer's dt inside its stable region, checked before the first step and "
+                             "after every step; a circuit unstable for every dt stops training with an error")
+    parser.add_argument("--guard-warn-unstable", action="store_true",
+                        help="with --guard, a circuit unstable for every dt is a warning and training goes on "
+                             "(default: an error)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, weights and batch order")
     add_output_argument(parser, "--out", default=None, help="run folder (default ./kinn-runs/train/TASK-MODEL)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in OUT/checkpoint.npz")
@@ -52,6 +57,7 @@ def _last_checkpoint(path):
 def run(args):
     from ..tasks.run import train_task
     from ..training.plots import plot_curves
+    from ..training.stability import StabilityGuard
     from ..training.trainer import CHECKPOINT_NAME
     check_seed("--seed", args.seed)
     task = TASKS[args.task]
@@ -64,6 +70,8 @@ def run(args):
     if existing and not args.resume:
         raise ValueError(f"--out {out} already holds a run ({', '.join(existing)}); pass --resume to continue it "
                          "(with a larger --epochs to extend it) or choose another --out")
+    if args.guard_warn_unstable and not args.guard:
+        raise ValueError("--guard-warn-unstable needs --guard")
     if args.resume and not (out / CHECKPOINT_NAME).exists():
         raise ValueError(f"--resume: there is no checkpoint to resume from in {out}")
     try:
@@ -71,14 +79,13 @@ def run(args):
             args.task, model, size=args.size, seed=args.seed, backend=args.backend, out_dir=out,
             resume=args.resume, progress=not args.no_progress, epochs=args.epochs, lr=args.lr,
             batch_size=args.batch_size, optimizer=args.optimizer, clip_norm=args.clip_norm, penalty=args.penalty,
-            guard=args.guard or None)
+            guard=StabilityGuard(on_unstable="warn") if args.guard_warn_unstable else args.guard or None)
     except KeyboardInterrupt:
         print(f"kinn-ref train: interrupted; {_last_checkpoint(out / CHECKPOINT_NAME)}", file=sys.stderr)
         return 130
-    if trainer.extended_from is not None:
-        verb = "extended" if result["epochs"] > trainer.extended_from else "shortened"
-        print(f"{verb} the run from {trainer.extended_from} to {result['epochs']} epochs (the learning-rate "
-              "schedule was planned anew over the new total)")
+    if trainer.extended_from is not None and result["epochs"] > trainer.extended_from:
+        print(f"extended the run from {trainer.extended_from} to {result['epochs']} epochs (the learning-rate "
+              "schedule was planned anew over the new total)")   # a shortened run is the trainer's warning
     plot_curves({model: records}, out / CURVES_NAME, title=f"{args.task}: {model}", loss_name=task.loss,
                 baselines=result["baselines"])
     print(f"{args.task} / {model} on {result['backend']}: held-out {result['metric']} = {result['value']:.4g} "

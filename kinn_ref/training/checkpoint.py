@@ -9,12 +9,17 @@ Layout of the archive:
   ``sha256``: the digest of every array (name, dtype, shape, bytes, in name order) and of the meta
   itself without the digest.
 
-:func:`load_checkpoint` recomputes the digest and raises :class:`CheckpointError` (a ``ValueError``)
-for a corrupt, truncated, foreign or tampered file.
+:func:`load_checkpoint` checks every archive member's CRC-32, recomputes the digest and raises
+:class:`CheckpointError` (a ``ValueError``) naming the file for a corrupt, truncated, foreign or tampered
+file: every way reading a damaged archive can fail ends in that one exception.
+
+:func:`save_checkpoint` refuses arrays holding NaN or infinity: a checkpoint never holds a non-finite value.
 """
 import hashlib
 import io
 import json
+import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -29,6 +34,14 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be used: corrupt, not a kinn_ref checkpoint, or not matching the run."""
+
+
+# What reading a damaged .npz can raise, from zipfile (bad headers, unsupported or "encrypted" flags:
+# RuntimeError and its subclass NotImplementedError; truncated structures: struct.error, EOFError), zlib,
+# and numpy's .npy header parser (ValueError; tokenize.TokenError and SyntaxError from its literal parsing;
+# MemoryError and OverflowError when a damaged shape claims an enormous array).
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, struct.error,
+                   RuntimeError, SyntaxError, tokenize.TokenError, MemoryError, OverflowError)
 
 
 @dataclass
@@ -91,10 +104,19 @@ def save_checkpoint(path, *, params, optimizer_state, config, epoch, rng_state, 
     -------
     str
         The SHA-256 digest recorded in the file.
+
+    Raises
+    ------
+    ValueError
+        When a parameter or optimizer slot holds NaN or infinity (nothing is written).
     """
     arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
     for slot, values in optimizer_state["slots"].items():
         arrays.update({f"opt/{slot}/{k}": np.asarray(v) for k, v in values.items()})
+    for name, a in arrays.items():
+        if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} holds {int(a.size - np.isfinite(a).sum())} non-finite value(s) at epoch "
+                             f"{epoch}; the checkpoint {path} is not written")
     meta = {"format": FORMAT, "version": VERSION, "config": config, "epoch": int(epoch),
             "rng_state": rng_state, "layer_dt": layer_dt or {}, "extra": extra or {},
             "optimizer": {k: optimizer_state[k] for k in ("kind", "hyperparameters", "step_count")},
@@ -106,6 +128,46 @@ def save_checkpoint(path, *, params, optimizer_state, config, epoch, rng_state, 
     return meta["sha256"]
 
 
+def read_archive(path):
+    """The arrays of the ``.npz`` archive at ``path`` (no pickles), each member's CRC-32 verified.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict of str -> ndarray
+        Keyed by member name without ``.npy``.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing or is not a readable, undamaged ``.npz`` archive.
+    """
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy") or info.filename[:-4] in arrays:
+                    raise CheckpointError(f"checkpoint {path} is corrupt or not an .npz archive (member "
+                                          f"{info.filename!r})")
+                with archive.open(info) as member:
+                    array = np.lib.format.read_array(member, allow_pickle=False)
+                    if member.read(1):  # reading to the end also makes zipfile check the CRC-32
+                        raise CheckpointError(f"checkpoint {path} is corrupt: member {info.filename!r} holds "
+                                              "bytes after its array")
+                arrays[info.filename[:-4]] = array
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except CheckpointError:
+        raise
+    except _ARCHIVE_ERRORS as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not an .npz archive "
+                              f"({type(exc).__name__}: {exc})") from None
+    return arrays
+
+
 def load_checkpoint(path):
     """Read and verify a checkpoint written by :func:`save_checkpoint`.
 
@@ -115,22 +177,19 @@ def load_checkpoint(path):
         When the file is missing, unreadable, not a kinn_ref checkpoint, of another format version, or its
         digest does not match its contents.
     """
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not an .npz archive "
-                              f"({type(exc).__name__}: {exc})") from None
+    arrays = read_archive(path)
     if "meta" not in arrays:
         raise CheckpointError(f"checkpoint {path} is not a kinn_ref checkpoint (no 'meta' entry)")
+    meta = arrays.pop("meta")
+    if meta.dtype.kind != "U" or meta.shape != ():
+        raise CheckpointError(f"checkpoint {path} has a meta entry of {meta.dtype}{meta.shape}, expected a string")
     try:
-        meta = json.loads(str(arrays.pop("meta")))
+        meta = json.loads(str(meta))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"checkpoint {path} has an unreadable meta entry ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not a kinn_ref checkpoint (format {meta.get('format')!r})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"checkpoint {path} is not a kinn_ref checkpoint (format {found!r})")
     if meta.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {meta.get('version')!r}; this kinn_ref "
                               f"reads version {VERSION}")
@@ -138,11 +197,19 @@ def load_checkpoint(path):
     if recorded != _digest(arrays, meta):
         raise CheckpointError(f"checkpoint {path} is corrupt: its SHA-256 digest does not match its contents")
     meta["sha256"] = recorded
-    params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
-    slots = {s: {} for s in meta["optimizer_slots"]}
-    for k, v in arrays.items():
-        if k.startswith("opt/"):
-            _, slot, name = k.split("/", 2)
-            slots[slot][name] = v
-    optimizer = dict(meta["optimizer"], slots=slots)
+    try:
+        params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+        slots = {s: {} for s in meta["optimizer_slots"]}
+        for k, v in arrays.items():
+            if k.startswith("opt/"):
+                _, slot, name = k.split("/", 2)
+                slots[slot][name] = v
+        optimizer = dict(meta["optimizer"], slots=slots)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is not a well-formed kinn_ref checkpoint "
+                              f"({type(exc).__name__}: {exc})") from None
+    missing = [key for key in ("config", "epoch", "rng_state", "layer_dt", "extra") if key not in meta]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is not a well-formed kinn_ref checkpoint (no {missing} in "
+                              "its meta)")
     return Checkpoint(params=params, optimizer=optimizer, meta=meta)

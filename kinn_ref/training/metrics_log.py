@@ -24,9 +24,14 @@ class MetricsLog:
         self._write()
 
     def truncate(self, epoch):
-        """Load the existing file and keep the records up to ``epoch`` (used when resuming)."""
-        self.records = [r for r in read_metrics(self.path) if r.get("epoch", 0) <= epoch] \
-            if self.path is not None and self.path.exists() else []
+        """Keep the records up to ``epoch``, read from the file when there is one (used when resuming).
+
+        A run appends an epoch's record before writing that epoch's checkpoint, so after a crash the file
+        may hold records past the checkpoint's epoch; truncating to it drops them (they are recomputed).
+        """
+        if self.path is not None:
+            self.records = read_metrics(self.path) if self.path.exists() else []
+        self.records = [r for r in self.records if r.get("epoch", 0) <= epoch]
         self._write()
 
     def _write(self):

@@ -6,7 +6,7 @@ numbers so that a checkpoint restores it exactly.
 """
 import numpy as np
 
-from .._checks import check_choice, check_positive_float
+from .._checks import check_choice, check_positive_float, check_real
 
 
 class Optimizer:
@@ -63,7 +63,7 @@ class Optimizer:
         """Restore :meth:`state_dict` output; the kind, parameter names and shapes must match."""
         if state.get("kind") != self.kind:
             raise ValueError(f"optimizer state is for {state.get('kind')!r}, this optimizer is {self.kind!r}")
-        for s in self.slot_names:
+        for s in self.slot_names:  # every check first: a refused state leaves this optimizer as it was
             saved = state["slots"].get(s, {})
             if set(saved) != set(self.params):
                 raise ValueError(f"optimizer state slot {s!r} has parameters {sorted(saved)}, expected "
@@ -72,8 +72,15 @@ class Optimizer:
                 if v.shape != self.params[k].shape:
                     raise ValueError(f"optimizer state {s}[{k!r}] has shape {v.shape}, expected "
                                      f"{self.params[k].shape}")
+                if not np.all(np.isfinite(v)):
+                    raise ValueError(f"optimizer state {s}[{k!r}] holds non-finite values")
+        step_count = state["step_count"]
+        if isinstance(step_count, bool) or not isinstance(step_count, (int, np.integer)) or step_count < 0:
+            raise ValueError(f"optimizer state step_count must be an integer >= 0, got {step_count!r}")
+        for s in self.slot_names:
+            for k, v in state["slots"][s].items():
                 self.slots[s][k][...] = v
-        self.step_count = int(state["step_count"])
+        self.step_count = int(step_count)
 
 
 class SGD(Optimizer):
@@ -84,9 +91,10 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-2, momentum=0.9, nesterov=False):
         super().__init__(params, lr)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.momentum = check_real("momentum", momentum, 0.0, 1.0, high_open=True)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise ValueError(f"nesterov must be True or False, got {nesterov!r}")
+        self.nesterov = bool(nesterov)
 
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
@@ -107,13 +115,11 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        b1, b2 = betas
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+        if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas, self.eps = (float(b1), float(b2)), check_positive_float("eps", eps)
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        self.weight_decay = float(weight_decay)
+        self.betas = tuple(check_real(f"betas[{i}]", b, 0.0, 1.0, high_open=True) for i, b in enumerate(betas))
+        self.eps = check_positive_float("eps", eps)
+        self.weight_decay = check_real("weight_decay", weight_decay, 0.0)
 
     def hyperparameters(self):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
@@ -148,6 +154,8 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, exclude=()):
         super().__init__(params, lr, betas, eps, weight_decay)
+        if isinstance(exclude, str) or not all(isinstance(e, str) for e in exclude):
+            raise ValueError(f"exclude must be a sequence of parameter-name suffixes (str), got {exclude!r}")
         self.exclude = tuple(exclude)
 
     def hyperparameters(self):

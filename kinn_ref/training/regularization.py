@@ -10,6 +10,7 @@ core's :func:`kinn_ref.parameterization.circuit_vjp`.
 """
 import numpy as np
 
+from .._checks import check_real
 from ..parameterization import Circuit, circuit_vjp, make_circuit
 
 
@@ -34,8 +35,7 @@ def conductance_penalty(model, strength):
     grads : dict of str -> ndarray
         Gradients keyed by the flat names of ``model.parameters()`` (only the parameters it touches).
     """
-    if strength < 0:
-        raise ValueError(f"strength must be >= 0, got {strength!r}")
+    strength = check_real("strength", strength, 0.0)
     value, grads = 0.0, {}
     for prefix, layer in kinn_layers(model):
         circuit = make_circuit(layer.spec, layer.params)

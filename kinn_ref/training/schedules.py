@@ -2,9 +2,10 @@
 
 They hold no state, so a resumed run gets the same rates from the restored step count.
 """
+import inspect
 import math
 
-from .._checks import check_positive_float, check_positive_int
+from .._checks import check_positive_float, check_positive_int, check_real
 
 
 class Constant:
@@ -21,12 +22,12 @@ class Constant:
 
 
 class StepDecay:
-    """``lr * gamma ** (step // step_size)``."""
+    """``lr * gamma ** (step // step_size)``, ``0 < gamma <= 1``."""
 
     def __init__(self, lr, step_size, gamma=0.1):
         self.lr = check_positive_float("lr", lr)
         self.step_size = check_positive_int("step_size", step_size)
-        self.gamma = check_positive_float("gamma", gamma)
+        self.gamma = check_real("gamma", gamma, 0.0, 1.0, low_open=True)
 
     def __call__(self, step):
         return self.lr * self.gamma ** (step // self.step_size)
@@ -42,11 +43,10 @@ class CosineWarmup:
     def __init__(self, lr, total_steps, warmup_steps=0, min_lr=0.0):
         self.lr = check_positive_float("lr", lr)
         self.total_steps = check_positive_int("total_steps", total_steps)
-        if not 0 <= warmup_steps < self.total_steps:
-            raise ValueError(f"warmup_steps must be in [0, total_steps={self.total_steps}), got {warmup_steps!r}")
-        if not 0 <= min_lr <= self.lr:
-            raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {min_lr!r}")
-        self.warmup_steps, self.min_lr = int(warmup_steps), float(min_lr)
+        self.warmup_steps = check_positive_int("warmup_steps", warmup_steps, minimum=0)
+        if self.warmup_steps >= self.total_steps:
+            raise ValueError(f"warmup_steps must be < total_steps={self.total_steps}, got {warmup_steps!r}")
+        self.min_lr = check_real(f"min_lr (at most lr={self.lr})", min_lr, 0.0, self.lr)
 
     def __call__(self, step):
         if step < self.warmup_steps:
@@ -65,8 +65,19 @@ SCHEDULES = {"constant": Constant, "step": StepDecay, "cosine": CosineWarmup}
 
 def make_schedule(config):
     """A schedule from its :meth:`config` dict (``{"kind": ..., **arguments}``)."""
+    if not isinstance(config, dict):
+        raise ValueError(f"schedule must be a dict {{'kind': ..., **arguments}}, got {config!r}")
     config = dict(config)
     kind = config.pop("kind", None)
     if kind not in SCHEDULES:
         raise ValueError(f"schedule kind must be one of {sorted(SCHEDULES)}, got {kind!r}")
-    return SCHEDULES[kind](**config)
+    cls = SCHEDULES[kind]
+    accepted = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(config) - accepted)
+    if unknown:
+        raise ValueError(f"schedule {kind!r} takes {sorted(accepted)}, got unknown {unknown}")
+    missing = sorted(name for name, p in inspect.signature(cls).parameters.items()
+                     if p.default is inspect.Parameter.empty and name not in config)
+    if missing:
+        raise ValueError(f"schedule {kind!r} needs {missing}")
+    return cls(**config)

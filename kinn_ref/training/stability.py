@@ -24,8 +24,9 @@ import warnings
 
 import numpy as np
 
+from .._checks import check_choice, check_positive_int, check_real
 from ..coupling import make_coupling
-from ..errors import UnstableStepWarning
+from ..errors import UnstableStepError, UnstableStepWarning
 from ..integrators import INTEGRATORS
 from ..linear_analysis import max_stable_dt, spectral_radius
 from ..parameterization import make_circuit
@@ -85,6 +86,9 @@ def power_spectral_radius(spec, params, dt, iterations=100, n_vectors=4, seed=0)
 class StabilityGuard:
     """Lower a layer's ``dt`` to ``safety * dt_max`` when its integrator is unstable at the current ``dt``.
 
+    The trainer applies it before its first step (a ``dt`` unstable from the start is lowered before the
+    first forward pass) and after every optimizer step.
+
     Parameters
     ----------
     safety : float
@@ -93,18 +97,31 @@ class StabilityGuard:
         Largest ``K*N`` analysed with the dense eigenvalue method; larger layers use power iteration.
     power_iterations : int
     margin : float
-        ``rho <= 1 + margin`` counts as stable.
+        ``rho <= 1 + margin`` counts as stable (>= 0).
+    on_unstable : {"raise", "warn"}
+        What to do when a layer's circuit is unstable for every ``dt`` (a growing mode of the continuous
+        system, which no step size removes): ``"raise"`` (default) raises
+        :class:`~kinn_ref.errors.UnstableStepError` before any ``dt`` is changed; ``"warn"`` issues an
+        :class:`~kinn_ref.errors.UnstableStepWarning`, leaves that layer's ``dt`` and lets training go on.
     """
 
-    def __init__(self, safety=0.9, dense_limit=256, power_iterations=100, margin=1e-9):
-        if not 0.0 < safety < 1.0:
-            raise ValueError(f"safety must be in (0, 1), got {safety!r}")
-        self.safety, self.dense_limit = float(safety), int(dense_limit)
-        self.power_iterations, self.margin = int(power_iterations), float(margin)
+    def __init__(self, safety=0.9, dense_limit=256, power_iterations=100, margin=1e-9, on_unstable="raise"):
+        self.safety = check_real("safety", safety, 0.0, 1.0, low_open=True, high_open=True)
+        self.dense_limit = check_positive_int("dense_limit", dense_limit, minimum=0)
+        self.power_iterations = check_positive_int("power_iterations", power_iterations)
+        self.margin = check_real("margin", margin, 0.0)
+        self.on_unstable = check_choice("on_unstable", on_unstable, ("raise", "warn"))
 
     def config(self):
-        return {"safety": self.safety, "dense_limit": self.dense_limit,
-                "power_iterations": self.power_iterations, "margin": self.margin}
+        config = {"safety": self.safety, "dense_limit": self.dense_limit,
+                  "power_iterations": self.power_iterations, "margin": self.margin}
+        if self.on_unstable != "raise":  # the default is left out, so runs saved before the option resume
+            config["on_unstable"] = self.on_unstable
+        return config
+
+    def __repr__(self):
+        return "StabilityGuard(" + ", ".join(f"{k}={v!r}" for k, v in dict(self.config(),
+                                             on_unstable=self.on_unstable).items()) + ")"
 
     def _dense(self, spec):
         return spec.order * spec.total_nodes <= self.dense_limit
@@ -131,17 +148,34 @@ class StabilityGuard:
         Returns
         -------
         list of dict
-            One ``{"layer", "old_dt", "new_dt"}`` per change (``new_dt`` is None when no ``dt`` is stable:
-            the circuit itself is unstable and only the optimizer can bring it back).
+            One ``{"layer", "old_dt", "new_dt"}`` per change (``new_dt`` is None when no ``dt`` is stable
+            and ``on_unstable="warn"``: the circuit itself is unstable and only the optimizer can bring it
+            back).
+
+        Raises
+        ------
+        UnstableStepError
+            With ``on_unstable="raise"``, when a layer is unstable for every ``dt``; no ``dt`` is changed.
         """
-        changes = []
+        plan = []
         for prefix, layer in kinn_layers(model):
             spec = layer.spec
             if unconditionally_stable(spec):
                 continue
             if self.spectral_radius(spec, layer.params, spec.dt) <= 1 + self.margin:
                 continue
-            dt_max = self.max_stable_dt(spec, layer.params, spec.dt)
+            plan.append((prefix, layer, self.max_stable_dt(spec, layer.params, spec.dt)))
+        growing = [(prefix, layer.spec) for prefix, layer, dt_max in plan if dt_max <= 0.0]
+        if growing and self.on_unstable == "raise":
+            prefix, spec = growing[0]
+            names = ", ".join(p for p, _ in growing)
+            raise UnstableStepError(f"{names}: the circuit is unstable for every dt (a growing mode; dt is "
+                                    f"{spec.dt:g}), so no step size can make it stable; lower the learning "
+                                    "rate or the initial conductances, or pass StabilityGuard(on_unstable='warn') "
+                                    "to train on", spec.dt, 0.0, spec.integrator)
+        changes = []
+        for prefix, layer, dt_max in plan:
+            spec = layer.spec
             if dt_max <= 0.0:
                 warnings.warn(f"{prefix}: the circuit is unstable for every dt (a growing mode); dt left at "
                               f"{spec.dt:g}", UnstableStepWarning, stacklevel=2)
