@@ -71,7 +71,11 @@ def _apply_T_matrix(cs, k, V, out, off):
         np.dot(V, cs.coupling_mats[COUP_A, k], out)
 
 
-@by_coupling(none=_apply_none, matrix=_apply_T_matrix, grid=_apply_grid)   # the grid Laplacian is symmetric
+def _apply_T_symmetric(cs, k, V, out, off):
+    apply(cs, k, V, out, off)                # the compiled apply itself, not a second copy of it
+
+
+@by_coupling(none=_apply_none, matrix=_apply_T_matrix, grid=_apply_T_symmetric)   # the grid Laplacian is symmetric
 def apply_T(cs, k, V, out, off):
     """Adjoint of :func:`apply`: ``out = V A_k`` or ``V O_k``; twin of ``Coupling.apply_T`` and
     ``Coupling.apply_off_T``."""

@@ -11,13 +11,22 @@ so a kernel compiles only the code of its own coupling.
 """
 import functools
 
-import numba
 from numba.extending import overload
 
 
 def inner(func):
-    """``numba.njit`` without Python or C wrappers: callable from compiled code only."""
-    return numba.njit(func, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+    """``func`` compiled for compiled callers only, without Python or C wrappers, and once per argument
+    types: a constant argument (``True``, ``0``) is typed as a plain ``bool`` or ``int``, not as a literal
+    of its own (a plain numba function compiles a separate variant per literal value)."""
+    @functools.wraps(func)
+    def compiled_only(*args, **kwargs):
+        raise TypeError(f"{func.__name__} runs inside the numba backend's compiled kernels only")
+
+    @functools.wraps(func)   # numba checks the implementation against this signature (func's)
+    def implementation(*args):
+        return func
+    overload(compiled_only, prefer_literal=False, jit_options={"no_cfunc_wrapper": True})(implementation)
+    return compiled_only
 
 
 def by_coupling(*, none, matrix, grid):
@@ -33,6 +42,6 @@ def by_coupling(*, none, matrix, grid):
         def choose(*args):
             kind = getattr(getattr(args[0], "instance_class", None), "coupling_kind", None)
             return impls.get(kind)
-        overload(stub, jit_options={"no_cfunc_wrapper": True})(choose)   # (overloads have no Python wrapper)
+        overload(stub, prefer_literal=False, jit_options={"no_cfunc_wrapper": True})(choose)   # no Python wrapper
         return stub
     return register

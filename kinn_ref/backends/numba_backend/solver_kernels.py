@@ -127,7 +127,7 @@ def _solve_grid(cs, k, R, work):
     P0, m = cs.P0, cs.P1 * cs.H
     for i in range(R.shape[0]):
         if P0 == 1:
-            _tridiagonal_solve(cs, k, 0, R[i])
+            _tridiagonal_solve(cs, k, P0 - 1, R[i])    # (a constant 0 would compile a second variant)
             continue
         Ri, Wi = R[i].reshape(P0, m), work[i].reshape(P0, m)
         np.dot(cs.Q[1], Ri, Wi)
@@ -146,6 +146,10 @@ def _solve_T_matrix(cs, k, R, work):
         _lu_solve_T_row(cs.lus[0, k], cs.piv[k], R[i])
 
 
-@by_coupling(none=_solve_none, matrix=_solve_T_matrix, grid=_solve_grid)   # diagonal and grid: symmetric
+def _solve_T_symmetric(cs, k, R, work):
+    solve(cs, k, R, work)                    # the compiled solve itself, not a second copy of it
+
+
+@by_coupling(none=_solve_none, matrix=_solve_T_matrix, grid=_solve_T_symmetric)   # diagonal and grid: symmetric
 def solve_T(cs, k, R, work):
     """Adjoint solve of cell ``k`` in place (``solve_T`` of the reference solvers)."""
