@@ -28,26 +28,8 @@ def add_output_argument(parser, *flags, kind="folder", **options):
 
 
 def prepare_output_dir(path, argument="--out", files=()):
-    """Create ``path`` (a folder) if needed and check that ``files`` can be written in it.
-
-    Parameters
-    ----------
-    path : str or Path
-    argument : str
-        The option that named it, for the message.
-    files : iterable of str
-        The names (relative to ``path``, possibly in subfolders) of the files the command will write.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    ValueError
-        When ``path`` or one of its parents is a file, one of ``files`` is a folder or lies under a file, or a
-        folder cannot be created or written.
-    """
+    """:func:`kinn_ref._checks.check_output_folder` for a command's output folder (``argument`` names the
+    option in the messages)."""
     return check_output_folder(path, argument, files)
 
 

@@ -21,7 +21,7 @@ from ..launch_warnings import quiet_launches
 from . import config
 from .codes import N_MATRIX_SUMS, N_NODE_SUMS
 from .compile_notice import first_call
-from .constants import prepare_constants
+from .constants import CONSTANTS_CLASS, prepare_constants
 from .dispatch import run_shares, thread_count
 from .gradients import circuit_gradients
 from .loops import pass_kernels
@@ -124,7 +124,7 @@ def _first_call(kernels, direction, spec, dtype):
     dispatcher = kernels.forward_chunks if direction == "forward" else kernels.backward_chunks
     what = (f"the {direction} pass of {spec.integrator} layers with readout {kernels.readout!r} and {spec.coupling} "
             f"coupling in {np.dtype(dtype)}")
-    family = "matrix" if spec.coupling in ("dense", "kirchhoff") else spec.coupling
+    family = CONSTANTS_CLASS[spec.coupling].coupling_kind
     return first_call((kernels.integrator, kernels.readout, family, direction, np.dtype(dtype).str), what,
                       dispatcher)
 

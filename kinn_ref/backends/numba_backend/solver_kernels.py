@@ -127,7 +127,7 @@ def _solve_grid(cs, k, R, work):
     P0, m = cs.P0, cs.P1 * cs.H
     for i in range(R.shape[0]):
         if P0 == 1:
-            _tridiagonal_solve(cs, k, P0 - 1, R[i])    # (a constant 0 would compile a second variant)
+            _tridiagonal_solve(cs, k, 0, R[i])
             continue
         Ri, Wi = R[i].reshape(P0, m), work[i].reshape(P0, m)
         np.dot(cs.Q[1], Ri, Wi)
