@@ -28,7 +28,8 @@ from kinn_ref.errors import NonFiniteStateError
 from kinn_ref.parameterization import check_params
 from kinn_ref.reference import input_layout
 
-from . import family_cell
+from . import disk_cache, family_cell
+from ..compile_notice import first_call
 from ..launch_warnings import quiet_launches
 from .compat import cuda_module
 from .constants import prepare
@@ -50,6 +51,15 @@ def _family(spec, dtype):
         return "persistent", persistent
     from . import family_step
     return "stepper", family_step
+
+
+def _compiling(direction, spec, dtype, family_name):
+    """The compile notice of a first pass of ``spec`` in ``dtype`` in this process (given only if it is slow)."""
+    what = (f"the {direction} pass of {spec.integrator} layers with readout {spec.readout!r} and {spec.coupling} "
+            f"coupling in {np.dtype(dtype)} ({family_name} kernels)")
+    return first_call(("cuda", direction, spec, np.dtype(dtype).str), lambda: (
+        f"kinn-ref: compiling the cuda kernels for {what} (once per spec and dtype; the compiled code is cached in "
+        f"{disk_cache.location()} for later runs)"))
 
 
 def _device_layout(spec, dparams, x, V0):
@@ -109,8 +119,9 @@ def forward_device(spec, dparams, x, V0=None, *, checkpoint_every=None):
     consts = prepare(spec, circuit, coupling.diag())
     interval = checkpoint_every or family.default_interval(T)
     flag = new_flag()
-    y3, states, aux = family.forward(spec, dparams, circuit, consts, coupling, x, V0, T, sequence, interval,
-                                     flag, explicit_interval=checkpoint_every is not None)
+    with _compiling("forward", spec, dtype, family_name):
+        y3, states, aux = family.forward(spec, dparams, circuit, consts, coupling, x, V0, T, sequence, interval,
+                                         flag, explicit_interval=checkpoint_every is not None)
     y = y3 if spec.return_sequences else y3.reshape(B, spec.readout_width)
     tape = DeviceTape(spec=spec, backend=NAME, x=x, states=states, n_steps=T, sequence=sequence,
                       has_V0=V0 is not None, checkpoint_every=checkpoint_every, interval=interval,
@@ -132,9 +143,10 @@ def backward_device(spec, dparams, tape, dy):
         raise ValueError(f"dy must be a {dparams['W'].dtype} device array of shape {tape.output_shape}")
     B = tape.x.shape[0]
     dy3 = dy if spec.return_sequences else dy.reshape(B, 1, spec.readout_width)
-    _, family = _family(spec, dparams["W"].dtype)
+    family_name, family = _family(spec, dparams["W"].dtype)
     tape.coupling.start_backward()
-    return assemble(spec, dparams, tape, *family.backward(spec, tape, dy3))
+    with _compiling("backward", spec, dparams["W"].dtype, family_name):
+        return assemble(spec, dparams, tape, *family.backward(spec, tape, dy3))
 
 
 def c_strided(a):

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from . import config
+from . import config, disk_cache
 from .compat import cuda_module, simulator_active
 
 cuda = cuda_module()
@@ -15,18 +15,21 @@ BUILDERS = {}
 
 
 def kernel_cache(builder):
-    """Cache the kernels ``builder(*args)`` returns, keyed by its arguments and the tunables of :mod:`config`."""
+    """Cache the kernels ``builder(*args)`` returns, keyed by its arguments and the tunables of :mod:`config`,
+    in this process and on disk (:mod:`.disk_cache`)."""
     cache = {}
+    name = f"{builder.__module__}.{builder.__qualname__}"
 
     @functools.wraps(builder)
     def get(*args):
         k = (args, config.key())
         if k not in cache:
-            cache[k] = builder(*args)
+            with disk_cache.building((name, k)):
+                cache[k] = disk_cache.enable(builder(*args))
         return cache[k]
 
     get.cache = cache
-    BUILDERS[f"{builder.__module__}.{builder.__qualname__}"] = get
+    BUILDERS[name] = get
     return get
 
 

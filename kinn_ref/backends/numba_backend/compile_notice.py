@@ -1,19 +1,7 @@
-"""Says on stderr, once per kernel and dtype, when a first call spends more than a moment compiling.
-
-numba compiles a pass kernel on its first call with new argument types, or loads it from its on-disk cache
-(fast). Which of the two will happen is not known before the call, so a timer announces the compilation
-only if the first call is still running after :data:`NOTICE_AFTER_S` seconds.
-"""
-import logging
-import threading
-
-logger = logging.getLogger("kinn_ref.compile")
-
-#: Seconds a first call may take before the notice is given.
-NOTICE_AFTER_S = 2.0
-
-_SEEN = set()
-_LOCK = threading.Lock()
+"""The numba backend's compile notice: once per kernel and dtype, when a first call compiles for more than
+:data:`kinn_ref.backends.compile_notice.NOTICE_AFTER_S` seconds (the timer is
+:class:`kinn_ref.backends.compile_notice.first_call`)."""
+from .. import compile_notice as _notice
 
 
 def cache_location(dispatcher):
@@ -23,10 +11,8 @@ def cache_location(dispatcher):
     return str(path) if path else "not cached on disk"
 
 
-class first_call:
-    """Context manager around a kernel call: the first time ``key`` is seen in this process, a notice goes to
-    the ``kinn_ref.compile`` logger (a warning, so it shows on stderr by default) if the call is still
-    running after :data:`NOTICE_AFTER_S` seconds.
+def first_call(key, what, dispatcher):
+    """:class:`~kinn_ref.backends.compile_notice.first_call` with the numba backend's message.
 
     Parameters
     ----------
@@ -37,26 +23,6 @@ class first_call:
     dispatcher : numba dispatcher
         The kernel, for its cache location.
     """
-
-    def __init__(self, key, what, dispatcher):
-        self.key, self.what, self.dispatcher = key, what, dispatcher
-        self.timer = None
-
-    def __enter__(self):
-        with _LOCK:
-            first = self.key not in _SEEN
-            _SEEN.add(self.key)
-        if first:
-            self.timer = threading.Timer(NOTICE_AFTER_S, self._notice)
-            self.timer.daemon = True
-            self.timer.start()
-        return self
-
-    def _notice(self):
-        logger.warning("kinn-ref: compiling the numba kernels for %s (once per spec and dtype; the compiled code "
-                       "is cached in %s for later runs)", self.what, cache_location(self.dispatcher))
-
-    def __exit__(self, *exc):
-        if self.timer is not None:
-            self.timer.cancel()
-        return False
+    return _notice.first_call(("numba", key), lambda: (
+        f"kinn-ref: compiling the numba kernels for {what} (once per spec and dtype; the compiled code is cached "
+        f"in {cache_location(dispatcher)} for later runs)"))
