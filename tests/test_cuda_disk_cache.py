@@ -52,6 +52,29 @@ def test_the_simulator_caches_nothing():
     assert disk_cache.enable(kernels) is kernels
 
 
+def test_every_built_kernel_gets_the_cache_without_a_gpu(tmp_path):
+    # Kernels are created (not compiled) without a GPU, so this runs outside the simulator anywhere.
+    script = textwrap.dedent("""
+        import json, numpy as np
+        from kinn_ref.backends.cuda_backend import cell_static, device, disk_cache
+        fill = device._fill_kernel(np.dtype("float32"))[0]
+        forward, backward = cell_static.static_kernels(np.dtype("float64"), 2, "linear", 3, 8, "last", False)
+        step = device._fill_kernel(np.dtype("float64"))[0]
+        print(json.dumps({"location": disk_cache.location(),
+                          "caches": [type(k._cache).__name__ for k in (fill, forward, backward, step)],
+                          "paths": [k._cache.cache_path for k in (fill, forward, backward, step)],
+                          "index": [k._cache._cache_file._index_name for k in (fill, forward, backward, step)]}))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env[disk_cache.ENV_DIR] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    here = str(tmp_path / disk_cache.cache_dir().name)
+    assert got["location"] == here and got["caches"] == ["Cache"] * 4 and got["paths"] == [here] * 4
+    assert len(set(got["index"])) == 4, "kernels of other dtypes or builders must not share index files"
+    assert got["index"][1].startswith("cell_static") and got["index"][2].startswith("cell_static")
+
+
 _RUN = textwrap.dedent("""
     import json, sys
     import numpy as np

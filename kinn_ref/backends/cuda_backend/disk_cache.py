@@ -145,8 +145,8 @@ def _cache_classes():
     if _CLASSES:
         return _CLASSES[0]
     try:
-        from numba.cuda.core.caching import CUDACache, CUDACacheImpl, _CacheLocator
-        from numba.cuda.dispatcher import CUDADispatcher
+        from numba.cuda.core.caching import _CacheLocator
+        from numba.cuda.dispatcher import CUDACache, CUDACacheImpl, CUDADispatcher
     except ImportError:
         _CLASSES.append(None)
         return None
