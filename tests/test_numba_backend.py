@@ -138,7 +138,9 @@ def _run_with_threads(n_threads, spec, params, x, V0, dy):
 
 @pytest.mark.parametrize("coupling,integrator", [("none", "expeuler"), ("dense", "expeuler"),
                                                  ("grid1d-periodic", "implicit")])
-def test_thread_count_determinism(coupling, integrator):
+def test_thread_count_determinism(coupling, integrator, monkeypatch):
+    from kinn_ref.backends.numba_backend import config
+    monkeypatch.setattr(config, "MIN_SHARE_WORK", 0)           # small passes use every thread too
     spec, params, x, V0 = make_case(coupling, integrator, batch=70, n_steps=5, seed=11,
                                     **on_default_kernel(coupling, integrator))
     dy = np.random.default_rng(3).standard_normal((70, spec.readout_width)).astype(x.dtype)
@@ -310,6 +312,20 @@ def test_compile_notice_is_given_once_when_a_first_call_is_slow(monkeypatch, cap
         with compile_notice.first_call("test-key-again", "a kernel seen twice", dispatcher):
             time.sleep(0.05)
     assert not caplog.records
+
+
+def test_small_passes_stay_on_one_thread(monkeypatch):
+    from kinn_ref.backends.numba_backend import config
+    from kinn_ref.backends.numba_backend.dispatch import share_count
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 8)
+    small, matrix = kr.LayerSpec(4, 32, n_steps=4), kr.LayerSpec(4, 32, coupling="kirchhoff", n_steps=4)
+    assert share_count(small, 32, 4, 16) == 1 and share_count(matrix, 32, 4, 16) == 1
+    big = -(-config.MIN_SHARE_WORK * 3 // (4 * 32))              # rows giving three shares' work
+    assert share_count(small, big, 4, 16) == 3 and share_count(small, 100 * big, 4, 16) == 8
+    assert share_count(small, 100 * big, 4, 5) == 5             # at most one thread per chunk
+    assert share_count(matrix, big, 4, 16) == 8                 # matrix work weighs 1 + N/5 per node-step
+    monkeypatch.setattr(config, "MIN_SHARE_WORK", 0)
+    assert share_count(small, 32, 4, 16) == 8
 
 
 def test_shares_run_on_threads_and_raise_their_errors():

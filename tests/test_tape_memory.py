@@ -33,6 +33,7 @@ def test_the_estimate_counts_sequence_currents_and_per_step_readouts():
 def test_a_tape_too_large_is_refused_at_once_naming_checkpoint_every(monkeypatch):
     spec, params, x = _case(400)
     needed = tape_memory.tape_size(spec, 3, 400, False, np.float64).total
+    monkeypatch.setattr(tape_memory, "SMALL_TAPE_BYTES", 0)
     monkeypatch.setattr(tape_memory, "available_memory", lambda: needed // 4)
     with pytest.raises(kr.TapeMemoryError) as info:
         kr.forward(spec, params, x)
@@ -45,6 +46,7 @@ def test_a_tape_too_large_is_refused_at_once_naming_checkpoint_every(monkeypatch
     kept = tape_memory.tape_size(spec, 3, 400, False, np.float64, err.checkpoint_every)
     assert kept.total <= needed // 8
     y, _ = kr.forward(spec, params, x, checkpoint_every=err.checkpoint_every)
+    monkeypatch.setattr(tape_memory, "SMALL_TAPE_BYTES", 0)
     monkeypatch.setattr(tape_memory, "available_memory", lambda: None)
     assert np.array_equal(y, kr.forward(spec, params, x)[0])
 
@@ -52,6 +54,7 @@ def test_a_tape_too_large_is_refused_at_once_naming_checkpoint_every(monkeypatch
 def test_a_given_checkpoint_interval_that_still_does_not_fit_is_refused(monkeypatch):
     spec, params, x = _case(400)
     fits = tape_memory.tape_size(spec, 3, 400, False, np.float64, 20).total
+    monkeypatch.setattr(tape_memory, "SMALL_TAPE_BYTES", 0)
     monkeypatch.setattr(tape_memory, "available_memory", lambda: fits)
     kr.forward(spec, params, x, checkpoint_every=20)
     with pytest.raises(kr.TapeMemoryError, match="kept states"):
@@ -60,6 +63,7 @@ def test_a_given_checkpoint_interval_that_still_does_not_fit_is_refused(monkeypa
 
 def test_when_no_interval_fits_the_message_says_so(monkeypatch):
     spec, params, x = _case(50, sequence=True, return_sequences=True)
+    monkeypatch.setattr(tape_memory, "SMALL_TAPE_BYTES", 0)
     monkeypatch.setattr(tape_memory, "available_memory", lambda: 1000)
     with pytest.raises(kr.TapeMemoryError, match="no checkpoint_every makes it fit .*currents and readouts alone "
                                                  "are too large.*smaller batch") as info:
@@ -68,6 +72,7 @@ def test_when_no_interval_fits_the_message_says_so(monkeypatch):
 
 
 def test_the_network_passes_the_refusal_on(monkeypatch):
+    monkeypatch.setattr(tape_memory, "SMALL_TAPE_BYTES", 0)
     monkeypatch.setattr(tape_memory, "available_memory", lambda: 20000)
     net = kr.KINN(2, [4], 1, n_steps=200)
     with pytest.raises(kr.TapeMemoryError, match="checkpoint_every="):
@@ -102,7 +107,19 @@ def test_the_numba_backend_refuses_the_same_way(monkeypatch, coupling):
     spec = kr.LayerSpec(2, 5, coupling=coupling, n_steps=400)
     params, x = kr.init_params(spec), np.ones((3, 2))
     size = tape_memory.tape_size(spec, 3, 400, False, np.float64, default_interval(spec))
+    monkeypatch.setattr(tape_memory, "SMALL_TAPE_BYTES", 0)
     monkeypatch.setattr(tape_memory, "available_memory", lambda: size.total - 1)
     with pytest.raises(kr.TapeMemoryError, match=f"{size.kept_states} kept states .*checkpoint_every") as info:
         kr.forward(spec, params, x, backend="numba")
     assert info.value.needed == size.total
+
+
+def test_a_small_tape_does_not_read_the_available_memory(monkeypatch):
+    def unreadable():
+        raise AssertionError("available memory read for a small tape")
+    monkeypatch.setattr(tape_memory, "available_memory", unreadable)
+    spec = kr.LayerSpec(3, 4, n_steps=3)
+    assert tape_memory.check_tape_memory(spec, np.zeros((2, 3)), np.float64).total <= tape_memory.SMALL_TAPE_BYTES
+    monkeypatch.setattr(tape_memory, "SMALL_TAPE_BYTES", 0)
+    with pytest.raises(AssertionError, match="small tape"):
+        tape_memory.check_tape_memory(spec, np.zeros((2, 3)), np.float64)

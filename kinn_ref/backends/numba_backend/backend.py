@@ -22,7 +22,7 @@ from . import config
 from .codes import N_MATRIX_SUMS, N_NODE_SUMS
 from .compile_notice import first_call
 from .constants import CONSTANTS_CLASS, prepare_constants
-from .dispatch import run_shares, thread_count
+from .dispatch import run_shares, share_count
 from .gradients import circuit_gradients
 from .loops import pass_kernels
 from .threads import single_threaded_blas
@@ -168,7 +168,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     nonfinite = np.empty((-(-B // rows), 2), np.int64)
     kernels = kernels_for(spec)
     with single_threaded_blas(), _first_call(kernels, "forward", spec, dtype):
-        n = min(thread_count(), len(nonfinite))
+        n = share_count(spec, B, T, len(nonfinite))
         run_shares(n, lambda share: kernels.forward_chunks(constants, share, n, rows, Y0, cur, kept, slot_of_step,
                                                            y, spec.return_sequences, on_nonfinite == "raise",
                                                            nonfinite))
@@ -208,7 +208,7 @@ def backward(spec, params, tape, dy):
     dI = np.zeros(ctx.currents.shape, dtype)
     dV0 = np.empty((B, K, N), dtype)
     n_chunks = -(-B // ctx.rows)
-    n_slots = min(thread_count(), n_chunks)
+    n_slots = share_count(spec, B, tape.n_steps, n_chunks)
     node_sums = np.zeros((n_slots, N_NODE_SUMS, K, N))
     nn = N if spec.coupling in ("dense", "kirchhoff") else 0
     mat_sums = np.zeros((n_slots, N_MATRIX_SUMS, K, nn, nn))

@@ -7,6 +7,13 @@ MIN_MATRIX_ROWS = 64
 #: Chunks are capped so that a batch splits into at least this many (load balance over threads).
 MIN_CHUNKS = 16
 
+#: A pass uses one more thread only per this much work (node-steps, ``B * T * K * N``, weighted by
+#: ``1 + N / MATRIX_NODE_WEIGHT`` for dense and kirchhoff couplings): about 2 ms of forward + backward per
+#: thread on the 2-core machine of docs/benchmarks.md, where handing a small pass to a second thread cost
+#: more than it saved (0 lets every pass use every thread).
+MIN_SHARE_WORK = 250_000
+MATRIX_NODE_WEIGHT = 5
+
 #: Uncoupled exponential-Euler layers keep every this-many-th state by default and recompute the others in
 #: the backward pass (see ``backend.default_interval``).
 CELL_RECOMPUTE_INTERVAL = 16

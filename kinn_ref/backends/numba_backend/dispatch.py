@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
+from . import config
+
 _LOCK = threading.Lock()
 _POOL = {"executor": None, "size": 0}
 
@@ -16,6 +18,19 @@ _POOL = {"executor": None, "size": 0}
 def thread_count():
     """Threads a pass uses: numba's current setting."""
     return numba.get_num_threads()
+
+
+def share_count(spec, batch, n_steps, n_chunks):
+    """Threads a pass over ``batch`` rows and ``n_steps`` steps uses: numba's setting, at most one per chunk,
+    and one per :data:`config.MIN_SHARE_WORK` of work (a thread's hand-off costs about as much as a small pass
+    does). The chunks are the same whatever the count, so this changes no result of the forward pass."""
+    n = min(thread_count(), n_chunks)
+    if config.MIN_SHARE_WORK > 0:
+        work = batch * n_steps * spec.order * spec.total_nodes
+        if spec.coupling in ("dense", "kirchhoff"):
+            work *= 1 + spec.total_nodes / config.MATRIX_NODE_WEIGHT
+        n = min(n, int(work // config.MIN_SHARE_WORK))
+    return max(1, n)
 
 
 def _executor(size):
