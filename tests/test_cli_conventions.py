@@ -249,6 +249,7 @@ def test_an_interrupted_run_resumed_with_a_smaller_total_says_so(tmp_path, capsy
 
 def test_a_tape_too_large_for_memory_is_one_line_naming_checkpoint_every(tmp_path, capsys, monkeypatch):
     from kinn_ref import tape_memory
+    monkeypatch.setattr(tape_memory, "SMALL_TAPE_BYTES", 0)
     monkeypatch.setattr(tape_memory, "available_memory", lambda: 4096)
     assert main(TRAIN + ["--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
