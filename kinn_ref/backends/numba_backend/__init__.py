@@ -18,7 +18,7 @@ def probe():
         return (f"not installed: {exc} (numba and threadpoolctl are dependencies of kinn-ref: "
                 "python -m pip install kinn-ref)")
 
-    @numba.njit(nogil=True)
+    @numba.njit(nogil=True, cache=True)
     def _twice(a):
         out = np.empty_like(a)
         for i in range(a.shape[0]):
