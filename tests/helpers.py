@@ -91,6 +91,13 @@ def random_params(spec, rng, dtype=np.float64):
     return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in p.items()}
 
 
+def on_default_kernel(coupling_case, integrator):
+    """``readout`` and ``dtype`` for :func:`make_case` that run the default suite's kernel of this coupling
+    case's kind and integrator (:func:`default_kernel`)."""
+    readout, dtype = default_kernel(integrator, coupling_kind(COUPLING_CASES[coupling_case]["coupling"]))
+    return {"readout": readout, "dtype": dtype.type}
+
+
 def make_case(coupling_case="none", integrator="expeuler", readout="last", param="positive", order=2,
               sequence=False, return_sequences=False, batch=3, n_steps=4, in_features=3, n_nodes=3,
               dt=0.1, seed=0, dtype=np.float64, with_V0=True):

@@ -7,7 +7,7 @@ import pytest
 
 import kinn_ref as kr
 from helpers import (COUPLING_CASES, INTEGRATOR_NAMES, assert_close, coupling_kind, default_kernel, make_case,
-                     option_matrix)
+                     on_default_kernel, option_matrix)
 from kinn_ref.backends import available_backends, resolve
 from kinn_ref.layers import KINNLayer
 from kinn_ref.network import KINN
@@ -36,12 +36,6 @@ def check_against_reference(spec, params, x, V0, **kwargs):
         assert g_nb[name].dtype == dtype and g_nb[name].shape == g_ref[name].shape, name
         assert_close(g_nb[name], g_ref[name], dtype=dtype, what=f"d{name}")
 
-
-def on_default_kernel(coupling_case, integrator):
-    """``readout`` and ``dtype`` for :func:`make_case` that run the default suite's kernel of this coupling
-    case's kind and integrator (:func:`helpers.default_kernel`)."""
-    readout, dtype = default_kernel(integrator, coupling_kind(COUPLING_CASES[coupling_case]["coupling"]))
-    return {"readout": readout, "dtype": dtype.type}
 
 
 def _representative_cases():
@@ -151,9 +145,44 @@ def test_thread_count_determinism(coupling, integrator, monkeypatch):
         for name in g1:
             np.testing.assert_array_equal(g1[name], g2[name], err_msg=f"{name}, {n} threads")
     (y_a, g_a), (y_b, g_b) = results[counts[0]][0], results[counts[-1]][0]
-    np.testing.assert_array_equal(y_a, y_b)               # the forward pass does not depend on the count
+    np.testing.assert_array_equal(y_a, y_b)               # nor does anything depend on the count
     for name in g_a:
-        assert_close(g_b[name], g_a[name], what=f"{name}, 1 vs {counts[-1]} threads")
+        np.testing.assert_array_equal(g_b[name], g_a[name], err_msg=f"{name}, 1 vs {counts[-1]} threads")
+
+
+_MORE_THREADS = """
+import sys, numpy as np, numba
+sys.path.insert(0, sys.argv[2])
+from helpers import make_case, on_default_kernel
+import kinn_ref as kr
+from kinn_ref.backends.numba_backend import config
+config.MIN_SHARE_WORK = 0
+coupling, integrator = sys.argv[3], sys.argv[4]
+spec, params, x, V0 = make_case(coupling, integrator, batch=70, n_steps=5, seed=11,
+                                **on_default_kernel(coupling, integrator))
+dy = np.random.default_rng(3).standard_normal((70, spec.readout_width)).astype(x.dtype)
+y, tape = kr.forward(spec, params, x, V0, backend="numba")
+np.savez(sys.argv[1], y=y, **kr.backward(spec, params, tape, dy))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("coupling,integrator", [("none", "expeuler"), ("dense", "expeuler"),
+                                                 ("grid1d-periodic", "implicit")])
+def test_results_are_bitwise_the_same_on_more_threads_than_cores(coupling, integrator, tmp_path):
+    import os
+    import subprocess
+    import sys
+    files = {}
+    for n in (1, 3, 5):
+        files[n] = tmp_path / f"t{n}.npz"
+        subprocess.run([sys.executable, "-c", _MORE_THREADS, str(files[n]), os.path.dirname(__file__), coupling,
+                        integrator], env=dict(os.environ, NUMBA_NUM_THREADS=str(n)), check=True)
+    ref = np.load(files[1])
+    for n in (3, 5):
+        got = np.load(files[n])
+        for name in ref:
+            np.testing.assert_array_equal(got[name], ref[name], err_msg=f"{name}, 1 vs {n} threads")
 
 
 def _blow_up_case():

@@ -22,7 +22,7 @@ from . import config
 from .codes import N_MATRIX_SUMS, N_NODE_SUMS
 from .compile_notice import first_call
 from .constants import CONSTANTS_CLASS, prepare_constants
-from .dispatch import run_shares, share_count
+from .dispatch import run_shares, share_count, sum_groups
 from .gradients import circuit_gradients
 from .loops import pass_kernels
 from .threads import single_threaded_blas
@@ -208,15 +208,21 @@ def backward(spec, params, tape, dy):
     dI = np.zeros(ctx.currents.shape, dtype)
     dV0 = np.empty((B, K, N), dtype)
     n_chunks = -(-B // ctx.rows)
-    n_slots = share_count(spec, B, tape.n_steps, n_chunks)
-    node_sums = np.zeros((n_slots, N_NODE_SUMS, K, N))
     nn = N if spec.coupling in ("dense", "kirchhoff") else 0
-    mat_sums = np.zeros((n_slots, N_MATRIX_SUMS, K, nn, nn))
+    n_groups = sum_groups(spec, B, tape.n_steps, n_chunks, 8 * (N_NODE_SUMS * K * N + N_MATRIX_SUMS * K * nn * nn))
+    node_sums = np.zeros((n_groups, N_NODE_SUMS, K, N))
+    mat_sums = np.zeros((n_groups, N_MATRIX_SUMS, K, nn, nn))
+    n_threads = min(share_count(spec, B, tape.n_steps, n_chunks), n_groups)
     kernels = kernels_for(spec)
+
+    def share(thread):
+        for g in range(thread, n_groups, n_threads):     # which thread runs a group changes no sum
+            kernels.backward_chunks(ctx.constants, g, n_groups, n_chunks, ctx.rows, ctx.currents, ctx.kept,
+                                    ctx.slot_of_step, ctx.every, dy3, spec.return_sequences, dV0, dI,
+                                    node_sums[g], mat_sums[g])
+
     with single_threaded_blas(), _first_call(kernels, "backward", spec, dtype):
-        run_shares(n_slots, lambda slot: kernels.backward_chunks(
-            ctx.constants, slot, n_slots, n_chunks, ctx.rows, ctx.currents, ctx.kept, ctx.slot_of_step, ctx.every,
-            dy3, spec.return_sequences, dV0, dI, node_sums[slot], mat_sums[slot]))
+        run_shares(n_threads, share)
     acc = circuit_gradients(spec, ctx, tape.coupling, node_sums, mat_sums, dtype)
     grads = input_currents_vjp(spec, params, tape.x, tape.sequence, dI)
     grads.update(circuit_vjp(spec, params, acc))

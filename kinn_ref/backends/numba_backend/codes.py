@@ -12,7 +12,7 @@ COUPLING_CODES = {"none": NONE, "dense": DENSE, "kirchhoff": KIRCHHOFF, "grid": 
 INTEGRATOR_CODES = {"euler": EULER, "expeuler": EXPEULER, "implicit": IMPLICIT, "rk4": RK4}
 READOUT_CODES = {"last": LAST, "cells": CELLS, "derivatives": DERIVATIVES}
 
-# rows of the per-slot accumulator of per-node sums, shape (n_slots, N_NODE_SUMS, K, N), float64
+# rows of the per-group accumulator of per-node sums, shape (n_groups, N_NODE_SUMS, K, N), float64
 SUM_C = 0        # d/dC                    (reference: acc.C)
 SUM_G = 1        # d/dg                    (acc.g)
 SUM_LEAK = 2     # d/dleak                 (acc.leak)
@@ -23,7 +23,7 @@ SUM_ZV = 6       # sum z*V of the contributions that differentiate the full coup
 SUM_GRID_OFF = 7  # grid: sum z * (off-diagonal unit Laplacian applied to V), per node
 N_NODE_SUMS = 8
 
-# rows of the per-slot accumulator of coupling matrices, shape (n_slots, N_MATRIX_SUMS, K, N, N), float64
+# rows of the per-group accumulator of coupling matrices, shape (n_groups, N_MATRIX_SUMS, K, N, N), float64
 MAT_ZV = 0       # dense/kirchhoff: sum z^T V
 MAT_EXP = 1      # dense/kirchhoff expeuler: sum dV_next^T V
 N_MATRIX_SUMS = 2

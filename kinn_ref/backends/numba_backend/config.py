@@ -13,6 +13,11 @@ MIN_CHUNKS = 16
 #: more than it saved (0 lets every pass use every thread).
 MIN_SHARE_WORK = 250_000
 MATRIX_NODE_WEIGHT = 5
+#: The backward pass keeps its gradient sums in at most MAX_SUM_GROUPS groups of chunks, of at most
+#: SUM_GROUP_BYTES in all (``dispatch.sum_groups``); the groups, not the threads, fix the order of the sums,
+#: and at most that many threads run a backward pass.
+MAX_SUM_GROUPS = 32
+SUM_GROUP_BYTES = 8 * 2 ** 20
 
 #: Uncoupled exponential-Euler layers keep every this-many-th state by default and recompute the others in
 #: the backward pass (see ``backend.default_interval``).

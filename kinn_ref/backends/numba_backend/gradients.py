@@ -1,6 +1,6 @@
-"""Circuit gradients from the kernels' per-slot sums, once per backward pass (NumPy).
+"""Circuit gradients from the kernels' per-group sums, once per backward pass (NumPy).
 
-The kernels keep sums that do not need the circuit gradient's final form; this module adds the slots
+The kernels keep sums that do not need the circuit gradient's final form; this module adds the groups
 in order and applies what the reference does per step: the coupling's ``diag_grad`` and, for
 dense/kirchhoff exponential Euler, the share of ``dp`` and of the gradient of ``O`` carried by
 ``sum dV'^T V``. The integrator's per-pass terms are then chained by the reference ``finalize_vjp``.
@@ -16,7 +16,7 @@ from .codes import (COUP_O, MAT_EXP, MAT_ZV, NODE_P, SUM_BETA, SUM_C, SUM_G, SUM
 
 
 def _ordered_sum(parts):
-    """Sum over the first axis in index order (the thread-count-dependent split is the only variation)."""
+    """Sum over the first axis in index order (the groups of :func:`.dispatch.sum_groups`)."""
     total = parts[0].copy()
     for part in parts[1:]:
         total += part
@@ -33,8 +33,8 @@ def circuit_gradients(spec, tape_ctx, coupling, node_sums, mat_sums, dtype):
         The forward pass's context (kernel constants and the reference integrator context).
     coupling : Coupling
         The reference coupling operator of the pass.
-    node_sums : ndarray, shape (n_slots, N_NODE_SUMS, K, N), float64
-    mat_sums : ndarray, shape (n_slots, N_MATRIX_SUMS, K, N, N) or (n_slots, N_MATRIX_SUMS, K, 0, 0)
+    node_sums : ndarray, shape (n_groups, N_NODE_SUMS, K, N), float64
+    mat_sums : ndarray, shape (n_groups, N_MATRIX_SUMS, K, N, N) or (n_groups, N_MATRIX_SUMS, K, 0, 0)
     dtype : numpy.dtype
     """
     S = _ordered_sum(node_sums)

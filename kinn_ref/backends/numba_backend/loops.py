@@ -12,9 +12,10 @@ with the GIL released, so no numba ``parallel`` entry point (the costliest part 
 
 A chunk runs every step and every cell of its rows before the next chunk, so its states stay in cache.
 The batch is split into chunks of a fixed number of rows (independent of the thread count), which makes
-the forward pass bitwise independent of the thread count. The backward pass gives each of ``n_slots``
-slots the chunks ``slot, slot + n_slots, ...`` and its own gradient sums, which are added in slot order
-afterwards: deterministic for a fixed thread count.
+the forward pass bitwise independent of the thread count. The backward pass gives each of its groups of
+chunks (``dispatch.sum_groups``: a number fixed by the pass, not by the threads) the chunks ``group, group +
+groups, ...`` and its own gradient sums, which are added in group order afterwards: bitwise the same on any
+number of threads.
 """
 import functools
 import hashlib
