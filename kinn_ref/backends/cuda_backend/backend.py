@@ -21,6 +21,8 @@ fused ``none`` kernels one state per backward span (they recompute the rest; the
 input's ``T`` keep only the start state); ``checkpoint_every=m`` keeps
 every m-th state and recomputes the others, with the same results.
 """
+import contextlib
+
 import numpy as np
 
 from kinn_ref._checks import check_array, check_choice, check_positive_int
@@ -31,7 +33,7 @@ from kinn_ref.reference import input_layout
 from . import disk_cache, family_cell
 from ..compile_notice import first_call
 from ..launch_warnings import quiet_launches
-from .compat import cuda_module
+from .compat import cuda_module, simulator_active
 from .constants import prepare
 from .couplings import make_coupling
 from .device import is_device_array, new_flag
@@ -55,11 +57,16 @@ def _family(spec, dtype):
 
 def _compiling(direction, spec, dtype, family_name):
     """The compile notice of a first pass of ``spec`` in ``dtype`` in this process (given only if it is slow)."""
+    if simulator_active():                                  # the simulator compiles nothing
+        return contextlib.nullcontext()
     what = (f"the {direction} pass of {spec.integrator} layers with readout {spec.readout!r} and {spec.coupling} "
             f"coupling in {np.dtype(dtype)} ({family_name} kernels)")
-    return first_call(("cuda", direction, spec, np.dtype(dtype).str), lambda: (
-        f"kinn-ref: compiling the cuda kernels for {what} (once per spec and dtype; the compiled code is cached in "
-        f"{disk_cache.location()} for later runs)"))
+
+    def message():
+        where = (f"the compiled code is cached in {disk_cache.cache_dir()} for later runs" if disk_cache.enabled()
+                 else f"the compiled code is {disk_cache.location()}")
+        return f"kinn-ref: compiling the cuda kernels for {what} (once per spec and dtype; {where})"
+    return first_call(("cuda", direction, spec, np.dtype(dtype).str), message)
 
 
 def _device_layout(spec, dparams, x, V0):
