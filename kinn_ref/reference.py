@@ -15,6 +15,7 @@ from .errors import NonFiniteStateError
 from .integrators import INTEGRATORS
 from .parameterization import check_params, circuit_vjp, make_circuit
 from .readout import readout, readout_vjp
+from .tape_checks import check_tape, copy_params
 from .tape_memory import check_tape_memory
 
 
@@ -28,7 +29,7 @@ class Tape:
     backend : str
         Name of the backend that ran the forward pass (its backward is used).
     x : ndarray
-        The input, as given.
+        A copy of the input (the caller's array may change after the forward pass).
     currents : ndarray, shape (B, T, N)
         Input current of the first cell at each step (eq. 3).
     states : dict of int -> ndarray (B, K, N)
@@ -40,6 +41,11 @@ class Tape:
         Whether an initial state was given (its gradient is then returned).
     nonfinite : tuple of (int, int) or None
         ``(step, cell)`` of the first non-finite state when the pass was run with ``on_nonfinite="flag"``.
+    dtype : numpy.dtype
+        Dtype of the computation (of ``params``).
+    params_copy : dict of ndarray
+        Copies of the parameters the pass ran with; ``backward`` refuses others
+        (:func:`kinn_ref.tape_checks.check_tape`).
     """
 
     spec: object
@@ -56,6 +62,8 @@ class Tape:
     coupling: object = field(default=None, repr=False)
     ctx: object = field(default=None, repr=False)
     output_shape: tuple = None
+    dtype: object = None
+    params_copy: dict = field(default=None, repr=False)
 
     def __repr__(self):
         return tape_repr(self, self.currents.dtype, {"x": self.x, "currents": self.currents}, self.nonfinite)
@@ -203,9 +211,10 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
                 outputs.append(readout(spec, circuit, coupling, Y, currents[:, n]))
     y = np.stack(outputs, axis=1) if spec.return_sequences else readout(spec, circuit, coupling, Y,
                                                                          currents[:, T - 1])
-    tape = Tape(spec=spec, backend="numpy", x=x, currents=currents, states=states, n_steps=T,
+    tape = Tape(spec=spec, backend="numpy", x=x.copy(), currents=currents, states=states, n_steps=T,
                 sequence=sequence, has_V0=V0 is not None, checkpoint_every=checkpoint_every,
-                nonfinite=nonfinite, circuit=circuit, coupling=coupling, ctx=ctx, output_shape=y.shape)
+                nonfinite=nonfinite, circuit=circuit, coupling=coupling, ctx=ctx, output_shape=y.shape,
+                dtype=dtype, params_copy=copy_params(params))
     return y, tape
 
 
@@ -224,8 +233,9 @@ def backward(spec, params, tape, dy):
     Parameters
     ----------
     spec : LayerSpec
+        The spec of the forward pass.
     params : dict of ndarray
-        The parameters the forward pass used.
+        The parameters the forward pass used, unchanged (update them after ``backward``).
     tape : Tape
     dy : ndarray
         Cotangent of the output, same shape and dtype as ``y``.
@@ -234,8 +244,14 @@ def backward(spec, params, tape, dy):
     -------
     dict of ndarray
         Same keys and shapes as ``params``, plus ``"x"`` and, when ``V0`` was given, ``"V0"``.
+
+    Raises
+    ------
+    TapeMismatchError
+        When ``spec`` differs from the forward pass's, or ``params`` have another dtype or values changed since
+        the forward pass (the message names the field or array).
     """
-    dtype = check_params(spec, params)
+    dtype = check_tape(tape, spec, params)
     if tape.nonfinite is not None:
         raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
                          f"{tape.nonfinite[1]}); there is no gradient to compute")

@@ -21,6 +21,7 @@ def test_the_estimate_counts_the_states_the_reference_keeps(n_steps, every):
     assert size.kept_states == len(tape.states)
     assert size.kept_states * size.state_bytes == sum(s.nbytes for s in tape.states.values())
     assert size.other_bytes == 0
+    assert size.copy_bytes == tape.x.nbytes + sum(p.nbytes for p in tape.params_copy.values())
 
 
 def test_the_estimate_counts_sequence_currents_and_per_step_readouts():
@@ -28,6 +29,7 @@ def test_the_estimate_counts_sequence_currents_and_per_step_readouts():
     y, tape = kr.forward(spec, params, x)
     size = tape_memory.tape_size(spec, 3, 12, True, np.float64)
     assert size.other_bytes == tape.currents.nbytes + y.nbytes
+    assert size.copy_bytes == tape.x.nbytes + sum(p.nbytes for p in tape.params_copy.values())
 
 
 def test_a_tape_too_large_is_refused_at_once_naming_checkpoint_every(monkeypatch):
