@@ -134,7 +134,11 @@ def input_currents(spec, params, x, sequence):
 
 
 def input_currents_vjp(spec, params, x, sequence, dI):
-    """Adjoint of :func:`input_currents` (eq. 33): gradients of ``W``, ``b`` and ``x``."""
+    """Adjoint of :func:`input_currents` (eq. 33): gradients of ``W``, ``b`` and ``x``.
+
+    ``dI`` is the cotangent of the currents, ``(B, T, N)``; for a static input it may be ``(B, 1, N)``, already
+    summed over the steps.
+    """
     B, T, N = dI.shape
     H, D = params["W"].shape
     if not sequence:
@@ -261,7 +265,9 @@ def backward(spec, params, tape, dy):
     integrator.start_vjp(ctx)
     acc = zero_grads(circuit)
     T = tape.n_steps
-    dI = np.zeros(I.shape, dtype)
+    B, N = I.shape[0], I.shape[2]
+    # a static input's current is the same at every step: its cotangent is summed over the steps as they go
+    dI = np.zeros((B, T, N) if tape.sequence else (B, N), dtype)
     starts = sorted(s for s in tape.states if s < T)
     dY = None
     for start in reversed(starts):
@@ -269,16 +275,17 @@ def backward(spec, params, tape, dy):
         Ys = _segment(integrator, ctx, tape, start, stop)
         for n in reversed(range(start, stop)):
             Y_next = Ys[n + 1 - start]
+            dI_n = dI[:, n] if tape.sequence else dI      # a view: the sums below go into dI
             dy_n = dy[:, n] if spec.return_sequences else (dy if n == T - 1 else None)
             if dy_n is not None:
                 dY_r, dI_r = readout_vjp(spec, circuit, coupling, Y_next, I[:, n], dy_n, acc)
                 dY = dY_r if dY is None else dY + dY_r
                 if dI_r is not None:
-                    dI[:, n] += dI_r
-            dY, dI_n = integrator.step_vjp(ctx, Ys[n - start], I[:, n], Y_next, dY, acc)
-            dI[:, n] += dI_n
+                    dI_n += dI_r
+            dY, dI_step = integrator.step_vjp(ctx, Ys[n - start], I[:, n], Y_next, dY, acc)
+            dI_n += dI_step
     integrator.finalize_vjp(ctx, acc)
-    grads = input_currents_vjp(spec, params, tape.x, tape.sequence, dI)
+    grads = input_currents_vjp(spec, params, tape.x, tape.sequence, dI if tape.sequence else dI[:, None])
     grads.update(circuit_vjp(spec, params, acc))
     if tape.has_V0:
         grads["V0"] = dY
