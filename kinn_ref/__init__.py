@@ -9,5 +9,6 @@ from .spec import LayerSpec
 from .tasks.heat import solve_pde_with_kinn
 
 __all__ = ["LayerSpec", "init_params", "forward", "backward", "available_backends", "registered_backends",
-           "NonFiniteStateError", "TapeMemoryError", "TapeMismatchError", "KINN", "KINNLayer", "KINNLayers", "solve_pde_with_kinn"]
+           "NonFiniteStateError", "TapeMemoryError", "TapeMismatchError", "KINN", "KINNLayer", "KINNLayers",
+           "solve_pde_with_kinn"]
 __version__ = "0.1.0"
