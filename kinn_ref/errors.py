@@ -87,3 +87,22 @@ class NonFiniteTrainingError(FloatingPointError):
         self.epoch = int(epoch)
         self.step = None if step is None else int(step)
         super().__init__(message)
+
+
+class TapeMismatchError(ValueError):
+    """``backward`` was given a ``spec`` or ``params`` other than those of the forward pass that recorded the tape.
+
+    The gradient of a tape is that of the pass it recorded; a different spec (another integrator, ``dt``,
+    ...), parameters changed since the forward pass (an update made before ``backward``) or parameters of
+    another dtype would give gradients of no computation that was run, so ``backward`` refuses them.
+
+    Attributes
+    ----------
+    argument : str
+        What differs: ``"spec"``, ``"params"`` (the dtype) or ``"params['W']"`` (a changed array; ``dparams``
+        for the device API).
+    """
+
+    def __init__(self, message, argument):
+        self.argument = argument
+        super().__init__(message)

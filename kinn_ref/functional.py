@@ -16,6 +16,8 @@ def backward(spec, params, tape, dy):
     """Gradients for the pass in ``tape``, computed by the backend that recorded it.
 
     Returns a dict with the keys of ``params`` plus ``"x"`` (and ``"V0"`` when an initial state was given).
+    ``spec`` and ``params`` must be those of the forward pass (update the parameters after ``backward``):
+    another spec, dtype or parameter values raise :class:`~kinn_ref.errors.TapeMismatchError`.
     """
     backend = getattr(tape, "backend", None)
     if backend is None:

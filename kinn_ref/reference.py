@@ -15,6 +15,7 @@ from .errors import NonFiniteStateError
 from .integrators import INTEGRATORS
 from .parameterization import check_params, circuit_vjp, make_circuit
 from .readout import readout, readout_vjp
+from .tape_checks import check_tape, copy_params
 from .tape_memory import check_tape_memory
 
 
@@ -28,7 +29,7 @@ class Tape:
     backend : str
         Name of the backend that ran the forward pass (its backward is used).
     x : ndarray
-        The input, as given.
+        A copy of the input (the caller's array may change after the forward pass).
     currents : ndarray, shape (B, T, N)
         Input current of the first cell at each step (eq. 3).
     states : dict of int -> ndarray (B, K, N)
@@ -40,6 +41,11 @@ class Tape:
         Whether an initial state was given (its gradient is then returned).
     nonfinite : tuple of (int, int) or None
         ``(step, cell)`` of the first non-finite state when the pass was run with ``on_nonfinite="flag"``.
+    dtype : numpy.dtype
+        Dtype of the computation (of ``params``).
+    params_copy : dict of ndarray
+        Copies of the parameters the pass ran with; ``backward`` refuses others
+        (:func:`kinn_ref.tape_checks.check_tape`).
     """
 
     spec: object
@@ -56,6 +62,8 @@ class Tape:
     coupling: object = field(default=None, repr=False)
     ctx: object = field(default=None, repr=False)
     output_shape: tuple = None
+    dtype: object = None
+    params_copy: dict = field(default=None, repr=False)
 
     def __repr__(self):
         return tape_repr(self, self.currents.dtype, {"x": self.x, "currents": self.currents}, self.nonfinite)
@@ -126,7 +134,11 @@ def input_currents(spec, params, x, sequence):
 
 
 def input_currents_vjp(spec, params, x, sequence, dI):
-    """Adjoint of :func:`input_currents` (eq. 33): gradients of ``W``, ``b`` and ``x``."""
+    """Adjoint of :func:`input_currents` (eq. 33): gradients of ``W``, ``b`` and ``x``.
+
+    ``dI`` is the cotangent of the currents, ``(B, T, N)``; for a static input it may be ``(B, 1, N)``, already
+    summed over the steps.
+    """
     B, T, N = dI.shape
     H, D = params["W"].shape
     if not sequence:
@@ -203,9 +215,10 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
                 outputs.append(readout(spec, circuit, coupling, Y, currents[:, n]))
     y = np.stack(outputs, axis=1) if spec.return_sequences else readout(spec, circuit, coupling, Y,
                                                                          currents[:, T - 1])
-    tape = Tape(spec=spec, backend="numpy", x=x, currents=currents, states=states, n_steps=T,
+    tape = Tape(spec=spec, backend="numpy", x=x.copy(), currents=currents, states=states, n_steps=T,
                 sequence=sequence, has_V0=V0 is not None, checkpoint_every=checkpoint_every,
-                nonfinite=nonfinite, circuit=circuit, coupling=coupling, ctx=ctx, output_shape=y.shape)
+                nonfinite=nonfinite, circuit=circuit, coupling=coupling, ctx=ctx, output_shape=y.shape,
+                dtype=dtype, params_copy=copy_params(params))
     return y, tape
 
 
@@ -224,8 +237,9 @@ def backward(spec, params, tape, dy):
     Parameters
     ----------
     spec : LayerSpec
+        The spec of the forward pass.
     params : dict of ndarray
-        The parameters the forward pass used.
+        The parameters the forward pass used, unchanged (update them after ``backward``).
     tape : Tape
     dy : ndarray
         Cotangent of the output, same shape and dtype as ``y``.
@@ -234,8 +248,14 @@ def backward(spec, params, tape, dy):
     -------
     dict of ndarray
         Same keys and shapes as ``params``, plus ``"x"`` and, when ``V0`` was given, ``"V0"``.
+
+    Raises
+    ------
+    TapeMismatchError
+        When ``spec`` differs from the forward pass's, or ``params`` have another dtype or values changed since
+        the forward pass (the message names the field or array).
     """
-    dtype = check_params(spec, params)
+    dtype = check_tape(tape, spec, params)
     if tape.nonfinite is not None:
         raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
                          f"{tape.nonfinite[1]}); there is no gradient to compute")
@@ -245,7 +265,9 @@ def backward(spec, params, tape, dy):
     integrator.start_vjp(ctx)
     acc = zero_grads(circuit)
     T = tape.n_steps
-    dI = np.zeros(I.shape, dtype)
+    B, N = I.shape[0], I.shape[2]
+    # a static input's current is the same at every step: its cotangent is summed over the steps as they go
+    dI = np.zeros((B, T, N) if tape.sequence else (B, N), dtype)
     starts = sorted(s for s in tape.states if s < T)
     dY = None
     for start in reversed(starts):
@@ -253,16 +275,17 @@ def backward(spec, params, tape, dy):
         Ys = _segment(integrator, ctx, tape, start, stop)
         for n in reversed(range(start, stop)):
             Y_next = Ys[n + 1 - start]
+            dI_n = dI[:, n] if tape.sequence else dI      # a view: the sums below go into dI
             dy_n = dy[:, n] if spec.return_sequences else (dy if n == T - 1 else None)
             if dy_n is not None:
                 dY_r, dI_r = readout_vjp(spec, circuit, coupling, Y_next, I[:, n], dy_n, acc)
                 dY = dY_r if dY is None else dY + dY_r
                 if dI_r is not None:
-                    dI[:, n] += dI_r
-            dY, dI_n = integrator.step_vjp(ctx, Ys[n - start], I[:, n], Y_next, dY, acc)
-            dI[:, n] += dI_n
+                    dI_n += dI_r
+            dY, dI_step = integrator.step_vjp(ctx, Ys[n - start], I[:, n], Y_next, dY, acc)
+            dI_n += dI_step
     integrator.finalize_vjp(ctx, acc)
-    grads = input_currents_vjp(spec, params, tape.x, tape.sequence, dI)
+    grads = input_currents_vjp(spec, params, tape.x, tape.sequence, dI if tape.sequence else dI[:, None])
     grads.update(circuit_vjp(spec, params, acc))
     if tape.has_V0:
         grads["V0"] = dY

@@ -1,8 +1,8 @@
 """The memory a forward pass keeps for its backward pass (its tape), checked before the pass runs.
 
 A forward pass keeps the stacked state ``(B, K, N)`` of every step (or of every ``checkpoint_every``-th
-step), the input currents ``(B, T, N)`` of a sequence input and, with ``return_sequences``, the readout of
-every step ``(B, T, W)``. When that exceeds the memory available, :func:`check_tape_memory` refuses the pass
+step), the input currents ``(B, T, N)`` of a sequence input, with ``return_sequences`` the readout of
+every step ``(B, T, W)``, and copies of the input ``x`` and of the parameters. When that exceeds the memory available, :func:`check_tape_memory` refuses the pass
 at once with :class:`~kinn_ref.errors.TapeMemoryError`, naming the size and the smallest ``checkpoint_every``
 whose tape takes at most half of that memory (:data:`SUGGESTION_SHARE`), instead of letting it run until an
 allocation fails at an arbitrary step.
@@ -40,15 +40,18 @@ class TapeSize:
     other_bytes : int
         Input currents of a sequence input and per-step readouts (``return_sequences``): what checkpoints do
         not reduce.
+    copy_bytes : int
+        The tape's copies of the input ``x`` and of the parameters.
     """
 
     kept_states: int
     state_bytes: int
     other_bytes: int
+    copy_bytes: int = 0
 
     @property
     def total(self):
-        return self.kept_states * self.state_bytes + self.other_bytes
+        return self.kept_states * self.state_bytes + self.other_bytes + self.copy_bytes
 
 
 def kept_state_count(n_steps, checkpoint_every=None):
@@ -80,7 +83,9 @@ def tape_size(spec, batch, n_steps, sequence, dtype, checkpoint_every=None):
     other = (batch * n_steps * spec.total_nodes * item if sequence else 0)
     if spec.return_sequences:
         other += batch * n_steps * spec.readout_width * item
-    return TapeSize(kept_state_count(n_steps, checkpoint_every), state, other)
+    x_values = batch * (n_steps if sequence else 1) * spec.n_points * spec.in_features
+    param_values = sum(math.prod(shape) for shape in spec.param_shapes().values())
+    return TapeSize(kept_state_count(n_steps, checkpoint_every), state, other, (x_values + param_values) * item)
 
 
 def _meminfo_available():
@@ -131,7 +136,7 @@ def fitting_interval(size, n_steps, available):
     -------
     int or None
     """
-    room = available - size.other_bytes
+    room = available - size.other_bytes - size.copy_bytes
     # kept states plus one segment, 1 + ceil(T/m) + m, is smallest near m = sqrt(T): no larger m fits better
     for every in range(1, math.isqrt(n_steps) + 2):
         if (kept_state_count(n_steps, every) + every) * size.state_bytes <= room:
@@ -181,6 +186,7 @@ def check_tape_memory(spec, x, dtype, checkpoint_every=None):
     parts = f"{size.kept_states} kept states of {_size(size.state_bytes)}"
     if size.other_bytes:
         parts += f" + {_size(size.other_bytes)} of per-step currents and readouts"
+    parts += f" + {_size(size.copy_bytes)} of copies of x and params"
     if every is not None:
         kept = tape_size(spec, batch, n_steps, sequence, dtype, every)
         hint = (f"pass checkpoint_every={every} (keeps {kept.kept_states} states, {_size(kept.total)}; the "

@@ -2,6 +2,7 @@
 import itertools
 
 import numpy as np
+import pytest
 
 import kinn_ref as kr
 from kinn_ref.parameterization import softplus_inverse
@@ -110,3 +111,60 @@ def make_case(coupling_case="none", integrator="expeuler", readout="last", param
     x = rng.standard_normal(spec.input_shape(batch, n_steps if sequence else None)).astype(dtype)
     V0 = (0.5 * rng.standard_normal((batch, order, spec.total_nodes))).astype(dtype) if with_V0 else None
     return spec, params, x, V0
+
+
+def tape_mismatch_case(dtype=np.float64):
+    """A case whose numba kernels the default suite compiles anyway (dense, euler, cells, float64)."""
+    return make_case("dense", "euler", "cells", order=2, sequence=True, batch=3, n_steps=4, dtype=dtype)
+
+
+def check_tape_owns_its_inputs(backend):
+    """Zeroing ``x`` and ``V0`` between forward and backward leaves the gradients as they were."""
+    spec, params, x, V0 = tape_mismatch_case()
+    y, tape = kr.forward(spec, params, x, V0, backend=backend)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    expected = kr.backward(spec, params, tape, dy)
+    x2, V02 = x.copy(), V0.copy()
+    y2, tape2 = kr.forward(spec, params, x2, V02, backend=backend)
+    x2[:] = 0.0
+    V02[:] = 0.0
+    grads = kr.backward(spec, params, tape2, dy)
+    assert np.array_equal(y2, y)
+    for k in expected:
+        np.testing.assert_array_equal(grads[k], expected[k], err_msg=k)
+
+
+def check_backward_refuses_mismatches(backend):
+    """Another spec, changed params or params of another dtype: a TapeMismatchError naming the argument;
+    the tape still gives the right gradients afterwards."""
+    from kinn_ref.errors import TapeMismatchError
+    spec, params, x, V0 = tape_mismatch_case()
+    y, tape = kr.forward(spec, params, x, V0, backend=backend)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    expected = kr.backward(spec, params, tape, dy)
+    refusals = [
+        (spec.replace(integrator="expeuler"), params, "spec",
+         r"spec differs .*: integrator is 'expeuler' here, 'euler' in the forward pass"),
+        (spec.replace(dt=0.05), params, "spec", r"dt is 0.05 here, 0.1 in the forward pass"),
+        (spec.replace(dt=0.05, readout="last"), params, "spec",
+         r"dt is 0.05 here, 0.1 in the forward pass; readout is 'last' here, 'cells' in the forward pass"),
+        (spec, dict(params, g_raw=params["g_raw"] * 1.1), "params['g_raw']",
+         r"params\['g_raw'\] changed since the forward pass \(6 of 6 values"),
+        (spec, {k: v.astype(np.float32) for k, v in params.items()}, "params",
+         r"params dtype float32 vs tape float64"),
+    ]
+    for bad_spec, bad_params, argument, match in refusals:
+        d = dy.astype(bad_params["W"].dtype)
+        with pytest.raises(TapeMismatchError, match=match) as info:
+            kr.backward(bad_spec, bad_params, tape, d)
+        assert isinstance(info.value, ValueError) and info.value.argument == argument
+    changed = {k: v.copy() for k, v in params.items()}
+    y, tape = kr.forward(spec, changed, x, V0, backend=backend)
+    changed["W"][0, 0] += 1e-9                              # an update in place, before backward
+    with pytest.raises(TapeMismatchError, match=r"params\['W'\] changed since the forward pass \(1 of 9 values, "
+                                                r"by up to 1e-09\)"):
+        kr.backward(spec, changed, tape, dy)
+    changed["W"][0, 0] = params["W"][0, 0]                  # restored: accepted
+    grads = kr.backward(spec, changed, tape, dy)
+    for k in expected:
+        np.testing.assert_array_equal(grads[k], expected[k], err_msg=k)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
-from helpers import COUPLING_CASES, make_case, option_matrix, rel_error
+from helpers import (COUPLING_CASES, check_backward_refuses_mismatches, check_tape_owns_its_inputs, make_case,
+                     option_matrix, rel_error)
 
 pytestmark = pytest.mark.skipif("cuda" not in kr.available_backends(),
                                 reason="cuda backend not usable here (no GPU, no simulator)")
@@ -247,6 +248,14 @@ def test_public_boundary_errors():
         kr.backward(spec, params, tape, np.ones((1, 1)))
 
 
+def test_the_tape_keeps_its_own_copy_of_x_and_V0():
+    check_tape_owns_its_inputs("cuda")
+
+
+def test_backward_refuses_another_spec_changed_params_and_another_dtype():
+    check_backward_refuses_mismatches("cuda")
+
+
 # ---- tunables: multi-block paths on the simulator, and the simulator's tunables on a GPU
 
 def test_small_inputs_still_span_several_blocks():
@@ -306,6 +315,42 @@ def test_device_api_matches_host_api(coupling, order):
     for k in grads:
         assert is_device_array(grads_d[k]), k
         np.testing.assert_array_equal(grads_d[k].copy_to_host(), grads[k], err_msg=k)
+
+
+@pytest.mark.parametrize("coupling,order", [("none", 2), ("dense", 1)])
+def test_device_tape_keeps_its_own_copies_of_x_V0_and_dparams(coupling, order):
+    """Zeroing the caller's device x, V0 and parameters after forward_device leaves the gradients as they were."""
+    from kinn_ref.backends.cuda_backend import backend
+    spec, params, x, V0 = make_case(coupling, "expeuler", "cells", order=order, batch=2, n_steps=3, sequence=True,
+                                    return_sequences=True)
+    w = np.random.default_rng(0).standard_normal((2, 3, spec.readout_width))
+    y, tape_h = kr.forward(spec, params, x, V0, backend="cuda")
+    expected = kr.backward(spec, params, tape_h, w)
+    dparams, dx, dV0 = backend.to_device(params), _device(x), _device(V0)
+    y_d, tape = backend.forward_device(spec, dparams, dx, dV0)
+    for a in [dx, dV0, *dparams.values()]:
+        a.copy_to_device(np.zeros(a.shape, a.dtype))
+    grads = backend.backward_device(spec, dparams, tape, _device(w))
+    np.testing.assert_array_equal(y_d.copy_to_host(), y)
+    for k in expected:
+        np.testing.assert_array_equal(grads[k].copy_to_host(), expected[k], err_msg=k)
+
+
+def test_device_backward_refuses_another_spec_and_another_dtype():
+    from kinn_ref.backends.cuda_backend import backend
+    spec, params, x, V0 = make_case("dense", "expeuler", "last", order=1, batch=2, n_steps=3)
+    dparams = backend.to_device(params)
+    y, tape = backend.forward_device(spec, dparams, _device(x), _device(V0))
+    dy = _device(np.ones(y.shape))
+    with pytest.raises(kr.TapeMismatchError, match="n_steps is 4 here, 3 in the forward pass") as info:
+        backend.backward_device(spec.replace(n_steps=4), dparams, tape, dy)
+    assert info.value.argument == "spec"
+    d32 = backend.to_device({k: v.astype(np.float32) for k, v in params.items()})
+    with pytest.raises(kr.TapeMismatchError, match="dparams dtype float32 vs tape float64") as info:
+        backend.backward_device(spec, d32, tape, _device(np.ones(y.shape, np.float32)))
+    assert info.value.argument == "dparams"
+    with pytest.raises(ValueError, match="from forward_device"):
+        kr.backward(spec, params, tape, np.ones(y.shape))
 
 
 def test_device_api_rejects_host_arrays():

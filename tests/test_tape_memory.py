@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
+from helpers import rel_error
 from kinn_ref import tape_memory
 
 
@@ -21,6 +22,7 @@ def test_the_estimate_counts_the_states_the_reference_keeps(n_steps, every):
     assert size.kept_states == len(tape.states)
     assert size.kept_states * size.state_bytes == sum(s.nbytes for s in tape.states.values())
     assert size.other_bytes == 0
+    assert size.copy_bytes == tape.x.nbytes + sum(p.nbytes for p in tape.params_copy.values())
 
 
 def test_the_estimate_counts_sequence_currents_and_per_step_readouts():
@@ -28,6 +30,7 @@ def test_the_estimate_counts_sequence_currents_and_per_step_readouts():
     y, tape = kr.forward(spec, params, x)
     size = tape_memory.tape_size(spec, 3, 12, True, np.float64)
     assert size.other_bytes == tape.currents.nbytes + y.nbytes
+    assert size.copy_bytes == tape.x.nbytes + sum(p.nbytes for p in tape.params_copy.values())
 
 
 def test_a_tape_too_large_is_refused_at_once_naming_checkpoint_every(monkeypatch):
@@ -123,3 +126,32 @@ def test_a_small_tape_does_not_read_the_available_memory(monkeypatch):
     monkeypatch.setattr(tape_memory, "SMALL_TAPE_BYTES", 0)
     with pytest.raises(AssertionError, match="small tape"):
         tape_memory.check_tape_memory(spec, np.zeros((2, 3)), np.float64)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_the_backward_of_a_static_input_sums_its_current_cotangent_over_the_steps(backend):
+    """A static input's current is the same at every step: the backward keeps its cotangent as (B, N), not
+    (B, T, N), and gives the gradients of the same input held over T steps as a sequence."""
+    import tracemalloc
+    B, T = 8, 2000
+    spec = kr.LayerSpec(3, 16, order=1, integrator="expeuler", readout="cells", n_steps=T)
+    params = kr.init_params(spec, seed=1)
+    x = np.random.default_rng(0).standard_normal((B, 3))
+    y, tape = kr.forward(spec, params, x, backend=backend)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    kr.backward(spec, params, tape, dy)                   # compiled and warm
+    tracemalloc.start()
+    try:
+        grads = kr.backward(spec, params, tape, dy)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    full_dI = B * T * spec.total_nodes * 8
+    assert peak < full_dI / 4, (peak, full_dI)
+    xs = np.repeat(x[:, None], T, axis=1)
+    ys, tape_s = kr.forward(spec, params, xs, backend=backend)
+    grads_s = kr.backward(spec, params, tape_s, dy)
+    np.testing.assert_array_equal(ys, y)
+    for k in params:
+        assert rel_error(grads[k], grads_s[k]) < 1e-12, k
+    assert rel_error(grads["x"], grads_s["x"].sum(axis=1)) < 1e-12

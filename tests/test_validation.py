@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
-from helpers import make_case
+from helpers import check_backward_refuses_mismatches, check_tape_owns_its_inputs, make_case
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -239,3 +239,27 @@ def test_spectral_radius_names_a_bad_spec():
     from kinn_ref.linear_analysis import spectral_radius
     with pytest.raises(ValueError, match="spec must be a kinn_ref.LayerSpec"):
         spectral_radius(None, {}, 0.1)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_the_tape_keeps_its_own_copy_of_x_and_V0(backend):
+    check_tape_owns_its_inputs(backend)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_backward_refuses_another_spec_changed_params_and_another_dtype(backend):
+    check_backward_refuses_mismatches(backend)
+
+
+def test_a_layer_updated_after_backward_trains_on_and_one_updated_before_is_refused():
+    layer = kr.KINNLayer(3, 4, coupling="dense", n_steps=3)
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    for _ in range(2):                                     # forward, backward, update in place: legitimate
+        y = layer.forward(x)
+        layer.backward(np.ones_like(y))
+        for k in layer.trainable:
+            layer.params[k] -= 0.01 * layer.grads[k]
+    y = layer.forward(x)
+    layer.params["b"] += 0.01
+    with pytest.raises(kr.TapeMismatchError, match=r"params\['b'\] changed since the forward pass"):
+        layer.backward(np.ones_like(y))

@@ -64,13 +64,23 @@ SCHEDULES = {"constant": Constant, "step": StepDecay, "cosine": CosineWarmup}
 
 
 def make_schedule(config):
-    """A schedule from its :meth:`config` dict (``{"kind": ..., **arguments}``)."""
+    """A schedule from its :meth:`config` dict (``{"kind": ..., **arguments}``).
+
+    Raises
+    ------
+    ValueError
+        Naming ``schedule`` and what was expected: a dict, its ``kind`` (missing or not one of
+        :data:`SCHEDULES`), an argument the kind does not take or needs, or an argument out of its range.
+    """
     if not isinstance(config, dict):
         raise ValueError(f"schedule must be a dict {{'kind': ..., **arguments}}, got {config!r}")
     config = dict(config)
-    kind = config.pop("kind", None)
-    if kind not in SCHEDULES:
-        raise ValueError(f"schedule kind must be one of {sorted(SCHEDULES)}, got {kind!r}")
+    if "kind" not in config:
+        raise ValueError(f"schedule must have a 'kind', one of {sorted(SCHEDULES)} (e.g. {{'kind': 'cosine'}}); "
+                         f"got a dict with keys {sorted(config)}")
+    kind = config.pop("kind")
+    if not isinstance(kind, str) or kind not in SCHEDULES:
+        raise ValueError(f"schedule['kind'] must be one of {sorted(SCHEDULES)}, got {kind!r}")
     cls = SCHEDULES[kind]
     accepted = set(inspect.signature(cls).parameters)
     unknown = sorted(set(config) - accepted)
@@ -80,4 +90,7 @@ def make_schedule(config):
                      if p.default is inspect.Parameter.empty and name not in config)
     if missing:
         raise ValueError(f"schedule {kind!r} needs {missing}")
-    return cls(**config)
+    try:
+        return cls(**config)
+    except ValueError as exc:
+        raise ValueError(f"schedule {kind!r}: {exc}") from None

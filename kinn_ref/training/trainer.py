@@ -182,7 +182,8 @@ class Trainer:
                                       high_open=True)
                 if "warmup_steps" in cfg:
                     raise ValueError("schedule takes warmup_fraction or warmup_steps, not both")
-                cfg["warmup_steps"] = int(fraction * cfg["total_steps"])
+                total = check_positive_int("schedule['total_steps']", cfg["total_steps"])
+                cfg["warmup_steps"] = int(fraction * total)
         return make_schedule(cfg)
 
     def train_step(self, xb, yb, lr):

@@ -16,6 +16,13 @@ Three kernel families run a layer (``tape.family`` says which):
 ``backward_device`` take and return numba device arrays and copy nothing to the host (the non-finite flag
 stays on the device until ``tape.nonfinite`` is read).
 
+The tape owns what its backward pass reads: ``forward`` uploads ``x``, ``V0`` and the parameters (those device
+arrays are the tape's) and keeps host copies of the parameters, which ``backward`` compares with the ones it
+is given; ``forward_device`` copies ``x``, ``V0`` and ``dparams`` on the device (one pass over each, no host
+transfer), so the gradients of ``backward_device`` are those of the pass that ran, whatever the caller's arrays
+hold later. Both refuse a spec or a dtype other than the forward pass's
+(:class:`~kinn_ref.errors.TapeMismatchError`).
+
 ``checkpoint_every=None`` keeps what the family needs: every state for the coupled families, and for the
 fused ``none`` kernels one state per backward span (they recompute the rest; the kernels built for a static
 input's ``T`` keep only the start state); ``checkpoint_every=m`` keeps
@@ -29,6 +36,7 @@ from kinn_ref._checks import check_array, check_choice, check_positive_int
 from kinn_ref.errors import NonFiniteStateError
 from kinn_ref.parameterization import check_params
 from kinn_ref.reference import input_layout
+from kinn_ref.tape_checks import check_dtype_matches, check_spec_matches, check_tape, copy_params
 
 from . import disk_cache, family_cell
 from ..compile_notice import first_call
@@ -36,7 +44,7 @@ from ..launch_warnings import quiet_launches
 from .compat import cuda_module, simulator_active
 from .constants import prepare
 from .couplings import make_coupling
-from .device import is_device_array, new_flag
+from .device import copy, is_device_array, new_flag
 from .gradients import assemble
 from .params import make_circuit
 from .tape import DeviceTape
@@ -69,18 +77,24 @@ def _compiling(direction, spec, dtype, family_name):
     return first_call(("cuda", direction, spec, np.dtype(dtype).str), message)
 
 
-def _device_layout(spec, dparams, x, V0):
-    """Shape checks of the device API: ``(dtype, sequence, B, T)``."""
+def _check_dparams(spec, dparams):
+    """Keys, shapes and one float dtype of the device parameters; returns the dtype."""
     shapes = spec.param_shapes()
     if not isinstance(dparams, dict) or set(dparams) != set(shapes):
         raise ValueError(f"dparams must be a dict of device arrays with keys {sorted(shapes)}")
-    dtype = dparams["W"].dtype
+    dtype = getattr(dparams["W"], "dtype", None)
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dparams['W'] must have dtype float64 or float32, got {dtype}")
     for name, shape in shapes.items():
         a = dparams[name]
         if not is_device_array(a) or tuple(a.shape) != shape or a.dtype != dtype:
             raise ValueError(f"dparams[{name!r}] must be a {dtype} device array of shape {shape}")
+    return dtype
+
+
+def _device_layout(spec, dparams, x, V0):
+    """Shape checks of the device API: ``(dtype, sequence, B, T)``."""
+    dtype = _check_dparams(spec, dparams)
     feature = spec.input_shape(None)[1:]
     if not is_device_array(x) or x.dtype != dtype or x.ndim not in (len(feature) + 1, len(feature) + 2) \
             or tuple(x.shape)[x.ndim - len(feature):] != feature or x.shape[0] < 1:
@@ -115,11 +129,21 @@ def forward_device(spec, dparams, x, V0=None, *, checkpoint_every=None):
     y : device array
         ``(B, W)``, or ``(B, T, W)`` with ``spec.return_sequences``.
     tape : DeviceTape
-        ``tape.nonfinite`` reads the non-finite flag from the device when asked.
+        ``tape.nonfinite`` reads the non-finite flag from the device when asked. The tape holds device copies
+        of ``x``, ``V0`` and ``dparams``: changing those arrays afterwards does not change its gradients.
     """
+    return run_forward(spec, dparams, x, V0, checkpoint_every, own_inputs=True)
+
+
+def run_forward(spec, dparams, x, V0, checkpoint_every, own_inputs):
+    """:func:`forward_device`; with ``own_inputs=False`` the tape refers to the arrays given instead of copies
+    (for callers whose arrays are the tape's already, or stay unchanged until the backward pass)."""
     dtype, sequence, B, T = _device_layout(spec, dparams, x, V0)
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    if own_inputs:
+        dparams = {k: copy(v) for k, v in dparams.items()}
+        x, V0 = copy(x), (None if V0 is None else copy(V0))
     family_name, family = _family(spec, dtype)
     circuit = make_circuit(spec, dparams)
     coupling = make_coupling(spec, circuit)
@@ -132,8 +156,8 @@ def forward_device(spec, dparams, x, V0=None, *, checkpoint_every=None):
     y = y3 if spec.return_sequences else y3.reshape(B, spec.readout_width)
     tape = DeviceTape(spec=spec, backend=NAME, x=x, states=states, n_steps=T, sequence=sequence,
                       has_V0=V0 is not None, checkpoint_every=checkpoint_every, interval=interval,
-                      output_shape=tuple(y.shape), family=family_name, flag=flag, params=dparams, circuit=circuit,
-                      consts=consts, coupling=coupling, aux=aux)
+                      output_shape=tuple(y.shape), family=family_name, flag=flag, dtype=dtype, params=dparams,
+                      circuit=circuit, consts=consts, coupling=coupling, aux=aux)
     return y, tape
 
 
@@ -141,19 +165,34 @@ def forward_device(spec, dparams, x, V0=None, *, checkpoint_every=None):
 def backward_device(spec, dparams, tape, dy):
     """Gradients of ``sum(dy * y)`` as device arrays (keys of ``dparams``, ``"x"`` and ``"V0"`` when given).
 
-    The tape's non-finite flag is not read: a non-finite pass gives non-finite gradients here (the NumPy
-    :func:`backward` refuses such a tape).
+    The gradients are those of the pass recorded in ``tape``, computed from its copies of the parameters:
+    ``dparams`` is checked for its keys, shapes and dtype only (its values are not read, which would need a
+    copy to the host). The tape's non-finite flag is not read either: a non-finite pass gives non-finite
+    gradients here (the NumPy :func:`backward` refuses such a tape).
+
+    Raises
+    ------
+    TapeMismatchError
+        When ``spec`` differs from the forward pass's, or ``dparams`` has another dtype.
     """
     if not isinstance(tape, DeviceTape):
         raise ValueError(f"tape must be the tape returned by the cuda forward, got {type(tape).__name__}")
-    if not is_device_array(dy) or tuple(dy.shape) != tape.output_shape or dy.dtype != dparams["W"].dtype:
-        raise ValueError(f"dy must be a {dparams['W'].dtype} device array of shape {tape.output_shape}")
+    check_spec_matches(tape, spec)
+    check_dtype_matches(tape, _check_dparams(spec, dparams), "dparams")
+    return run_backward(spec, tape, dy)
+
+
+def run_backward(spec, tape, dy):
+    """:func:`backward_device` after its checks of ``spec`` and the parameters (the tape's are used)."""
+    dtype = tape.dtype
+    if not is_device_array(dy) or tuple(dy.shape) != tape.output_shape or dy.dtype != dtype:
+        raise ValueError(f"dy must be a {dtype} device array of shape {tape.output_shape}")
     B = tape.x.shape[0]
     dy3 = dy if spec.return_sequences else dy.reshape(B, 1, spec.readout_width)
-    family_name, family = _family(spec, dparams["W"].dtype)
+    family_name, family = _family(spec, dtype)
     tape.coupling.start_backward()
-    with _compiling("backward", spec, dparams["W"].dtype, family_name):
-        return assemble(spec, dparams, tape, *family.backward(spec, tape, dy3))
+    with _compiling("backward", spec, dtype, family_name):
+        return assemble(spec, tape.params, tape, *family.backward(spec, tape, dy3))
 
 
 def c_strided(a):
@@ -192,10 +231,11 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
         k, n = np.argwhere(params["C_raw"] <= 0)[0]
         raise ValueError(f"params['C_raw'] must be > 0 in param='raw' mode (it is the capacitance); "
                          f"entry [{k}, {n}] is {params['C_raw'][k, n]!r}")
-    dparams = to_device(params)
-    dx = upload(x)
-    dV0 = None if V0 is None else upload(V0)
-    y, tape = forward_device(spec, dparams, dx, dV0, checkpoint_every=checkpoint_every)
+    params_copy = copy_params(params)
+    # the uploads are the tape's own arrays: nothing of the caller's is read again
+    y, tape = run_forward(spec, to_device(params_copy), upload(x), None if V0 is None else upload(V0),
+                          checkpoint_every, own_inputs=False)
+    tape.params_copy = params_copy
     y = y.copy_to_host()
     if tape.nonfinite is not None and on_nonfinite == "raise":
         raise NonFiniteStateError(tape.nonfinite[0], tape.nonfinite[1], spec.dt)
@@ -204,13 +244,18 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
 
 @quiet_launches
 def backward(spec, params, tape, dy):
-    """The functional contract (see :func:`kinn_ref.reference.backward`): NumPy in, NumPy out."""
-    dtype = check_params(spec, params)
-    if not isinstance(tape, DeviceTape):
-        raise ValueError(f"tape must be the tape returned by the cuda forward, got {type(tape).__name__}")
+    """The functional contract (see :func:`kinn_ref.reference.backward`): NumPy in, NumPy out.
+
+    ``params`` are compared with the host copies the forward pass kept (the refusals of the reference); the
+    tape's device copies of them are used, so nothing but ``dy`` is uploaded.
+    """
+    if not isinstance(tape, DeviceTape) or tape.params_copy is None:
+        raise ValueError(f"tape must be the tape returned by the cuda forward, got {type(tape).__name__}"
+                         + (" from forward_device (use backward_device)" if isinstance(tape, DeviceTape) else ""))
+    dtype = check_tape(tape, spec, params)
     if tape.nonfinite is not None:
         raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
                          f"{tape.nonfinite[1]}); there is no gradient to compute")
     check_array("dy", dy, tape.output_shape, dtype)
-    grads = backward_device(spec, to_device(params), tape, upload(dy))
+    grads = run_backward(spec, tape, upload(dy))
     return {k: v.copy_to_host() for k, v in grads.items()}

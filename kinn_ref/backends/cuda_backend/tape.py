@@ -16,9 +16,11 @@ class DeviceTape:
     backend : str
         ``"cuda"``.
     x : device array
-        The input, as given (static ``(B, D)``/``(B, P, D)`` or sequence ``(B, T, D)``/``(B, T, P, D)``).
+        The tape's copy of the input (static ``(B, D)``/``(B, P, D)`` or sequence ``(B, T, D)``/``(B, T, P, D)``):
+        the upload of :func:`~.backend.forward`, a device copy made by :func:`~.backend.forward_device`.
     states : dict of int -> device array (B, K, N) or None
-        Stacked states kept by step index; ``states[0]`` is None when the pass started from zeros.
+        Stacked states kept by step index; ``states[0]`` (the tape's copy of ``V0``) is None when the pass
+        started from zeros.
     n_steps : int
     sequence : bool
     has_V0 : bool
@@ -32,7 +34,14 @@ class DeviceTape:
         ``"cell"``, ``"persistent"`` or ``"stepper"``: which kernels ran (see :mod:`.backend`).
     flag : device array, int32 (1,)
         ``step*K + cell`` of the first non-finite state, or the largest int32 when there is none.
-    params, circuit, consts, coupling : device quantities of the pass
+    dtype : numpy.dtype
+        Dtype of the computation.
+    params_copy : dict of ndarray or None
+        Host copies of the parameters of :func:`~.backend.forward`, which :func:`~.backend.backward` compares
+        with the ones it is given; None for a tape of :func:`~.backend.forward_device`.
+    params : dict of device arrays
+        The tape's device copies of the parameters the pass ran with (the backward pass reads these).
+    circuit, consts, coupling : device quantities of the pass
     aux : SimpleNamespace
         What the family keeps besides the states (the projected input ``currents``, the state buffer).
     """
@@ -49,6 +58,8 @@ class DeviceTape:
     output_shape: tuple
     family: str
     flag: object
+    dtype: object = None
+    params_copy: dict = field(default=None, repr=False)
     params: dict = field(default=None, repr=False)
     circuit: object = field(default=None, repr=False)
     consts: object = field(default=None, repr=False)

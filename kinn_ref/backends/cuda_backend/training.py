@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from . import config
-from .backend import backward_device, forward_device
+from .backend import run_backward, run_forward
 from ..launch_warnings import quiet_launches
 from .compat import cuda_module
 from .device import empty, flat, is_device_array, kernel_cache, launch_1d, scalar, zeros
@@ -228,8 +228,9 @@ def train_step(spec, dparams, x, target, optimizer, V0=None, checkpoint_every=No
     device array (1,)
         The loss before the update.
     """
-    y, tape = forward_device(spec, dparams, x, V0, checkpoint_every=checkpoint_every)
+    # both passes run here, with nothing changing the arrays between them: the tape need not copy them
+    y, tape = run_forward(spec, dparams, x, V0, checkpoint_every, own_inputs=False)
     loss, dy = mse_loss(y, target)
-    grads = backward_device(spec, dparams, tape, dy)
+    grads = run_backward(spec, tape, dy)
     optimizer.step({k: grads[k] for k in dparams})
     return loss

@@ -16,6 +16,7 @@ from ...coupling import make_coupling
 from ...errors import NonFiniteStateError
 from ...parameterization import check_params, circuit_vjp, make_circuit
 from ...reference import Tape, input_currents_vjp, input_layout
+from ...tape_checks import check_tape, copy_params
 from ...tape_memory import check_tape_memory
 from ..launch_warnings import quiet_launches
 from . import config
@@ -181,10 +182,11 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     y = y if spec.return_sequences else y[:, 0]
     ctx = PassContext(constants=constants, integrator_ctx=integrator_ctx, currents=cur, kept=kept,
                       slot_of_step=slot_of_step, rows=rows, every=every or 0)
-    tape = Tape(spec=spec, backend=NAME, x=x, currents=currents,
+    # the kernels copied V0 into kept[0]; x is read again by the backward pass, so the tape keeps a copy
+    tape = Tape(spec=spec, backend=NAME, x=x.copy(), currents=currents,
                 states={n: kept[s] for s, n in enumerate(kept_steps)}, n_steps=T, sequence=sequence,
                 has_V0=V0 is not None, checkpoint_every=checkpoint_every, nonfinite=bad, circuit=circuit,
-                coupling=coupling, ctx=ctx, output_shape=y.shape)
+                coupling=coupling, ctx=ctx, output_shape=y.shape, dtype=dtype, params_copy=copy_params(params))
     return y, tape
 
 
@@ -192,12 +194,13 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
 def backward(spec, params, tape, dy):
     """Gradients of ``sum(dy * y)`` for the pass in ``tape`` (discrete adjoint of eqs. 1-20).
 
-    Same arguments and results as :func:`kinn_ref.reference.backward`.
+    Same arguments, results and refusals (:class:`~kinn_ref.errors.TapeMismatchError`) as
+    :func:`kinn_ref.reference.backward`.
     """
-    dtype = check_params(spec, params)
     if not isinstance(tape, Tape) or tape.backend != NAME:
         raise ValueError(f"tape must come from the numba backend's forward, got "
                          f"{getattr(tape, 'backend', type(tape).__name__)!r}")
+    dtype = check_tape(tape, spec, params)
     if tape.nonfinite is not None:
         raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
                          f"{tape.nonfinite[1]}); there is no gradient to compute")
