@@ -23,7 +23,7 @@ class Linear:
         return f"Linear({in_features} -> {out_features}, dtype={self.params['W'].dtype.name})"
 
     def forward(self, x):
-        self._x = x
+        self._x = np.array(x, copy=True)              # the backward reads this pass's input, not the caller's array
         return x @ self.params["W"].T + self.params["b"]
 
     def backward(self, dy):

@@ -143,3 +143,17 @@ def test_import_does_not_load_sympy_or_matplotlib():
     code = ("import sys, kinn_ref, kinn_ref.network, kinn_ref.layers, kinn_ref.linear_analysis;"
             "bad = [m for m in ('sympy', 'matplotlib') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_linear_backward_reads_the_input_of_its_forward_pass():
+    from kinn_ref.network import Linear
+    layer = Linear(3, 2, seed=1)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    dy = np.ones((4, 2))
+    layer.forward(x)
+    layer.backward(dy)
+    expected = layer.grads["W"].copy()
+    layer.forward(x)
+    x[:] = 0.0
+    layer.backward(dy)
+    np.testing.assert_array_equal(layer.grads["W"], expected)
