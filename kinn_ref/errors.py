@@ -45,6 +45,37 @@ class UnstableStepWarning(RuntimeWarning):
     """A time step beyond the integrator's stable range is used anyway (asked for, or no stable step exists)."""
 
 
+class DivergentStepError(NonFiniteStateError, UnstableStepError):
+    """A forward pass refused before it runs: ``dt`` is outside the integrator's stable region for a circuit
+    that decays in continuous time, so the state would grow by the spectral radius ``rho > 1`` per step.
+
+    A :class:`NonFiniteStateError` (the pass's result would not be trustworthy) and an
+    :class:`UnstableStepError` (the step is the cause). The rule is in :mod:`kinn_ref.divergence`.
+
+    Attributes
+    ----------
+    step : int
+        First step (0-based) after which a rounding error on the fastest growing mode reaches the size of
+        the state.
+    cell : int
+        First cell (0-based) of the cascade whose step map grows.
+    dt, dt_max : float
+        The step and the largest stable step.
+    rho : float
+        Spectral radius of that cell's step map at ``dt``.
+    integrator : str
+    """
+
+    def __init__(self, message, step, cell, dt, dt_max, rho, integrator):
+        self.step = int(step)
+        self.cell = int(cell)
+        self.dt = float(dt)
+        self.dt_max = float(dt_max)
+        self.rho = float(rho)
+        self.integrator = integrator
+        Exception.__init__(self, message)
+
+
 class TapeMemoryError(MemoryError):
     """A forward pass whose tape (the states kept for the backward pass) does not fit in the memory available.
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ._checks import check_array, check_choice, check_positive_int
 from .coupling import make_coupling
+from .divergence import check_divergence, refuse_unstable_tape
 from .dynamics import zero_grads
 from .errors import NonFiniteStateError
 from .integrators import INTEGRATORS
@@ -46,6 +47,9 @@ class Tape:
     params_copy : dict of ndarray
         Copies of the parameters the pass ran with; ``backward`` refuses others
         (:func:`kinn_ref.tape_checks.check_tape`).
+    unstable : kinn_ref.divergence.Unstable or None
+        Set when the pass was run with ``on_nonfinite="flag"`` and a ``dt`` outside the integrator's stable
+        region (:mod:`kinn_ref.divergence`); ``backward`` refuses such a tape.
     """
 
     spec: object
@@ -64,6 +68,7 @@ class Tape:
     output_shape: tuple = None
     dtype: object = None
     params_copy: dict = field(default=None, repr=False)
+    unstable: object = None
 
     def __repr__(self):
         return tape_repr(self, self.currents.dtype, {"x": self.x, "currents": self.currents}, self.nonfinite)
@@ -101,6 +106,9 @@ def tape_repr(tape, dtype, arrays, nonfinite=None):
         parts.append(f"output={tuple(tape.output_shape)}")
     if nonfinite is not None:
         parts.append(f"nonfinite(step, cell)={nonfinite}")
+    unstable = getattr(tape, "unstable", None)
+    if unstable is not None:
+        parts.append(f"unstable(dt, dt_max)=({unstable.dt:g}, {unstable.dt_max:g})")
     return f"{type(tape).__name__}({', '.join(parts)})"
 
 
@@ -174,7 +182,11 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
         Keep every m-th state only; the backward pass recomputes the others.
     on_nonfinite : {"raise", "flag"}
         On a non-finite state, raise :class:`NonFiniteStateError` naming the step and cell, or finish the
-        pass and record ``(step, cell)`` in ``tape.nonfinite``.
+        pass and record ``(step, cell)`` in ``tape.nonfinite``. Before the pass, a ``dt`` outside the
+        integrator's stable region of a circuit that decays in continuous time raises
+        :class:`~kinn_ref.errors.DivergentStepError` (a ``NonFiniteStateError`` naming ``dt``, the largest
+        stable ``dt``, the cell and step), or with ``"flag"`` is recorded in ``tape.unstable``
+        (:mod:`kinn_ref.divergence`).
 
     Returns
     -------
@@ -194,6 +206,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     check_tape_memory(spec, x, dtype, checkpoint_every)
+    unstable = check_divergence(spec, params, on_nonfinite)
     Y = _initial_state(spec, V0, B, dtype)
     circuit = make_circuit(spec, params)
     coupling = make_coupling(spec, circuit)
@@ -218,7 +231,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     tape = Tape(spec=spec, backend="numpy", x=x.copy(), currents=currents, states=states, n_steps=T,
                 sequence=sequence, has_V0=V0 is not None, checkpoint_every=checkpoint_every,
                 nonfinite=nonfinite, circuit=circuit, coupling=coupling, ctx=ctx, output_shape=y.shape,
-                dtype=dtype, params_copy=copy_params(params))
+                dtype=dtype, params_copy=copy_params(params), unstable=unstable)
     return y, tape
 
 
@@ -259,6 +272,7 @@ def backward(spec, params, tape, dy):
     if tape.nonfinite is not None:
         raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
                          f"{tape.nonfinite[1]}); there is no gradient to compute")
+    refuse_unstable_tape(tape)
     check_array("dy", dy, tape.output_shape, dtype)
     integrator = INTEGRATORS[spec.integrator]
     circuit, coupling, ctx, I = tape.circuit, tape.coupling, tape.ctx, tape.currents

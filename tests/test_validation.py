@@ -4,6 +4,8 @@ import pytest
 
 import kinn_ref as kr
 from helpers import check_backward_refuses_mismatches, check_tape_owns_its_inputs, make_case
+from kinn_ref.divergence import clear_cache
+from kinn_ref.errors import UnstableStepWarning
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -125,17 +127,24 @@ def test_bad_backward_arguments():
 
 
 def _unstable():
-    spec = kr.LayerSpec(1, 2, order=2, integrator="euler", dt=5.0, n_steps=1000)
-    return spec, kr.init_params(spec), np.ones((2, 1))
+    """A circuit that grows by itself (g < 0): the pre-check only warns, and the pass runs until it overflows."""
+    spec = kr.LayerSpec(1, 2, order=2, integrator="euler", dt=2.0, n_steps=1000, param="raw")
+    params = kr.init_params(spec)
+    params["g_raw"][:] = -1.0
+    return spec, params, np.ones((2, 1))
 
 
 def test_non_finite_state_raises_with_step_and_cell():
     spec, params, x = _unstable()
-    with pytest.raises(kr.NonFiniteStateError, match=r"non-finite at step \d+ in cell [01]") as info:
+    clear_cache()      # the warning is given once per layer and parameter values
+    with pytest.raises(kr.NonFiniteStateError, match=r"non-finite at step \d+ in cell [01]") as info, \
+            pytest.warns(UnstableStepWarning, match="grows by itself"):
         kr.forward(spec, params, x)
+    assert not isinstance(info.value, kr.DivergentStepError)
     assert 400 < info.value.step < 1000 and info.value.cell in (0, 1)
 
 
+@pytest.mark.filterwarnings("ignore::kinn_ref.errors.UnstableStepWarning")
 def test_non_finite_state_flagged_on_request():
     spec, params, x = _unstable()
     y, tape = kr.forward(spec, params, x, on_nonfinite="flag")

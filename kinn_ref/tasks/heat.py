@@ -39,7 +39,7 @@ import scipy.sparse.linalg
 
 from .._checks import check_choice, check_positive_float, check_positive_int
 from ..coupling import unit_laplacian_sparse
-from ..errors import UnstableStepError, UnstableStepWarning
+from ..errors import NonFiniteStateError, UnstableStepError, UnstableStepWarning
 from ..functional import forward
 from ..spec import BOUNDARIES, INTEGRATORS, LayerSpec
 
@@ -356,7 +356,11 @@ def solve_pde_with_kinn(spatial_grid, initial_condition, boundary_conditions, n_
     dt_max, rate = largest_stable_dt(spec, params)
     check_time_step(dt, dt_max, rate, integrator, allow_unstable)
     V0 = u0.reshape(1, 1, -1)
-    y, _ = forward(spec, params, np.ascontiguousarray(x), V0, backend=backend)
+    # an allowed unstable step has been warned about: the pass runs, and only a non-finite state stops it
+    y, tape = forward(spec, params, np.ascontiguousarray(x), V0, backend=backend,
+                      on_nonfinite="flag" if allow_unstable else "raise")
+    if tape.nonfinite is not None:
+        raise NonFiniteStateError(tape.nonfinite[0], tape.nonfinite[1], dt)
     times = dt * np.arange(n_time_steps + 1)
     history = None
     if return_history:

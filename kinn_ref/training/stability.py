@@ -26,6 +26,7 @@ import numpy as np
 
 from .._checks import check_choice, check_positive_int, check_real
 from ..coupling import make_coupling
+from ..divergence import unconditionally_stable
 from ..errors import UnstableStepError, UnstableStepWarning
 from ..integrators import INTEGRATORS
 from ..linear_analysis import max_stable_dt, spectral_radius
@@ -33,15 +34,6 @@ from ..parameterization import make_circuit
 from .regularization import kinn_layers
 
 logger = logging.getLogger(__name__)
-
-
-def unconditionally_stable(spec):
-    """True when the layer's scheme is stable for every ``dt`` (passive circuit, A-stable step)."""
-    if spec.param != "positive":
-        return False
-    if spec.integrator == "implicit":
-        return spec.coupling != "dense"
-    return spec.integrator == "expeuler" and spec.coupling in ("none", "kirchhoff")
 
 
 def power_spectral_radius(spec, params, dt, iterations=100, n_vectors=4, seed=0):

@@ -33,6 +33,7 @@ import contextlib
 import numpy as np
 
 from kinn_ref._checks import check_array, check_choice, check_positive_int
+from kinn_ref.divergence import check_divergence, refuse_unstable_tape
 from kinn_ref.errors import NonFiniteStateError
 from kinn_ref.parameterization import check_params
 from kinn_ref.reference import input_layout
@@ -231,11 +232,13 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
         k, n = np.argwhere(params["C_raw"] <= 0)[0]
         raise ValueError(f"params['C_raw'] must be > 0 in param='raw' mode (it is the capacitance); "
                          f"entry [{k}, {n}] is {params['C_raw'][k, n]!r}")
+    unstable = check_divergence(spec, params, on_nonfinite)
     params_copy = copy_params(params)
     # the uploads are the tape's own arrays: nothing of the caller's is read again
     y, tape = run_forward(spec, to_device(params_copy), upload(x), None if V0 is None else upload(V0),
                           checkpoint_every, own_inputs=False)
     tape.params_copy = params_copy
+    tape.unstable = unstable
     y = y.copy_to_host()
     if tape.nonfinite is not None and on_nonfinite == "raise":
         raise NonFiniteStateError(tape.nonfinite[0], tape.nonfinite[1], spec.dt)
@@ -256,6 +259,7 @@ def backward(spec, params, tape, dy):
     if tape.nonfinite is not None:
         raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
                          f"{tape.nonfinite[1]}); there is no gradient to compute")
+    refuse_unstable_tape(tape)
     check_array("dy", dy, tape.output_shape, dtype)
     grads = run_backward(spec, tape, upload(dy))
     return {k: v.copy_to_host() for k, v in grads.items()}

@@ -44,6 +44,9 @@ class DeviceTape:
     circuit, consts, coupling : device quantities of the pass
     aux : SimpleNamespace
         What the family keeps besides the states (the projected input ``currents``, the state buffer).
+    unstable : kinn_ref.divergence.Unstable or None
+        Set by :func:`~.backend.forward` with ``on_nonfinite="flag"`` for a ``dt`` outside the stable region
+        (the device API does not run the pre-check).
     """
 
     spec: object
@@ -65,6 +68,7 @@ class DeviceTape:
     consts: object = field(default=None, repr=False)
     coupling: object = field(default=None, repr=False)
     aux: object = field(default=None, repr=False)
+    unstable: object = None
     _nonfinite: object = field(default=False, repr=False)
 
     def __repr__(self):

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..._checks import check_array, check_choice, check_positive_int
 from ...coupling import make_coupling
+from ...divergence import check_divergence, refuse_unstable_tape
 from ...errors import NonFiniteStateError
 from ...parameterization import check_params, circuit_vjp, make_circuit
 from ...reference import Tape, input_currents_vjp, input_layout
@@ -148,6 +149,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     check_tape_memory(spec, x, dtype, checkpoint_every or default_interval(spec))
+    unstable = check_divergence(spec, params, on_nonfinite)
     K, N = spec.order, spec.total_nodes
     if V0 is None:
         Y0 = np.zeros((B, K, N), dtype)
@@ -186,7 +188,8 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     tape = Tape(spec=spec, backend=NAME, x=x.copy(), currents=currents,
                 states={n: kept[s] for s, n in enumerate(kept_steps)}, n_steps=T, sequence=sequence,
                 has_V0=V0 is not None, checkpoint_every=checkpoint_every, nonfinite=bad, circuit=circuit,
-                coupling=coupling, ctx=ctx, output_shape=y.shape, dtype=dtype, params_copy=copy_params(params))
+                coupling=coupling, ctx=ctx, output_shape=y.shape, dtype=dtype, params_copy=copy_params(params),
+                unstable=unstable)
     return y, tape
 
 
@@ -204,6 +207,7 @@ def backward(spec, params, tape, dy):
     if tape.nonfinite is not None:
         raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
                          f"{tape.nonfinite[1]}); there is no gradient to compute")
+    refuse_unstable_tape(tape)
     check_array("dy", dy, tape.output_shape, dtype)
     ctx = tape.ctx
     B, K, N = tape.x.shape[0], spec.order, spec.total_nodes
