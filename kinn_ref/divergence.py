@@ -13,10 +13,13 @@ map ``M`` is the union of the cells' spectra and every cell is judged on its own
 A cell whose continuous system has a growing mode (an eigenvalue with positive real part: no step size
 makes it decay) is not an error: one :class:`~kinn_ref.errors.UnstableStepWarning`, and the pass runs. A
 cell that decays in continuous time but has ``rho > 1 + MARGIN`` at ``dt`` is a step outside the stable
-region: :class:`~kinn_ref.errors.DivergentStepError` (``on_nonfinite="raise"``) or an :class:`Unstable` record
-in ``tape.unstable`` (``"flag"``), which ``backward`` refuses. The error's ``step`` is the first step (0-based)
-after which one rounding error (``eps`` of the dtype) on the cell's fastest mode has grown to the size of
-the state, ``ceil(log(1/eps) / log(rho)) - 1``; ``cell`` is the first unstable cell of the cascade.
+region: its fastest mode grows by ``rho`` per step from the first step on. ``step``, the first step (0-based)
+after which that growth has reached ``1/sqrt(eps)`` (``eps`` of the dtype: 6.7e7 in float64, 2.9e3 in
+float32, half the dtype's digits), is ``ceil(log(1/sqrt(eps)) / log(rho)) - 1``. A pass that runs past that
+step raises :class:`~kinn_ref.errors.DivergentStepError` (``on_nonfinite="raise"``) or records an
+:class:`Unstable` in ``tape.unstable`` (``"flag"``), which ``backward`` refuses; a shorter pass (a few steps
+at a ``dt`` just above the limit) loses fewer digits than that to the growth and runs. ``cell`` is the first
+unstable cell of the cascade.
 
 The verdict is cached per ``(spec, dtype, circuit parameters)``: the key holds a SHA-1 digest of the bytes of
 ``C_raw``, ``g_raw`` and ``G_raw`` (the only parameters the step map depends on), so repeated passes with
@@ -61,8 +64,8 @@ class Unstable:
     cell : int
         First cell (0-based) of the cascade whose step map grows.
     step : int
-        First step (0-based) after which a rounding error on that cell's fastest mode has grown to the
-        size of the state (see the module docstring).
+        First step (0-based) after which that cell's fastest mode has grown by ``1/sqrt(eps)`` (see the
+        module docstring).
     integrator : str
     """
 
@@ -78,7 +81,7 @@ class Unstable:
         message = (f"dt={self.dt!r} is outside the stable region of integrator {self.integrator!r} on this "
                    f"circuit: the largest stable dt is {self.dt_max:.6g}. Cell {self.cell} decays in continuous "
                    f"time, but its step map has spectral radius {self.rho:.6g} > 1, so its state grows by that "
-                   f"factor per step (a rounding error reaches the size of the state by step {self.step}); "
+                   f"factor per step (by 1/sqrt(eps) by step {self.step}); "
                    f"pass dt <= {self.dt_max:.6g} or integrator='implicit' (or on_nonfinite='flag' to run the "
                    "pass anyway, recorded in tape.unstable)")
         return DivergentStepError(message, self.step, self.cell, self.dt, self.dt_max, self.rho,
@@ -162,12 +165,12 @@ def _dt_max(spec, cells, verdict):
 def _record(spec, dtype, cells, verdict):
     cell, rho = verdict.unstable[0]
     eps = float(np.finfo(dtype).eps)
-    step = 0 if math.isinf(rho) else max(0, math.ceil(math.log(1.0 / eps) / math.log(rho)) - 1)
+    step = 0 if math.isinf(rho) else max(0, math.ceil(math.log(1.0 / math.sqrt(eps)) / math.log(rho)) - 1)
     return Unstable(dt=float(spec.dt), dt_max=float(_dt_max(spec, cells, verdict)), rho=float(rho), cell=cell,
                     step=int(step), integrator=spec.integrator)
 
 
-def check_divergence(spec, params, on_nonfinite):
+def check_divergence(spec, params, on_nonfinite, n_steps=None):
     """The pre-check of a forward pass (see the module docstring).
 
     Parameters
@@ -176,6 +179,8 @@ def check_divergence(spec, params, on_nonfinite):
     params : dict of ndarray
         Checked already (:func:`~kinn_ref.parameterization.check_params`).
     on_nonfinite : {"raise", "flag"}
+    n_steps : int, optional
+        Steps of the pass (default ``spec.n_steps``): only a pass that runs past the record's ``step`` is refused.
 
     Returns
     -------
@@ -185,7 +190,8 @@ def check_divergence(spec, params, on_nonfinite):
     Raises
     ------
     DivergentStepError
-        With ``"raise"``, when ``dt`` is outside the stable region of a cell that decays in continuous time.
+        With ``"raise"``, when ``dt`` is outside the stable region of a cell that decays in continuous time
+        and the pass runs past the step where the growth reaches ``1/sqrt(eps)``.
     """
     if spec.integrator == "implicit" or unconditionally_stable(spec):
         return None
@@ -208,7 +214,7 @@ def check_divergence(spec, params, on_nonfinite):
                           f"of the Jacobian with positive real part), so no dt={spec.dt!r} makes it decay; the "
                           "pass runs (this is said once per layer and parameter values)",
                           UnstableStepWarning, stacklevel=3)
-    if verdict.record is None:
+    if verdict.record is None or verdict.record.step >= (spec.n_steps if n_steps is None else n_steps):
         return None
     if on_nonfinite == "raise":
         raise verdict.record.error()

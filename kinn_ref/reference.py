@@ -206,7 +206,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     check_tape_memory(spec, x, dtype, checkpoint_every)
-    unstable = check_divergence(spec, params, on_nonfinite)
+    unstable = check_divergence(spec, params, on_nonfinite, T)
     Y = _initial_state(spec, V0, B, dtype)
     circuit = make_circuit(spec, params)
     coupling = make_coupling(spec, circuit)

@@ -41,7 +41,7 @@ def test_a_dt_beyond_the_stable_region_raises_with_the_numbers(coupling, backend
     assert f"dt={spec.dt!r}" in message and f"largest stable dt is {dt_max:.6g}" in message
     assert f"Cell {err.cell} " in message and f"by step {err.step}" in message
     eps = np.finfo(params["W"].dtype).eps
-    assert err.step == math.ceil(math.log(1 / eps) / math.log(err.rho)) - 1
+    assert err.step == math.ceil(math.log(1 / math.sqrt(eps)) / math.log(err.rho)) - 1
 
 
 def test_uncoupled_layers_use_the_closed_form_per_node():
@@ -78,7 +78,7 @@ def test_flag_records_the_pass_and_backward_refuses_it(coupling, backend):
 @pytest.mark.skipif(not CUDA, reason="cuda backend not usable here (no GPU, no simulator)")
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator computes the overflow in NumPy
 def test_cuda_refuses_and_flags_like_the_reference():
-    spec, params, x, dt_max = _case("dense", n_steps=2, batch=1)
+    spec, params, x, dt_max = _case("dense", factor=1e4, n_steps=2, batch=1)   # diverges by step 1
     with pytest.raises(kr.DivergentStepError) as info:
         kr.forward(spec, params, x, backend="cuda")
     assert info.value.dt_max == pytest.approx(dt_max, rel=1e-9)
@@ -87,6 +87,17 @@ def test_cuda_refuses_and_flags_like_the_reference():
     assert tape.unstable == tape_ref.unstable and tape.unstable is not None
     with pytest.raises(ValueError, match="outside the stable region"):
         kr.backward(spec, params, tape, np.ones_like(y))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_pass_shorter_than_the_growth_runs(backend):
+    spec, params, x, dt_max = _case("dense", factor=1.05, n_steps=3)
+    y, tape = kr.forward(spec, params, x, backend=backend)
+    assert tape.unstable is None and np.all(np.isfinite(y))
+    long = spec.replace(n_steps=10_000)
+    with pytest.raises(kr.DivergentStepError) as info:
+        kr.forward(long, params, x, backend=backend)
+    assert 3 <= info.value.step < 10_000
 
 
 @pytest.mark.parametrize("coupling", ["dense", "grid1d-dirichlet"])

@@ -222,7 +222,7 @@ def to_device(params):
 def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="raise"):
     """The functional contract (see :func:`kinn_ref.reference.forward`): NumPy in, NumPy out, run on the GPU."""
     dtype = check_params(spec, params)
-    input_layout(spec, x, dtype)
+    _, _, T = input_layout(spec, x, dtype)
     check_choice("on_nonfinite", on_nonfinite, ("raise", "flag"))
     if checkpoint_every is not None:
         check_positive_int("checkpoint_every", checkpoint_every)
@@ -232,7 +232,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
         k, n = np.argwhere(params["C_raw"] <= 0)[0]
         raise ValueError(f"params['C_raw'] must be > 0 in param='raw' mode (it is the capacitance); "
                          f"entry [{k}, {n}] is {params['C_raw'][k, n]!r}")
-    unstable = check_divergence(spec, params, on_nonfinite)
+    unstable = check_divergence(spec, params, on_nonfinite, T)
     params_copy = copy_params(params)
     # the uploads are the tape's own arrays: nothing of the caller's is read again
     y, tape = run_forward(spec, to_device(params_copy), upload(x), None if V0 is None else upload(V0),

@@ -149,7 +149,7 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     check_tape_memory(spec, x, dtype, checkpoint_every or default_interval(spec))
-    unstable = check_divergence(spec, params, on_nonfinite)
+    unstable = check_divergence(spec, params, on_nonfinite, T)
     K, N = spec.order, spec.total_nodes
     if V0 is None:
         Y0 = np.zeros((B, K, N), dtype)
