@@ -149,3 +149,18 @@ def test_a_stable_pass_is_untouched_and_analysed_once(monkeypatch):
     params["g_raw"] = params["g_raw"] + 0.1          # a new parameter version is analysed again
     kr.forward(spec, params, x)
     assert len(calls) == 2
+
+
+def test_a_large_dense_layer_is_estimated_first_and_analysed_only_when_unstable(monkeypatch):
+    from kinn_ref import divergence
+    spec = kr.LayerSpec(4, 80, order=1, coupling="dense", integrator="euler", n_steps=400, dt=0.01)
+    params = kr.init_params(spec, seed=3)
+    calls = []
+    real = divergence._assess
+    monkeypatch.setattr(divergence, "_assess", lambda s, p: calls.append(s.dt) or real(s, p))
+    divergence.clear_cache()
+    assert divergence.check_divergence(spec, params, "raise") is None and calls == []   # the estimate sufficed
+    dt_max = layer_dt_max(spec, params)
+    with pytest.raises(kr.DivergentStepError) as info:
+        divergence.check_divergence(spec.replace(dt=3 * dt_max), params, "raise")
+    assert calls == [3 * dt_max] and info.value.dt_max == pytest.approx(dt_max, rel=1e-6)
