@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
-from helpers import (COUPLING_CASES, INTEGRATOR_NAMES, PARAM_NAMES, READOUT_NAMES, assert_close, is_default_kernel,
+from helpers import (COUPLING_CASES, INTEGRATOR_NAMES, PARAM_NAMES, READOUT_NAMES, TOLERANCE, is_default_kernel,
                      make_case, rel_error)
 from kinn_ref.linear_analysis import max_stable_dt
 
@@ -25,6 +25,8 @@ CUDA_TOLERANCE = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 1e-5}
 #: In the default run, cuda takes part where nodes x cells x steps is at most this (the simulator runs a
 #: Python thread per node and step, so the large draws are left to --runslow).
 SIMULATOR_WORK = 200
+#: Smallest scale of an array's error, as a fraction of the pass's largest result (see ``_compare``).
+SCALE_FLOOR = 1e-3
 
 
 def _draw_options(rng):
@@ -93,6 +95,10 @@ def _compare(seed, everywhere):
         backends.append("cuda")
     if everywhere or is_default_kernel(spec.integrator, _numba_kernel_readout(spec), spec.coupling, dtype):
         backends.append("numba")
+    # an array whose exact value is 0 (a gradient that vanishes by the circuit's structure, e.g. the edge
+    # conductances of a cell the input has not reached yet: seeds 17 and 163) is judged on the scale of the
+    # pass's largest result, not on its own
+    scale = SCALE_FLOOR * max(np.linalg.norm(np.asarray(a, np.float64)) for a in [y_ref, *g_ref.values()])
     for backend in backends:
         y, g = _run(backend, spec, params, x, V0, every)
         what = f"seed {seed} {backend} {options}"
@@ -104,7 +110,8 @@ def _compare(seed, everywhere):
                 rtol = CUDA_TOLERANCE[dtype] if backend == "cuda" else None
             else:
                 rtol = max(CUDA_TOLERANCE[dtype], 4 * floor[name])
-            assert_close(got, want, rtol, dtype, f"{name}, {what}")
+            err = np.linalg.norm(np.asarray(got, np.float64) - want) / max(np.linalg.norm(want), scale, 1e-300)
+            assert err <= (rtol or TOLERANCE[dtype]), f"{name}, {what}: relative error {err:.3e}"
     return backends
 
 
