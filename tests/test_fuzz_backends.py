@@ -18,7 +18,7 @@ from helpers import (COUPLING_CASES, INTEGRATOR_NAMES, PARAM_NAMES, READOUT_NAME
                      make_case, rel_error)
 from kinn_ref.linear_analysis import max_stable_dt
 
-DEFAULT_SEEDS = range(10)
+DEFAULT_SEEDS = range(6)
 SLOW_SEEDS = range(10, 310)
 #: The cuda backend's tolerance (SPEC section 3, GPU); numba is held to the suite's own (helpers.TOLERANCE).
 CUDA_TOLERANCE = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 1e-5}
