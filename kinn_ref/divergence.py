@@ -14,11 +14,10 @@ A cell whose continuous system has a growing mode (an eigenvalue with positive r
 makes it decay) is not an error: one :class:`~kinn_ref.errors.UnstableStepWarning`, and the pass runs. A
 cell that decays in continuous time but has ``rho > 1 + MARGIN`` at ``dt`` is a step outside the stable
 region: its fastest mode grows by ``rho`` per step from the first step on. ``step``, the first step (0-based)
-after which that growth has reached ``1/sqrt(eps)`` (``eps`` of the dtype: 6.7e7 in float64, 2.9e3 in
-float32, half the dtype's digits), is ``ceil(log(1/sqrt(eps)) / log(rho)) - 1``. A pass that runs past that
+after which that growth has reached :data:`GROWTH` (10x), is ``ceil(log(GROWTH) / log(rho)) - 1``. A pass that runs past that
 step raises :class:`~kinn_ref.errors.DivergentStepError` (``on_nonfinite="raise"``) or records an
 :class:`Unstable` in ``tape.unstable`` (``"flag"``), which ``backward`` refuses; a shorter pass (a few steps
-at a ``dt`` just above the limit) loses fewer digits than that to the growth and runs. ``cell`` is the first
+at a ``dt`` just above the limit) grows less than that and runs. ``cell`` is the first
 unstable cell of the cascade.
 
 The verdict is cached per ``(spec, dtype, circuit parameters)``: the key holds a SHA-1 digest of the bytes of
@@ -36,6 +35,9 @@ import numpy as np
 
 from .errors import DivergentStepError, UnstableStepWarning
 
+#: A pass is refused once the unstable mode could have grown by this factor (a few steps just above the limit
+#: grow less and run).
+GROWTH = 10.0
 MARGIN = 1e-9            # rho <= 1 + MARGIN counts as stable (the training guard's default margin)
 #: Dense and kirchhoff layers of more than POWER_ABOVE stacked nodes (K * N) are first estimated by power
 #: iteration on the step map (:func:`kinn_ref.training.stability.power_spectral_radius`, a few milliseconds
@@ -71,7 +73,7 @@ class Unstable:
     cell : int
         First cell (0-based) of the cascade whose step map grows.
     step : int
-        First step (0-based) after which that cell's fastest mode has grown by ``1/sqrt(eps)`` (see the
+        First step (0-based) after which that cell's fastest mode has grown by :data:`GROWTH` (see the
         module docstring).
     integrator : str
     """
@@ -88,7 +90,7 @@ class Unstable:
         message = (f"dt={self.dt!r} is outside the stable region of integrator {self.integrator!r} on this "
                    f"circuit: the largest stable dt is {self.dt_max:.6g}. Cell {self.cell} decays in continuous "
                    f"time, but its step map has spectral radius {self.rho:.6g} > 1, so its state grows by that "
-                   f"factor per step (by 1/sqrt(eps) by step {self.step}); "
+                   f"factor per step (by {GROWTH:g}x by step {self.step}); "
                    f"pass dt <= {self.dt_max:.6g} or integrator='implicit' (or on_nonfinite='flag' to run the "
                    "pass anyway, recorded in tape.unstable)")
         return DivergentStepError(message, self.step, self.cell, self.dt, self.dt_max, self.rho,
@@ -180,8 +182,7 @@ def _dt_max(spec, cells, verdict):
 
 def _record(spec, dtype, cells, verdict):
     cell, rho = verdict.unstable[0]
-    eps = float(np.finfo(dtype).eps)
-    step = 0 if math.isinf(rho) else max(0, math.ceil(math.log(1.0 / math.sqrt(eps)) / math.log(rho)) - 1)
+    step = 0 if math.isinf(rho) else max(0, math.ceil(math.log(GROWTH) / math.log(rho)) - 1)
     return Unstable(dt=float(spec.dt), dt_max=float(_dt_max(spec, cells, verdict)), rho=float(rho), cell=cell,
                     step=int(step), integrator=spec.integrator)
 
@@ -207,7 +208,7 @@ def check_divergence(spec, params, on_nonfinite, n_steps=None):
     ------
     DivergentStepError
         With ``"raise"``, when ``dt`` is outside the stable region of a cell that decays in continuous time
-        and the pass runs past the step where the growth reaches ``1/sqrt(eps)``.
+        and the pass runs past the step where the growth reaches :data:`GROWTH`.
     """
     if spec.integrator == "implicit" or unconditionally_stable(spec):
         return None
