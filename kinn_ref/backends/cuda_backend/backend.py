@@ -45,7 +45,7 @@ from ..launch_warnings import quiet_launches
 from .compat import cuda_module, simulator_active
 from .constants import prepare
 from .couplings import make_coupling
-from .device import copies, is_device_array, new_flag
+from .device import copy, is_device_array, new_flag
 from .gradients import assemble
 from .params import make_circuit
 from .tape import DeviceTape
@@ -143,10 +143,8 @@ def run_forward(spec, dparams, x, V0, checkpoint_every, own_inputs):
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     if own_inputs:
-        names = list(dparams)
-        owned = copies([dparams[k] for k in names] + [x] + ([] if V0 is None else [V0]))
-        dparams = dict(zip(names, owned))
-        x, V0 = owned[len(names)], (None if V0 is None else owned[-1])
+        dparams = {k: copy(v) for k, v in dparams.items()}
+        x, V0 = copy(x), (None if V0 is None else copy(V0))
     family_name, family = _family(spec, dtype)
     circuit = make_circuit(spec, dparams)
     coupling = make_coupling(spec, circuit)

@@ -92,33 +92,6 @@ def _copy_kernel(dtype):
     return copy_kernel
 
 
-def copies(arrays):
-    """Device copies of the C-contiguous device arrays ``arrays`` (a sequence, one dtype), as a list.
-
-    One allocation holds them all (each copy starts on a 256-byte boundary) and each is one device-to-device
-    memory copy: no kernel launch, so a pass that copies its inputs pays a few microseconds of host time per
-    array instead of a launch and an allocation each."""
-    arrays = list(arrays)
-    if not arrays:
-        return []
-    dtype = arrays[0].dtype
-    if any(a.dtype != dtype for a in arrays):
-        raise ValueError(f"copies needs arrays of one dtype, got {sorted({str(a.dtype) for a in arrays})}")
-    align = max(1, 256 // dtype.itemsize)
-    offsets, total = [], 0
-    for a in arrays:
-        offsets.append(total)
-        total += -(-a.size // align) * align
-    buf = empty(max(total, 1), dtype)
-    out = []
-    for a, offset in zip(arrays, offsets):
-        dst = buf[offset:offset + a.size].reshape(a.shape)
-        if a.size:
-            dst.copy_to_device(a)
-        out.append(dst)
-    return out
-
-
 def copy(src, dst=None):
     """Copy the contiguous device array ``src`` into ``dst`` (a new array when omitted) on the device."""
     dst = empty(src.shape, src.dtype) if dst is None else dst

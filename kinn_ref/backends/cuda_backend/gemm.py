@@ -66,10 +66,7 @@ def narrow(itemsize, n_cols):
 
 
 @kernel_cache
-def _gemm_kernel(dtype, narrow_tile=False):
-    """The tiled product for ``dtype``. Whether ``A`` and ``B`` are contiguous along the reduction is an argument of
-    the kernel, not of the build: one kernel serves every layout (each variant took 2-3 s to compile on an H200,
-    and a dense layer's pass needs up to four layouts), and the choice is uniform across the launch."""
+def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
     itemsize = np.dtype(dtype).itemsize
     BM, BN, BK, TM, TN = (config.GEMM_NARROW_TILE if narrow_tile else config.GEMM_TILE)[itemsize]
     if not 1 <= BK <= 8:
@@ -83,7 +80,7 @@ def _gemm_kernel(dtype, narrow_tile=False):
     U = np.uint32
 
     @cuda.jit(device=True, inline=True)
-    def load_a(A, base, sAm, sAk, m0, kt, M, k1, e, a_k_contiguous):
+    def load_a(A, base, sAm, sAk, m0, kt, M, k1, e):
         if a_k_contiguous:
             kk = e % BK
             mm = e // BK
@@ -97,7 +94,7 @@ def _gemm_kernel(dtype, narrow_tile=False):
         return zero
 
     @cuda.jit(device=True, inline=True)
-    def load_b(B, base, sBk, sBn, n0, kt, N, k1, e, b_k_contiguous):
+    def load_b(B, base, sBk, sBn, n0, kt, N, k1, e):
         if b_k_contiguous:
             kk = e % BK
             nn = e // BK
@@ -111,13 +108,13 @@ def _gemm_kernel(dtype, narrow_tile=False):
         return zero
 
     @cuda.jit(device=True, inline=True)
-    def a_slot(e, a_k_contiguous):
+    def a_slot(e):
         if a_k_contiguous:
             return e % BK, e // BK
         return e // BM, e % BM
 
     @cuda.jit(device=True, inline=True)
-    def b_slot(e, b_k_contiguous):
+    def b_slot(e):
         if b_k_contiguous:
             return e % BK, e // BK
         return e // BN, e % BN
@@ -135,7 +132,7 @@ def _gemm_kernel(dtype, narrow_tile=False):
 
     @cuda.jit
     def gemm(A, oA, sAz, sAm, sAk, B, oB, sBz, sBk, sBn, C, oC, sCz, sCs, sCm, sCn,
-             M, N, KD, kchunk, nsplit, alpha, beta, a_k_contiguous, b_k_contiguous):
+             M, N, KD, kchunk, nsplit, alpha, beta):
         As = cuda.shared.array((BK, BM), nb_dtype)
         Bs = cuda.shared.array((BK, BN), nb_dtype)
         acc = cuda.local.array((TM, TN), nb_dtype)
@@ -164,28 +161,28 @@ def _gemm_kernel(dtype, narrow_tile=False):
             for j in range(TN):
                 acc[i, j] = zero
         for i in range(LA):
-            ra[i] = load_a(A, baseA, sAm, sAk, m0, k0, M, k1, tid + i * NT, a_k_contiguous)
+            ra[i] = load_a(A, baseA, sAm, sAk, m0, k0, M, k1, tid + i * NT)
         for i in range(LB):
-            rb[i] = load_b(B, baseB, sBk, sBn, n0, k0, N, k1, tid + i * NT, b_k_contiguous)
+            rb[i] = load_b(B, baseB, sBk, sBn, n0, k0, N, k1, tid + i * NT)
         kt = k0
         while kt < k1:
             for i in range(LA):
                 e = tid + i * NT
                 if e < BM * BK:
-                    kk, mm = a_slot(e, a_k_contiguous)
+                    kk, mm = a_slot(e)
                     As[kk, mm] = ra[i]
             for i in range(LB):
                 e = tid + i * NT
                 if e < BK * BN:
-                    kk, nn = b_slot(e, b_k_contiguous)
+                    kk, nn = b_slot(e)
                     Bs[kk, nn] = rb[i]
             cuda.syncthreads()
             nxt = kt + BK
             if nxt < k1:
                 for i in range(LA):
-                    ra[i] = load_a(A, baseA, sAm, sAk, m0, nxt, M, k1, tid + i * NT, a_k_contiguous)
+                    ra[i] = load_a(A, baseA, sAm, sAk, m0, nxt, M, k1, tid + i * NT)
                 for i in range(LB):
-                    rb[i] = load_b(B, baseB, sBk, sBn, n0, nxt, N, k1, tid + i * NT, b_k_contiguous)
+                    rb[i] = load_b(B, baseB, sBk, sBn, n0, nxt, N, k1, tid + i * NT)
             # the slice's BK rank-1 updates written out (BK <= 8): constant rows, so every shared-memory read is
             # one instruction at a fixed offset from a per-thread base
             rank1(As, Bs, acol, bcol, af, bf, acc, U(0))
@@ -223,7 +220,7 @@ def _gemm_kernel(dtype, narrow_tile=False):
 
 def split_count(a, b, batch=1):
     """How many chunks to split the reduction of ``a @ b`` into so that the launch fills the device."""
-    BM, BN, BK, _ = _gemm_kernel(a.data.dtype.str, narrow(a.data.dtype.itemsize, b.cols))[1]
+    BM, BN, BK, _ = _gemm_kernel(a.data.dtype.str, True, True, narrow(a.data.dtype.itemsize, b.cols))[1]
     tiles = math.ceil(a.rows / BM) * math.ceil(b.cols / BN) * batch
     want = math.ceil(2 * multiprocessors() / tiles)
     return max(1, min(want, a.cols // max(config.GEMM_SPLIT_MIN, BK)))
@@ -248,15 +245,15 @@ def gemm(a, b, c, alpha=1.0, beta=0.0, batch=1, nsplit=1, split_stride=0):
     if M == 0 or N == 0:
         return
     dtype = c.data.dtype
-    kern, (BM, BN, BK, NT) = _gemm_kernel(dtype.str, narrow(dtype.itemsize, N))
+    kern, (BM, BN, BK, NT) = _gemm_kernel(dtype.str, a.col_stride == 1, b.row_stride == 1,
+                                          narrow(dtype.itemsize, N))
     kchunk = math.ceil(math.ceil(KD / nsplit) / BK) * BK if KD else BK
     nsplit = max(1, math.ceil(KD / kchunk)) if KD else 1
     grid = (math.ceil(N / BN), math.ceil(M / BM), batch * nsplit)
     kern[grid, NT](a.data, a.offset, a.batch_stride, a.row_stride, a.col_stride,
                    b.data, b.offset, b.batch_stride, b.row_stride, b.col_stride,
                    c.data, c.offset, c.batch_stride, split_stride, c.row_stride, c.col_stride,
-                   M, N, KD, kchunk, nsplit, scalar(dtype, alpha), scalar(dtype, beta),
-                   np.int32(a.col_stride == 1), np.int32(b.row_stride == 1))
+                   M, N, KD, kchunk, nsplit, scalar(dtype, alpha), scalar(dtype, beta))
     return nsplit
 
 
