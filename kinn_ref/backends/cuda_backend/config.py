@@ -63,7 +63,18 @@ _NAMES = ("NODE_BLOCK", "THREADS_PER_SM", "CELL_SEGMENT", "CELL_CHECKPOINTS", "C
           "INVERSE_BLOCK")
 
 
+_KEY = [(), ()]          # the tunables' objects when the key was last made, and that key
+
+
 def key():
-    """The current values of all tunables, for kernel cache keys."""
+    """The current values of all tunables, for kernel cache keys.
+
+    Every kernel lookup asks for it, so the key is remade only when a tunable has been rebound since the last
+    call (as tests do); otherwise this costs one identity check per tunable."""
     g = globals()
-    return tuple((n, repr(g[n])) for n in _NAMES)
+    objects = tuple(g[n] for n in _NAMES)
+    last, cached = _KEY
+    if len(last) != len(objects) or any(a is not b for a, b in zip(last, objects)):
+        cached = tuple((n, repr(o)) for n, o in zip(_NAMES, objects))
+        _KEY[:] = [objects, cached]
+    return cached

@@ -79,24 +79,19 @@ def fill(a, value):
     return a
 
 
-@kernel_cache
-def _copy_kernel(dtype):
-    @cuda.jit
-    def copy_kernel(src, dst):
-        i = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        while i < src.shape[0]:
-            dst[i] = src[i]
-            i += stride
-
-    return copy_kernel
-
-
 def copy(src, dst=None):
-    """Copy the contiguous device array ``src`` into ``dst`` (a new array when omitted) on the device."""
+    """Copy the contiguous device array ``src`` into ``dst`` (a new array when omitted) on the device.
+
+    One device-to-device memory copy, ordered with the kernels on the default stream: on an H200 the nine copies
+    of a forward pass's inputs cost 0.2 ms of host time this way, against 0.8-1.0 ms as copy kernels (one
+    allocation and launch each) and 1.1-1.4 ms through numba's ``copy_to_device`` (docs/benchmarks.md)."""
     dst = empty(src.shape, src.dtype) if dst is None else dst
     if src.size:
-        launch_1d(_copy_kernel(src.dtype.str), src.size, flat(src), flat(dst))
+        if simulator_active():
+            dst.copy_to_device(src)
+        else:
+            from numba.cuda.cudadrv import driver
+            driver.device_to_device(dst, src, src.size * src.dtype.itemsize)
     return dst
 
 
