@@ -36,6 +36,11 @@ def _square(v):
     return v * v
 
 
+def _numba_threads(_):
+    import numba
+    return numba.get_num_threads()
+
+
 
 def _flaky(v, path):
     """Fails on its first call for each path (a file marks the first call), then returns v."""
@@ -81,6 +86,10 @@ def test_two_workers_with_one_killed_give_the_serial_map(tmp_path):
     with SweepEngine(workers=2, progress=False) as engine:
         pids = sorted(engine.worker_pids().values())
         assert len(pids) == 2 and os.getpid() not in pids
+        # each worker's numba threads: the cores over the two workers
+        threads = engine.run([Point(f"t{i}", _numba_threads, (i,), digest("t", i)) for i in range(2)],
+                             PointStore(tmp_path / "threads"))
+        assert set(threads.values()) == {max(1, (os.cpu_count() or 1) // 2)}
         original = engine.run
 
         def run(points, store, label="sweep", on_result=None):
@@ -98,6 +107,7 @@ def test_two_workers_with_one_killed_give_the_serial_map(tmp_path):
     _same_map(serial, smap)
 
 
+@pytest.mark.slow
 def test_stability_command_on_two_workers_matches_serial(tmp_path, capsys):
     from kinn_ref.cli import main
     args = ["stability", "--coupling", "kirchhoff", "--nodes", "5", "--order", "2", "--resolution", "6",
