@@ -120,11 +120,13 @@ def test_stability_command_on_two_workers_matches_serial(tmp_path, capsys):
     assert len(json.loads((out / "stability_map.json").read_text())["map"]["dt"]) == 6
 
 
-def test_golden_export_on_two_workers_is_byte_for_byte_the_serial(tmp_path):
+def test_golden_export_on_an_existing_cluster_is_byte_for_byte_the_serial(tmp_path):
     from kinn_ref.cli import main
     assert main(["golden", "export", str(tmp_path / "serial"), "--cases", "none-e*", "--no-progress"]) == 0
-    assert main(["golden", "export", str(tmp_path / "dask"), "--cases", "none-e*", "--workers", "2",
-                 "--no-progress"]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) \
+            as cluster:
+        assert main(["golden", "export", str(tmp_path / "dask"), "--cases", "none-e*", "--scheduler",
+                     cluster.scheduler_address, "--no-progress"]) == 0
     names = sorted(p.name for p in (tmp_path / "serial").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "dask").iterdir()) and "manifest.json" in names
     for name in names:
@@ -161,3 +163,16 @@ def test_sweep_grid_errors_name_the_argument(capsys):
     assert "--grid lr: values must be floats" in capsys.readouterr().err
     assert main(["sweep", "--model", "nope"]) == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_sweep_reports_a_failing_point_and_saves_the_others(tmp_path, capsys):
+    from kinn_ref.cli import main
+    out = tmp_path / "grid"
+    assert main(["sweep", "--grid", "batch_size=0,16", "--grid", "epochs=1", "--retries", "1",
+                 "--no-progress", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "warning: point oscillator-kinn-k1-batch_size=0-epochs=1 failed (attempt 1 of 2)" in err
+    assert "1 of 2 points failed after every retry" in err and "batch_size" in err
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [p.get("failed", False) for p in summary["points"]] == [True, False]
+    assert (out / "oscillator-kinn-k1-batch_size=16-epochs=1" / "result.json").is_file()
