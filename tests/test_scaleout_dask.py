@@ -176,3 +176,22 @@ def test_sweep_reports_a_failing_point_and_saves_the_others(tmp_path, capsys):
     summary = json.loads((out / "sweep.json").read_text())
     assert [p.get("failed", False) for p in summary["points"]] == [True, False]
     assert (out / "oscillator-kinn-k1-batch_size=16-epochs=1" / "result.json").is_file()
+
+
+def test_an_interrupted_map_reuses_its_stored_rows(tmp_path):
+    from kinn_ref.scaleout.stability_sweep import store_folder
+    spec, params = _map_layer()
+    first = swept_stability_map(spec, params, SweepEngine(progress=False), tmp_path, resolution=5)
+    _same_map(_serial_map(5), first)
+    # the rows stay stored until the caller clears them; a row marked in its file shows it is not recomputed
+    row = store_folder(tmp_path) / "row-0002.json"
+    record = json.loads(row.read_text())
+    record["result"][0]["euler"][0] = 12345.0
+    row.write_text(json.dumps(record))
+    again = swept_stability_map(spec, params, SweepEngine(progress=False), tmp_path, resolution=5)
+    assert again.rho["euler"][2, 0] == 12345.0
+    assert np.array_equal(np.delete(again.rho["euler"], 2, 0), np.delete(first.rho["euler"], 2, 0))
+    # another layer is another sweep: the stored rows do not apply
+    other = kr.init_params(spec, seed=4)
+    third = swept_stability_map(spec, other, SweepEngine(progress=False), tmp_path, resolution=5)
+    assert third.rho["euler"][2, 0] != 12345.0
