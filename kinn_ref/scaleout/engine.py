@@ -255,8 +255,7 @@ class SweepEngine:
 
     def worker_pids(self):
         """Process id of every worker (empty when serial)."""
-        import os as _os
-        return {} if self.client is None else self.client.run(_os.getpid)
+        return {} if self.client is None else self.client.run(os.getpid)
 
     def _slots_by_host(self):
         slots = {}
