@@ -38,7 +38,7 @@ def _square(v):
 
 def _numba_threads(_):
     import numba
-    return numba.get_num_threads()
+    return [numba.get_num_threads(), os.environ.get("NUMBA_CACHE_DIR")]
 
 
 
@@ -79,17 +79,19 @@ def test_engine_arguments_are_checked():
         Point("a/b", _square, (1,), "x")
 
 
-def test_two_workers_with_one_killed_give_the_serial_map(tmp_path):
+def test_two_workers_with_one_killed_give_the_serial_map(tmp_path, monkeypatch):
     serial = _serial_map(12)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "kernel-cache"))
     spec, params = _map_layer()
     killed = {}
     with SweepEngine(workers=2, progress=False) as engine:
         pids = sorted(engine.worker_pids().values())
         assert len(pids) == 2 and os.getpid() not in pids
-        # each worker's numba threads: the cores over the two workers
+        # each worker's numba threads are the cores over the two workers; they share this kernel cache
         threads = engine.run([Point(f"t{i}", _numba_threads, (i,), digest("t", i)) for i in range(2)],
                              PointStore(tmp_path / "threads"))
-        assert set(threads.values()) == {max(1, (os.cpu_count() or 1) // 2)}
+        assert {tuple(v) for v in threads.values()} == {(max(1, (os.cpu_count() or 1) // 2),
+                                                         str(tmp_path / "kernel-cache"))}
         original = engine.run
 
         def run(points, store, label="sweep", on_result=None):
