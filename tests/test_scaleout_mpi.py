@@ -91,3 +91,11 @@ def test_a_failing_rank_stops_every_rank_and_keeps_the_checkpoint(tmp_path):
     ckpt = load_checkpoint(out / "checkpoint.npz")       # hash-checked: intact
     assert ckpt.epoch == 1
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_bad_argument_under_mpiexec_is_one_line_and_exit_2(tmp_path):
+    r = _train(tmp_path / "run", ranks=2, backend="nope")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "kinn-ref train: error: ranks 0, 1: backend must be one of ['cuda', 'numba', 'numpy', 'auto'], got "
+        "'nope' (of 2 ranks; every rank stops)"]

@@ -63,10 +63,8 @@ def run(args):
     return _run(args)
 
 
-def _run(args, communicator=None):
-    from ..tasks.run import train_task
-    from ..training.plots import plot_curves
-    from ..training.stability import StabilityGuard
+def _checked(args):
+    """The run's task, model and output folder, every argument checked (ValueError naming a bad one)."""
     from ..training.trainer import CHECKPOINT_NAME
     check_seed("--seed", args.seed)
     task = TASKS[args.task]
@@ -83,11 +81,20 @@ def _run(args, communicator=None):
         raise ValueError("--guard-warn-unstable needs --guard")
     if args.resume and not (out / CHECKPOINT_NAME).exists():
         raise ValueError(f"--resume: there is no checkpoint to resume from in {out}")
+    return task, model, out
+
+
+def _run(args, communicator=None):
+    from ..tasks.run import train_task
+    from ..training.plots import plot_curves
+    from ..training.stability import StabilityGuard
+    from ..training.trainer import CHECKPOINT_NAME
+    # with MPI, every rank checks the arguments and the ranks agree before any of them trains
+    task, model, out = _checked(args) if communicator is None else communicator.agreed(_checked, args)
     extra = {}
     if communicator is not None:
         from ..scaleout.data_parallel import setup_rank, trainer_class
-        from ..backends import resolve
-        setup_rank(communicator, resolve(args.backend))
+        communicator.agreed(setup_rank, communicator, args.backend)
         extra["trainer_class"] = trainer_class(communicator)
     try:
         result, records, trainer = train_task(

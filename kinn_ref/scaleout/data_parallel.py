@@ -110,11 +110,13 @@ def trainer_class(communicator):
 
 
 def setup_rank(communicator, backend):
-    """Threads and device of this rank: numba's threads are the host's cores over its ranks; on the cuda
-    backend, rank r drives GPU ``local_rank mod (GPUs on the host)``."""
+    """Threads and device of this rank for ``backend`` (a name, ``"auto"`` resolved here): numba's threads are
+    the host's cores over its ranks; on the cuda backend, rank r drives GPU ``local_rank mod (GPUs on the
+    host)``."""
+    from ..backends import resolve
     from .engine import limit_threads
     limit_threads(threads_per_rank(communicator))
-    if backend == "cuda":
+    if resolve(backend) == "cuda":
         from numba import cuda
         cuda.select_device(communicator.local_rank % len(cuda.gpus))
 
@@ -130,8 +132,11 @@ def run_distributed(args, run):
     try:
         return run(args, communicator)
     except DistributedTrainingError as exc:
-        print(f"kinn-ref {args.command}: error: rank {communicator.rank}: {exc}", file=sys.stderr, flush=True)
-        return 1
+        if exc.status == 2 and communicator.is_root:    # a bad argument: said once, by rank 0
+            print(f"kinn-ref {args.command}: error: {exc}", file=sys.stderr, flush=True)
+        elif exc.status == 1:
+            print(f"kinn-ref {args.command}: error: rank {communicator.rank}: {exc}", file=sys.stderr, flush=True)
+        return exc.status
     except BaseException as exc:
         if communicator.size == 1:
             raise

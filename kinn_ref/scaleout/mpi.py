@@ -13,7 +13,18 @@ from .._optional import require
 
 
 class DistributedTrainingError(RuntimeError):
-    """A rank failed; every rank raises this, naming the rank(s) that failed and why."""
+    """A rank failed; every rank raises this, naming the rank(s) that failed and why.
+
+    Attributes
+    ----------
+    status : int
+        The exit status of the command: 2 for an error a user can mend (a bad argument, found by every rank
+        before training), 1 for a failed step.
+    """
+
+    def __init__(self, message, status=1):
+        super().__init__(message)
+        self.status = status
 
 
 def mpi():
@@ -77,13 +88,31 @@ class MpiCommunicator:
         gathered = np.empty((self.size, local.size), np.float64)
         self.comm.Allgather(local, gathered)
         if np.any(gathered[:, 0] != 0.0):
-            messages = self.comm.allgather(failure)
-            failed = "; ".join(f"rank {r}: {m}" for r, m in enumerate(messages) if m is not None)
+            by_message = {}
+            for r, m in enumerate(self.comm.allgather(failure)):
+                if m is not None:
+                    by_message.setdefault(m, []).append(str(r))
+            failed = "; ".join(f"rank{'s' if len(r) > 1 else ''} {', '.join(r)}: {m}" for m, r in by_message.items())
             raise DistributedTrainingError(f"{failed} (of {self.size} ranks; every rank stops)")
         total = gathered[0, 1:].copy()
         for r in range(1, self.size):
             total += gathered[r, 1:]
         return total
+
+    def agreed(self, function, *args, expected=(ValueError, OSError, ImportError)):
+        """``function(*args)`` on every rank, then agreement: when it raised an ``expected`` error on any rank,
+        every rank raises :class:`DistributedTrainingError` (status 2) with the message, so no rank goes on
+        to a collective that the others never reach."""
+        failure = None
+        try:
+            result = function(*args)
+        except expected as exc:
+            failure = " ".join(str(exc).split()) or type(exc).__name__
+        try:
+            self.allreduce_sum(np.zeros(0), failure)
+        except DistributedTrainingError as exc:
+            raise DistributedTrainingError(str(exc), status=2) from None
+        return result
 
     def broadcast(self, value):
         """Rank 0's picklable ``value`` on every rank."""
