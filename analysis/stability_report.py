@@ -123,7 +123,7 @@ def default_dt_range(spec, params, span=30.0):
 
 
 def stability_map(spec, params, dts=None, scales=None, target=None, integrators=INTEGRATORS, resolution=48,
-                  source=None):
+                  source=None, rows=None):
     """:class:`StabilityMap` of the layer.
 
     Parameters
@@ -138,7 +138,24 @@ def stability_map(spec, params, dts=None, scales=None, target=None, integrators=
         Points per axis of the default grid.
     source : {"layer", "analysis"}, optional
         Default ``"layer"`` up to :data:`DENSE_LIMIT` states.
+    rows : callable, optional
+        ``rows(row_arguments) -> list of (rho, boundary)``, one per entry of the list of
+        :func:`stability_map_row` argument tuples it receives, in order (default: computed here, one after
+        the other; :mod:`kinn_ref.scaleout.stability_sweep` runs them as Dask tasks).
     """
+    dts, scales, target, source = map_axes(spec, params, dts, scales, target, resolution, source)
+    arguments = [(spec, params, dts, float(s), target, tuple(integrators), source) for s in scales]
+    computed = rows(arguments) if rows is not None else [stability_map_row(*a) for a in arguments]
+    rho = {name: np.array([r[0][name] for r in computed], float).reshape(len(scales), len(dts))
+           for name in integrators}
+    boundary = {name: np.array([r[1][name] for r in computed], float).reshape(len(scales))
+                for name in integrators}
+    return StabilityMap(dts, scales, target, rho, boundary, source)
+
+
+def map_axes(spec, params, dts=None, scales=None, target=None, resolution=48, source=None):
+    """The grid and settings of :func:`stability_map`: ``(dts, scales, target, source)`` with the defaults
+    filled in."""
     target = target or default_scale_target(spec)
     if dts is None:
         dts = np.logspace(*np.log10(default_dt_range(spec, params)), resolution)
@@ -148,18 +165,23 @@ def stability_map(spec, params, dts=None, scales=None, target=None, integrators=
     source = source or ("layer" if spec.order * spec.total_nodes <= DENSE_LIMIT else "analysis")
     if source not in ("layer", "analysis"):
         raise ValueError(f"source must be 'layer' or 'analysis', got {source!r}")
-    rho = {name: np.empty((len(scales), len(dts))) for name in integrators}
-    boundary = {name: np.empty(len(scales)) for name in integrators}
-    for i, s in enumerate(scales):
-        scaled = scale_conductances(spec, params, s, target)
-        for name in integrators:
-            boundary[name][i] = layer_dt_max(spec, params, name, s, target)
-            if source == "layer":
-                layer_spec = spec.replace(integrator=name)
-                rho[name][i] = [layer_rho(layer_spec, scaled, dt) for dt in dts]
-            else:
-                rho[name][i] = [layer_spectral_radius(spec, params, dt, name, s, target) for dt in dts]
-    return StabilityMap(dts, scales, target, rho, boundary, source)
+    return dts, scales, target, source
+
+
+def stability_map_row(spec, params, dts, scale, target, integrators, source):
+    """One conductance scale of :func:`stability_map`: ``(rho, boundary)`` with ``rho[name]`` the spectral
+    radius at every ``dt`` (list of float) and ``boundary[name]`` the analytic ``dt_max`` (float) per
+    integrator."""
+    scaled = scale_conductances(spec, params, scale, target)
+    rho, boundary = {}, {}
+    for name in integrators:
+        boundary[name] = float(layer_dt_max(spec, params, name, scale, target))
+        if source == "layer":
+            layer_spec = spec.replace(integrator=name)
+            rho[name] = [float(layer_rho(layer_spec, scaled, dt)) for dt in dts]
+        else:
+            rho[name] = [float(layer_spectral_radius(spec, params, dt, name, scale, target)) for dt in dts]
+    return rho, boundary
 
 
 def jacobian_eigenvalues(spec, params):

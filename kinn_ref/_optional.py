@@ -2,7 +2,7 @@
 
 The core install (``pip install kinn-ref``) gives every feature of numpy, numba, scipy, sympy, mpmath,
 matplotlib and tqdm. The extras add only what a user may not want: ``cuda`` (numba-cuda), ``digits``
-(scikit-learn), ``bench`` (torch).
+(scikit-learn), ``bench`` (torch), ``dask`` (dask.distributed), ``mpi`` (mpi4py and an MPI).
 """
 import importlib
 import importlib.util
@@ -12,6 +12,8 @@ EXTRAS = {
     "sklearn": ("digits", "the 8x8 digits data set"),
     "torch": ("bench", "the PyTorch comparison"),
     "numba.cuda": ("cuda", "the cuda backend"),
+    "distributed": ("dask", "sweeps on Dask"),
+    "mpi4py": ("mpi", "data-parallel training with MPI"),
 }
 
 

@@ -20,6 +20,7 @@ COMMANDS = {
     "bench": ("bench", "benchmark the numba backend against NumPy and PyTorch (CPU)"),
     "stability": ("stability", "largest stable dt per integrator and cell, maps and stability-region plots"),
     "golden": ("golden", "export, verify or check against the golden reference suite"),
+    "sweep": ("sweep", "a grid of training runs over tasks, models and hyperparameters, serially or on Dask"),
 }
 
 

@@ -63,6 +63,7 @@ FAST_ARGV = {
     ("solve-pde",): ["--backend", "numpy"],
     ("stability",): ["--no-plots"],
     ("golden", "export"): ["--copy"],
+    ("sweep",): ["--grid", "epochs=1", "--no-progress"],
     ("bench",): ["--configs", "cell", "--dtypes", "float64", "--repeats", "1", "--no-torch", "--no-memory",
                  "--no-compile"],
 }
@@ -70,7 +71,7 @@ FAST_ARGV = {
 #: For folder outputs: the last file the command writes there (a folder in its place must stop the command
 #: before anything else is written).
 LAST_FILE = {("demo",): "results.json", ("train",): "curves.png", ("solve-pde",): "result.json",
-             ("stability",): "stability.json", ("golden", "export"): "manifest.json"}
+             ("stability",): "stability.json", ("golden", "export"): "manifest.json", ("sweep",): "sweep.json"}
 
 BAD_OUTPUTS = {"folder": ("a file", "under a file", "read-only folder", "unwritable", "a folder for a file"),
                "file": ("a folder", "under a file", "read-only folder", "unwritable")}

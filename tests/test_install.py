@@ -50,6 +50,7 @@ def test_core_install_runs_every_subcommand(fresh_venv, tmp_path):
                   "--no-compile", "--no-torch"],
         "stability": ["stability", "--resolution", "4"],
         "golden": ["golden", "verify", "--backend", "numpy", "--cases", "none-euler-last*"],
+        "sweep": ["sweep", "--grid", "epochs=1", "--no-progress"],
     }
     assert set(smoke) == set(COMMANDS), "every subcommand has a smoke path here"
     res = _run([exe, "--version"], tmp_path, env)

@@ -21,6 +21,8 @@ def add_arguments(parser):
     export.add_argument("--copy", action="store_true", help="copy the packaged suite instead of regenerating")
     export.add_argument("--cases", default=None, help="glob over case names (default: all)")
     export.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    from ..scaleout.engine import add_engine_arguments
+    add_engine_arguments(export)
     verify = sub.add_parser("verify", help="check a kinn_ref backend against the suite",
                             formatter_class=parser.formatter_class)
     verify.add_argument("--backend", required=True, help="backend name, or 'all' for every available one")
@@ -52,7 +54,15 @@ def _export(args):
         done.append(name)
         print(f"[{len(done)}] {name}", file=sys.stderr, flush=True)
 
-    manifest = export_suite(args.directory, args.cases, args.jobs, progress)
+    from ..scaleout.engine import engine_from_args
+    engine = engine_from_args(args)
+    if engine.kind != "serial" and args.jobs != 1:
+        raise ValueError("--jobs cannot be combined with --workers or --scheduler (the Dask workers are the jobs)")
+    if engine.kind == "serial" and args.jobs != 1:
+        manifest = export_suite(args.directory, args.cases, args.jobs, progress)
+    else:
+        with engine:
+            manifest = export_suite(args.directory, args.cases, progress=progress, engine=engine)
     print(f"wrote {len(done)} golden cases and manifest.json ({len(manifest['cases'])} cases) to {args.directory}")
     return 0
 

@@ -44,6 +44,8 @@ def add_arguments(parser):
     parser.add_argument("--no-plots", action="store_true", help="skip the map and the plots")
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 when the layer's own integrator is unstable at the chosen dt")
+    from ..scaleout.engine import add_engine_arguments
+    add_engine_arguments(parser)
 
 
 def _grid_shape(text):
@@ -173,13 +175,24 @@ def output_files(layers, no_plots):
 
 
 def run(args):
-    from ..analysis.golden_store import atomic_write_bytes
-    from ..analysis.stability import verdict
-    from ..analysis.stability_report import assess, stability_map
+    from contextlib import nullcontext
+
+    from ..scaleout.engine import engine_from_args
     if args.resolution < 2:
         raise ValueError(f"--resolution must be >= 2, got {args.resolution}")
+    engine = engine_from_args(args)
     layers = load_layers(args)
     prepare_output_dir(args.out, files=output_files(layers, args.no_plots))
+    with nullcontext(engine) if args.no_plots else engine:
+        return _run(args, layers, engine)
+
+
+def _run(args, layers, engine):
+    from ..analysis.golden_store import atomic_write_bytes
+    from ..analysis.stability import verdict
+    from ..analysis.stability_report import assess
+    from ..scaleout.engine import PointStore
+    from ..scaleout.stability_sweep import store_folder, swept_stability_map
     unstable = False
     for name, spec, params in layers:
         if args.dt is not None:
@@ -194,7 +207,8 @@ def run(args):
             print(f"wrote {args.out / f'stability{suffix}.json'}")
             continue
         from ..analysis.plots import plot_stability_map, plot_stability_regions
-        smap = stability_map(spec, params, target=args.scale_target, resolution=args.resolution)
+        smap = swept_stability_map(spec, params, engine, args.out, suffix, target=args.scale_target,
+                                   resolution=args.resolution)
         record = dict(report.to_dict(), map=smap.to_dict())
         files = [args.out / f"stability_map{suffix}.json", args.out / f"stability_map{suffix}.png",
                  args.out / f"stability_regions{suffix}.png"]
@@ -202,5 +216,6 @@ def run(args):
         plot_stability_map(smap, files[1], chosen=(spec.dt, 1.0),
                            title=f"{name}: {spec.coupling} coupling, {spec.total_nodes} nodes, order {spec.order}")
         plot_stability_regions(spec, params, spec.dt, files[2])
+        PointStore(store_folder(args.out, suffix)).clear()
         print("wrote " + ", ".join(str(f) for f in files))
     return 1 if (args.check and unstable) else 0

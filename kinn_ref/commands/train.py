@@ -37,6 +37,8 @@ def add_arguments(parser):
     add_output_argument(parser, "--out", default=None, help="run folder (default ./kinn-runs/train/TASK-MODEL)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in OUT/checkpoint.npz")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--distributed", choices=("none", "mpi"), default="none",
+                        help="mpi: data-parallel over the ranks of mpiexec -n R (docs/scaling.md)")
 
 
 def _existing_run(out):
@@ -55,9 +57,14 @@ def _last_checkpoint(path):
 
 
 def run(args):
-    from ..tasks.run import train_task
-    from ..training.plots import plot_curves
-    from ..training.stability import StabilityGuard
+    if args.distributed == "mpi":
+        from ..scaleout.data_parallel import run_distributed
+        return run_distributed(args, _run)
+    return _run(args)
+
+
+def _checked(args):
+    """The run's task, model and output folder, every argument checked (ValueError naming a bad one)."""
     from ..training.trainer import CHECKPOINT_NAME
     check_seed("--seed", args.seed)
     task = TASKS[args.task]
@@ -74,15 +81,32 @@ def run(args):
         raise ValueError("--guard-warn-unstable needs --guard")
     if args.resume and not (out / CHECKPOINT_NAME).exists():
         raise ValueError(f"--resume: there is no checkpoint to resume from in {out}")
+    return task, model, out
+
+
+def _run(args, communicator=None):
+    from ..tasks.run import train_task
+    from ..training.plots import plot_curves
+    from ..training.stability import StabilityGuard
+    from ..training.trainer import CHECKPOINT_NAME
+    # with MPI, every rank checks the arguments and the ranks agree before any of them trains
+    task, model, out = _checked(args) if communicator is None else communicator.agreed(_checked, args)
+    extra = {}
+    if communicator is not None:
+        from ..scaleout.data_parallel import setup_rank, trainer_class
+        communicator.agreed(setup_rank, communicator, args.backend)
+        extra["trainer_class"] = trainer_class(communicator)
     try:
         result, records, trainer = train_task(
-            args.task, model, size=args.size, seed=args.seed, backend=args.backend, out_dir=out,
+            args.task, model, size=args.size, seed=args.seed, backend=args.backend, out_dir=out, **extra,
             resume=args.resume, progress=not args.no_progress, epochs=args.epochs, lr=args.lr,
             batch_size=args.batch_size, optimizer=args.optimizer, clip_norm=args.clip_norm, penalty=args.penalty,
             guard=StabilityGuard(on_unstable="warn") if args.guard_warn_unstable else args.guard or None)
     except KeyboardInterrupt:
         print(f"kinn-ref train: interrupted; {_last_checkpoint(out / CHECKPOINT_NAME)}", file=sys.stderr)
         return 130
+    if communicator is not None and not communicator.is_root:
+        return 0          # rank 0 writes the plot and reports
     if trainer.extended_from is not None and result["epochs"] > trainer.extended_from:
         print(f"extended the run from {trainer.extended_from} to {result['epochs']} epochs (the learning-rate "
               "schedule was planned anew over the new total)")   # a shortened run is the trainer's warning

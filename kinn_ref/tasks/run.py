@@ -39,7 +39,7 @@ def first_step_seconds(trainer, x_train):
     return time.perf_counter() - start
 
 
-def _prepare(task_name, model_name, size, seed, backend, out_dir, dataset, progress, overrides):
+def _prepare(task_name, model_name, size, seed, backend, out_dir, dataset, progress, overrides, trainer_class=Trainer):
     """Data, settings and a fresh :class:`Trainer` as :func:`train_task` uses them."""
     task = get_task(task_name)
     data = dataset if dataset is not None else task.make_data(size, seed)
@@ -48,7 +48,7 @@ def _prepare(task_name, model_name, size, seed, backend, out_dir, dataset, progr
     settings = dict(task.settings[size])
     settings.update({k: v for k, v in overrides.items() if v is not None})
     epochs = settings.pop("epochs")
-    trainer = Trainer(config, loss=task.loss, metrics=(task.metric,), seed=seed, backend=backend, out_dir=out_dir,
+    trainer = trainer_class(config, loss=task.loss, metrics=(task.metric,), seed=seed, backend=backend, out_dir=out_dir,
                       progress=progress, **settings)
     return task, data, epochs, trainer, train, test
 
@@ -73,7 +73,7 @@ def warm_up(task_name, model_name, *, backend="numpy"):
 
 
 def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", out_dir=None, dataset=None,
-               resume=False, progress=True, warmup=True, **overrides):
+               resume=False, progress=True, warmup=True, trainer_class=Trainer, **overrides):
     """Train ``model_name`` on ``task_name`` with the task's settings (``overrides`` replace them).
 
     Parameters
@@ -93,6 +93,9 @@ def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", 
     warmup : bool
         Before training, time one forward and backward pass of the fresh model on one batch
         (:func:`first_step_seconds`), so that ``train_seconds`` excludes the compilation it triggers.
+    trainer_class : callable
+        Builds the trainer with :class:`Trainer`'s arguments (the data-parallel trainer of
+        :mod:`kinn_ref.scaleout.data_parallel`, bound to its communicator).
     **overrides
         ``epochs``, ``lr``, ``batch_size``, ``optimizer``, ``schedule``, ``penalty``, ``clip_norm``, ``guard``.
 
@@ -108,7 +111,7 @@ def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", 
     trainer : Trainer
     """
     task, data, epochs, trainer, (x_train, y_train), (x_test, y_test) = _prepare(
-        task_name, model_name, size, seed, backend, out_dir, dataset, progress, overrides)
+        task_name, model_name, size, seed, backend, out_dir, dataset, progress, overrides, trainer_class)
     compile_seconds = first_step_seconds(trainer, x_train) if warmup else None
     start = time.perf_counter()
     records = trainer.fit(x_train, y_train, epochs, validation=(x_test, y_test), resume=resume or None)
@@ -119,6 +122,6 @@ def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", 
               "parameters": int(sum(p.size for p in trainer.model.parameters().values())),
               "n_train": int(len(x_train)), "n_test": int(len(x_test)), "seed": seed, "data": data.info,
               "baselines": task.baseline_scores(data)}
-    if out_dir is not None:
+    if out_dir is not None and trainer.out_dir is not None:     # (a data-parallel run's rank 0 alone writes)
         atomic_write_text(Path(out_dir) / RESULT_NAME, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result, records, trainer

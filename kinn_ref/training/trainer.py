@@ -198,13 +198,7 @@ class Trainer:
         """
         epoch, step = self.epoch + 1, self.optimizer.step_count + 1
         hint = "; lower the learning rate, clip gradients or enable the stability guard"
-        pred = self.model.forward(xb)
-        loss, d_pred = self.loss_fn(pred, yb)
-        if not np.isfinite(loss):
-            raise NonFiniteTrainingError(f"the loss became non-finite ({loss}) at epoch {epoch}, optimizer step "
-                                         f"{step}{hint}", "loss", epoch, step)
-        self.model.backward(d_pred)
-        grads = self.model.gradients()
+        loss, grads = self._batch_gradients(xb, yb, epoch, step, hint)
         pen = 0.0
         if self.penalty:
             pen, pen_grads = conductance_penalty(self.model, self.penalty)
@@ -223,6 +217,17 @@ class Trainer:
                            "saved" + hint)
         changes = self._apply_guard(epoch, step) if self.guard is not None else []
         return loss, pen, norm, changes
+
+    def _batch_gradients(self, xb, yb, epoch, step, hint):
+        """Loss of the mini-batch and the gradients of every parameter (the data-parallel trainer of
+        :mod:`kinn_ref.scaleout.data_parallel` computes them on its rank's shard and all-reduces them)."""
+        pred = self.model.forward(xb)
+        loss, d_pred = self.loss_fn(pred, yb)
+        if not np.isfinite(loss):
+            raise NonFiniteTrainingError(f"the loss became non-finite ({loss}) at epoch {epoch}, optimizer step "
+                                         f"{step}{hint}", "loss", epoch, step)
+        self.model.backward(d_pred)
+        return loss, self.model.gradients()
 
     @staticmethod
     def _check_finite(arrays, what, epoch, step, consequence):
@@ -269,7 +274,12 @@ class Trainer:
             self._check_finite(values, f"optimizer state {slot!r} of", self.epoch, None, consequence)
         return save_checkpoint(path, params=self.model.parameters(), optimizer_state=state,
                                config=self.config, epoch=self.epoch, rng_state=self.rng.bit_generator.state,
-                               layer_dt=self.layer_dt(), extra={"run": run_config, "backend": self.backend})
+                               layer_dt=self.layer_dt(), extra={"run": run_config, "backend": self.backend,
+                                                                **self._checkpoint_extra()})
+
+    def _checkpoint_extra(self):
+        """Further entries of a checkpoint's ``extra`` (the data-parallel trainer records its rank count)."""
+        return {}
 
     def load(self, path, run_config=None, steps_per_epoch=None):
         """Restore the state saved in ``path``; with ``run_config``, also require the same run settings.
