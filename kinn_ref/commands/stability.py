@@ -11,7 +11,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 
 from ..parameterization import init_params
 from ..spec import BOUNDARIES, COUPLINGS, INTEGRATORS, PARAMETERIZATIONS, LayerSpec
