@@ -52,6 +52,7 @@ def test_two_ranks_equal_one_process(tmp_path, backend):
     assert two.stdout.count("held-out") == 1
 
 
+@pytest.mark.slow
 def test_one_rank_is_bitwise_the_single_process_and_resume_is_bitwise(tmp_path):
     assert _train(tmp_path / "single").returncode == 0
     r = _train(tmp_path / "rank", ranks=1)
