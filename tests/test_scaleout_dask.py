@@ -79,6 +79,16 @@ def test_engine_arguments_are_checked():
         Point("a/b", _square, (1,), "x")
 
 
+def test_stability_refuses_workers_without_the_map(tmp_path, capsys):
+    from kinn_ref.cli import main
+    rc = main(["stability", "--coupling", "kirchhoff", "--nodes", "4", "--no-plots", "--workers", "2",
+               "--out", str(tmp_path / "out")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--no-plots" in err and "--workers" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_two_workers_with_one_killed_give_the_serial_map(tmp_path, monkeypatch):
     serial = _serial_map(12)
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "kernel-cache"))

@@ -179,6 +179,9 @@ def run(args):
     from ..scaleout.engine import engine_from_args
     if args.resolution < 2:
         raise ValueError(f"--resolution must be >= 2, got {args.resolution}")
+    if args.no_plots and (args.workers is not None or args.scheduler is not None):
+        raise ValueError("--workers and --scheduler run the points of the stability map, which --no-plots skips; "
+                         "drop one or the other")
     engine = engine_from_args(args)
     layers = load_layers(args)
     prepare_output_dir(args.out, files=output_files(layers, args.no_plots))
