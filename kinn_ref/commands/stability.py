@@ -11,7 +11,6 @@ import json
 import math
 from pathlib import Path
 
-
 from ..parameterization import init_params
 from ..spec import BOUNDARIES, COUPLINGS, INTEGRATORS, PARAMETERIZATIONS, LayerSpec
 from .output import add_output_argument, default_out, prepare_output_dir

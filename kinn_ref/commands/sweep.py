@@ -49,7 +49,8 @@ def run(args):
         for t in tasks:
             missing = [m for m in models if m not in TASKS[t].models]
             if missing:
-                raise ValueError(f"--model {missing} is not a model of task {t!r} (its models: {sorted(TASKS[t].models)})")
+                raise ValueError(f"--model {missing} is not a model of task {t!r} "
+                                 f"(its models: {sorted(TASKS[t].models)})")
         models_by_task = {t: models for t in tasks}
     grid = parse_grid(args.grid)
     backend = resolve(args.backend)

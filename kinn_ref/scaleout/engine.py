@@ -284,7 +284,8 @@ class SweepEngine:
         points = list(points)
         keys = [p.key for p in points]
         if len(set(keys)) != len(keys):
-            raise ValueError(f"point keys must be unique, got duplicates {sorted({k for k in keys if keys.count(k) > 1})}")
+            duplicates = sorted({k for k in keys if keys.count(k) > 1})
+            raise ValueError(f"point keys must be unique, got duplicates {duplicates}")
         results = {}
         for p in points:
             stored = store.load(p)

@@ -39,7 +39,8 @@ def first_step_seconds(trainer, x_train):
     return time.perf_counter() - start
 
 
-def _prepare(task_name, model_name, size, seed, backend, out_dir, dataset, progress, overrides, trainer_class=Trainer):
+def _prepare(task_name, model_name, size, seed, backend, out_dir, dataset, progress, overrides,
+             trainer_class=Trainer):
     """Data, settings and a fresh :class:`Trainer` as :func:`train_task` uses them."""
     task = get_task(task_name)
     data = dataset if dataset is not None else task.make_data(size, seed)
@@ -48,8 +49,8 @@ def _prepare(task_name, model_name, size, seed, backend, out_dir, dataset, progr
     settings = dict(task.settings[size])
     settings.update({k: v for k, v in overrides.items() if v is not None})
     epochs = settings.pop("epochs")
-    trainer = trainer_class(config, loss=task.loss, metrics=(task.metric,), seed=seed, backend=backend, out_dir=out_dir,
-                      progress=progress, **settings)
+    trainer = trainer_class(config, loss=task.loss, metrics=(task.metric,), seed=seed, backend=backend,
+                            out_dir=out_dir, progress=progress, **settings)
     return task, data, epochs, trainer, train, test
 
 
