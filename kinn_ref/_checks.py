@@ -79,7 +79,7 @@ def check_real(name, value, low=None, high=None, low_open=False, high_open=False
     return float(value)
 
 
-def check_array(name, value, shape, dtype=None):
+def check_array(name, value, shape, dtype=None, finite=True):
     """Check that ``value`` is a finite float ndarray of ``shape`` (None entries match any size).
 
     Parameters
@@ -92,6 +92,8 @@ def check_array(name, value, shape, dtype=None):
         Expected shape; ``None`` matches any extent.
     dtype : numpy.dtype, optional
         Required dtype. When omitted, float32 or float64 is required.
+    finite : bool
+        Also require every value to be finite (False: the caller checks the values another way).
 
     Returns
     -------
@@ -105,7 +107,7 @@ def check_array(name, value, shape, dtype=None):
         raise ValueError(f"{name} must have dtype {np.dtype(dtype)} (the dtype of params), got {value.dtype}")
     if dtype is None and value.dtype not in FLOAT_DTYPES:
         raise ValueError(f"{name} must have dtype float64 or float32, got {value.dtype}")
-    if not np.all(np.isfinite(value)):
+    if finite and not np.isfinite(value).all():
         raise ValueError(f"{name} must be finite; it holds {int(np.size(value) - np.isfinite(value).sum())} "
                          "non-finite value(s)")
     return value

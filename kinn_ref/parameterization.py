@@ -4,6 +4,7 @@ Raw parameter arrays (the keys of ``params``) are mapped to the *circuit*: capac
 conductance ``g``, leak current ``leak``, cascade gain ``beta`` (all per node, ``(K, N)``) and the
 effective coupling parameter ``A`` (``(K, N, N)`` for dense/kirchhoff, ``(K, H)`` for grid).
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,8 +64,11 @@ def _reduce(spec, d):
     return d.reshape(K, spec.n_points, spec.n_nodes).sum(axis=1)
 
 
+@functools.lru_cache(maxsize=64)
 def _offdiag_mask(n, dtype):
-    return (1 - np.eye(n)).astype(dtype)
+    mask = (1 - np.eye(n)).astype(dtype)
+    mask.flags.writeable = False            # shared by every call with these arguments
+    return mask
 
 
 def make_circuit(spec, params):
@@ -200,8 +204,12 @@ def init_params(spec, seed=0, dtype=np.float64):
     return out
 
 
-def check_params(spec, params):
-    """Validate ``spec`` and ``params`` against it; return the computation dtype."""
+def check_params(spec, params, finite=True):
+    """Validate ``spec`` and ``params`` against it; return the computation dtype.
+
+    ``finite=False`` checks everything but the values (for a caller that compares them with arrays already
+    checked, as ``backward`` does with its tape's copy).
+    """
     check_spec(spec)
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict of arrays with keys {sorted(spec.param_shapes())}, "
@@ -215,7 +223,7 @@ def check_params(spec, params):
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"params['W'] must have dtype float64 or float32, got {dtype}")
     for name, shape in shapes.items():
-        check_array(f"params[{name!r}]", params[name], shape, dtype)
+        check_array(f"params[{name!r}]", params[name], shape, dtype, finite)
     tiny = np.finfo(dtype).tiny
     if spec.dt < tiny:
         raise ValueError(f"dt {spec.dt!r} is too small for {dtype} params: below {tiny:.4g} (the smallest normal "
