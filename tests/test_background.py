@@ -47,3 +47,37 @@ def test_a_failing_second_process_is_reported_not_raised():
     with BackgroundWarmUp("numba", [("oscillator", "no-such-model")]) as warm:
         assert warm.wait("oscillator") >= 0
     assert warm.failure is not None and "no-such-model" in warm.failure
+
+
+@needs_numba
+def test_a_run_that_fails_in_the_second_process_is_reported_and_left_to_the_caller(tmp_path, monkeypatch):
+    from kinn_ref.tasks import background
+    monkeypatch.setattr(background, "second_core_available", lambda: True)
+    job = {"task": "oscillator", "model": "no-such-model", "size": "small", "seed": 0,
+           "out_dir": str(tmp_path / "run")}
+    with BackgroundWarmUp("numba", [], train=[job]) as warm:
+        assert warm.trains("oscillator", "no-such-model") and not warm.trains("oscillator", "kinn-k1")
+        finished, seconds = warm.wait_trained("oscillator", "no-such-model")
+    assert not finished and seconds >= 0
+    assert warm.failure is not None and "no-such-model" in warm.failure
+
+
+def test_one_core_starts_nothing(monkeypatch):
+    from kinn_ref.tasks import background
+    monkeypatch.setattr(background, "second_core_available", lambda: False)
+    job = {"task": "oscillator", "model": "kinn-k1", "size": "small", "seed": 0, "out_dir": "unused"}
+    with BackgroundWarmUp("numba", [("oscillator", "kinn-k1")], train=[job]) as warm:
+        assert warm.process is None and not warm.trains("oscillator", "kinn-k1")
+        assert warm.wait_trained("oscillator", "kinn-k1")[0] is False
+
+
+def test_load_trained_refuses_a_folder_without_a_finished_run(tmp_path):
+    from kinn_ref.tasks.run import load_trained, train_task
+    with pytest.raises(ValueError, match="holds no finished run"):
+        load_trained("oscillator", "kinn-k1", tmp_path)
+    train_task("oscillator", "kinn-k1", out_dir=tmp_path, progress=False, epochs=2)
+    result, records, trainer = load_trained("oscillator", "kinn-k1", tmp_path, epochs=2)
+    assert result["epochs"] == 2 and [r["epoch"] for r in records] == [1, 2] and trainer.epoch == 2
+    (tmp_path / "metrics.jsonl").write_text((tmp_path / "metrics.jsonl").read_text().splitlines()[0] + "\n")
+    with pytest.raises(ValueError, match="disagree"):
+        load_trained("oscillator", "kinn-k1", tmp_path)

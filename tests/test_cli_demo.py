@@ -36,6 +36,30 @@ def test_demo_quick_writes_table_plots_and_results(tmp_path, capsys):
     assert "does NOT beat" in out or "beats every no-learning baseline" in out
 
 
+def test_demo_run_trained_in_the_second_process_equals_one_trained_here(tmp_path, capsys, monkeypatch):
+    """The Burgers KINN trained beside the tour (numba, two cores) gives the rows, records and parameters of
+    the same run trained in the main process."""
+    pytest.importorskip("matplotlib")
+    from kinn_ref.backends import available_backends
+    from kinn_ref.tasks import background
+    if "numba" not in available_backends():
+        pytest.skip("numba backend not usable here")
+    monkeypatch.setattr(background, "second_core_available", lambda: True)
+    assert main(["demo", "--quick", "--backend", "numba", "--out", str(tmp_path / "beside")]) == 0
+    assert "kinn: trained in the second process" in capsys.readouterr().out
+    monkeypatch.setattr(background, "second_core_available", lambda: False)
+    assert main(["demo", "--quick", "--backend", "numba", "--out", str(tmp_path / "here")]) == 0
+    assert "second process" not in capsys.readouterr().out
+    beside, here = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("beside", "here"))
+    assert beside["second_process_runs"] == ["burgers-kinn"] and here["second_process_runs"] == []
+    key = ("task", "model", "kind", "value", "epochs")
+    assert [tuple(r[k] for k in key) for r in beside["rows"]] == [tuple(r[k] for k in key) for r in here["rows"]]
+    a, b = (load_checkpoint(tmp_path / d / "burgers-kinn" / "checkpoint.npz") for d in ("beside", "here"))
+    assert set(a.params) == set(b.params) and all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+    assert ((tmp_path / "beside" / "burgers-kinn" / "metrics.jsonl").read_text().count("\n") ==
+            (tmp_path / "here" / "burgers-kinn" / "metrics.jsonl").read_text().count("\n") == 2)
+
+
 def test_curves_name_their_axes_and_draw_the_baselines(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     from kinn_ref.training import plots

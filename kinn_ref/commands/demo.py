@@ -39,6 +39,11 @@ HEAT_CASES = ((1, "dirichlet", 32), (2, "neumann", 24))
 LEARNED_TASKS = (("oscillator", None, ("curves", "prediction")), ("digits", None, ("curves",)),
                  ("burgers", ("kinn", "mlp"), ("curves", "prediction")))
 
+#: ``(task, model)`` trained in a second process while the main one runs the rest of the tour (the
+#: longest run; numba backend, two cores or more: :mod:`kinn_ref.tasks.background`). It trains to the
+#: same bits there as here.
+SECOND_PROCESS_RUNS = (("burgers", "kinn"),)
+
 
 def _heat_plot(dim, boundary):
     return f"pde_heat_{dim}d_{boundary}.png"
@@ -229,6 +234,49 @@ def _train(rows, task, model, size, out, args, data, overrides):
     return records, trainer
 
 
+def _second_process_jobs(out, args, overrides):
+    """The :class:`~kinn_ref.tasks.background.BackgroundWarmUp` ``train`` jobs of :data:`SECOND_PROCESS_RUNS`."""
+    return [{"task": t, "model": m, "size": "small", "data_size": _data_size(t, args.quick), "seed": args.seed,
+             "out_dir": str(out / f"{t}-{m}"), "overrides": overrides} for t, m in SECOND_PROCESS_RUNS]
+
+
+def _data_size(task_name, quick):
+    """The data size each learned task trains on (steps 3-5)."""
+    return {"digits": "full", "burgers": "smoke" if quick else "small"}.get(task_name, "small")
+
+
+def _train_models(rows, task, size, out, args, data, overrides, warm):
+    """Train every model of ``task`` (step 3-5), the runs of the second process last, collected from it;
+    rows in the task's model order. Returns ``{model: (records, trainer)}``."""
+    from ..tasks.run import load_trained
+    models = _models(task.name)
+    order = sorted(models, key=lambda m: warm.trains(task.name, m))
+    runs, task_rows = {}, {}
+    for model in order:
+        here = []
+        if warm.trains(task.name, model):
+            finished, seconds = warm.wait_trained(task.name, model)
+            if finished:
+                result, records, trainer = load_trained(task.name, model, out / f"{task.name}-{model}", size=size,
+                                                        seed=args.seed, backend=args.backend, dataset=data,
+                                                        **overrides)
+                _row(here, task.name, model, result["metric"], result["value"], "learned", result["epochs"],
+                     result["compile_seconds"], result["train_seconds"])
+                runs[model] = (records, trainer)
+                print(f"      {model}: trained in the second process" +
+                      (f" (waited {seconds:.1f} s for it)" if seconds >= 0.5 else ""))
+            else:
+                print(f"      {model}: the second process stopped ({warm.failure}); training it here")
+        if model not in runs:
+            runs[model] = _train(here, task, model, size, out, args, data, overrides)
+        task_rows[model] = here[0]
+        metric = here[0]["metric"]
+        value = f"{here[0]['value']:.4f}" if metric == "accuracy" else f"{here[0]['value']:.3g}"
+        print(f"      {model}: held-out {MEASURED[metric].split(',')[0]} {value}")
+    rows += [task_rows[m] for m in models]
+    return {m: runs[m] for m in models}
+
+
 def _verdict(rows, task, scores):
     """One line per learned row: beats every baseline, or which baseline is better (printed plainly)."""
     lines = []
@@ -285,25 +333,21 @@ def run(args):
     digits = _digits_available()
     out = prepare_output_dir(args.out, files=output_files(digits))
     print(f"kinn-ref demo on backend {backend!r}; output in {out}/")
-    with BackgroundWarmUp(backend, _trained_models(digits)) as warm:
-        if warm.process is not None:
-            print("      (the models' numba kernels compile in a second process meanwhile)")
-        return _tour(args, backend, out, start, warm, digits)
+    overrides = {"epochs": 2} if args.quick else {}
+    with BackgroundWarmUp(backend, [], train=_second_process_jobs(out, args, overrides)) as warm:
+        if warm.train:
+            print("      (" + ", ".join(f"the {t} {m.upper() if m == 'kinn' else m}" for t, m in SECOND_PROCESS_RUNS)
+                  + " trains in a second process meanwhile)")
+        return _tour(args, backend, out, start, warm, digits, overrides)
 
 
-def _trained_models(digits):
-    """``(task, model)`` of every model the demo trains, in order (digits only with scikit-learn)."""
-    return [(t, m) for t, _, _ in LEARNED_TASKS if digits or t != "digits" for m in _models(t)]
-
-
-def _tour(args, backend, out, start, warm, digits):
+def _tour(args, backend, out, start, warm, digits, overrides):
     from ..tasks.heat_check import convergence_in_space, mode_error
     from ..tasks.registry import get_task
     from ..training.atomic import atomic_write_text
     from ..training.plots import plot_curves
     from .solve_pde import plot_solution
 
-    overrides = {"epochs": 2} if args.quick else {}
     rows, baselines, verdicts = [], {}, []
 
     print("\n[1/5] the KINN layer: convergence order of each integrator (cascade K=2, dense coupling; "
@@ -329,11 +373,9 @@ def _tour(args, backend, out, start, warm, digits):
     print("\n[3/5] damped oscillator: KINN cascades of order K = 1, 2, 3")
     _wait(warm, "oscillator")
     task = get_task("oscillator")
-    data = task.make_data("small", args.seed)
-    runs, trainers = {}, {}
-    for model in _models(task.name):
-        runs[model], trainers[model] = _train(rows, task, model, "small", out, args, data, overrides)
-        print(f"      {model}: held-out relative L2 {rows[-1]['value']:.3g}")
+    data = task.make_data(_data_size(task.name, args.quick), args.seed)
+    trained = _train_models(rows, task, "small", out, args, data, overrides, warm)
+    runs, trainers = {m: r for m, (r, _) in trained.items()}, {m: t for m, (_, t) in trained.items()}
     baselines["oscillator"] = _baseline_rows(rows, task, data)
     verdicts += ["oscillator:"] + _verdict(rows, task, baselines["oscillator"])
     plot_curves(runs, out / _task_plot(task.name, "curves"), title="damped oscillator", loss_name=task.loss)
@@ -345,26 +387,21 @@ def _tour(args, backend, out, start, warm, digits):
     else:
         _wait(warm, "digits")
         task = get_task("digits")
-        data = task.make_data("full", args.seed)
-        runs = {}
-        for model in _models(task.name):
-            runs[model], _ = _train(rows, task, model, "full", out, args, data, overrides)
-            print(f"      {model}: held-out accuracy {rows[-1]['value']:.4f}")
+        data = task.make_data(_data_size(task.name, args.quick), args.seed)
+        runs = {m: r for m, (r, _) in _train_models(rows, task, "full", out, args, data, overrides, warm).items()}
         baselines["digits"] = _baseline_rows(rows, task, data)
         verdicts += ["digits:"] + _verdict(rows, task, baselines["digits"])
         plot_curves(runs, out / _task_plot(task.name, "curves"), title="8x8 digits", loss_name=task.loss)
 
     task = get_task("burgers")
-    data = task.make_data("smoke" if args.quick else "small", args.seed)
+    data = task.make_data(_data_size(task.name, args.quick), args.seed)
     resolution = data.x_train.shape[1]
     print(f"\n[5/5] Burgers u(x,0) -> u(x,1) at {resolution} points, {len(data.x_train)} training pairs: "
           "KINN against an MLP")
     _wait(warm, "burgers")
-    runs, trainers, prepared = {}, {}, {}
-    for model in _models(task.name):
-        runs[model], trainers[model] = _train(rows, task, model, "small", out, args, data, overrides)
-        prepared[model] = task.model(model, data)[2][0]
-        print(f"      {model}: held-out relative L2 {rows[-1]['value']:.3g}")
+    trained = _train_models(rows, task, "small", out, args, data, overrides, warm)
+    runs, trainers = {m: r for m, (r, _) in trained.items()}, {m: t for m, (_, t) in trained.items()}
+    prepared = {m: task.model(m, data)[2][0] for m in trained}
     baselines["burgers"] = _baseline_rows(rows, task, data)
     verdicts += ["burgers:"] + _verdict(rows, task, baselines["burgers"])
     plot_curves(runs, out / _task_plot(task.name, "curves"), title=f"Burgers ({resolution} points)",
@@ -376,6 +413,8 @@ def _tour(args, backend, out, start, warm, digits):
     print(format_table(rows))
     print("compile s: one forward + backward of the fresh model on one batch before training (numba's JIT\n"
           "compilation, or loading it from its cache); train s: all epochs after it, held-out evaluation included.")
+    for t, m in sorted(warm.trained):
+        print(f"{t} {m} trained in a second process beside the rest of the tour (its train s overlaps theirs)")
     if warm.seconds:
         print(f"the kernels were compiled ahead in a second process: {sum(warm.seconds.values()):.1f} s there, "
               f"{sum(warm.waited.values()):.1f} s of it waited for here")
@@ -384,6 +423,7 @@ def _tour(args, backend, out, start, warm, digits):
     atomic_write_text(out / "results.json", json.dumps(
         {"backend": backend, "checks_backend": CHECKS_BACKEND, "seed": args.seed, "quick": bool(args.quick), "seconds": total,
          "background_compile_seconds": {f"{t}-{m}": v for (t, m), v in warm.seconds.items()},
+         "second_process_runs": sorted(f"{t}-{m}" for t, m in warm.trained),
          "waited_for_background_seconds": warm.waited,
          "integrator_orders": orders, "gradient_mismatch": grad_err, "heat": heat, "baselines": baselines,
          "rows": rows}, indent=2) + "\n")

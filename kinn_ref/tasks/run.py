@@ -126,3 +126,46 @@ def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", 
     if out_dir is not None and trainer.out_dir is not None:     # (a data-parallel run's rank 0 alone writes)
         atomic_write_text(Path(out_dir) / RESULT_NAME, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result, records, trainer
+
+
+def load_trained(task_name, model_name, out_dir, *, size="small", seed=0, backend="numpy", dataset=None,
+                 **overrides):
+    """A finished run of :func:`train_task` read back from its folder ``out_dir``: what ``train_task``
+    returned when it trained it (used by ``kinn-ref demo`` for a run trained in a second process).
+
+    Parameters
+    ----------
+    task_name, model_name, size, seed, backend, dataset, **overrides
+        As given to :func:`train_task` for the run.
+    out_dir : str or Path
+        The run's folder (``checkpoint.npz``, ``metrics.jsonl``, ``result.json``).
+
+    Returns
+    -------
+    result : dict
+    records : list of dict
+    trainer : Trainer
+        With the trained parameters (writing nothing).
+
+    Raises
+    ------
+    ValueError
+        When the folder holds no finished run of this model (result, checkpoint and records disagree).
+    CheckpointError
+        When the checkpoint is of another model.
+    """
+    from ..training.metrics_log import read_metrics
+    from ..training.trainer import CHECKPOINT_NAME, METRICS_NAME
+    out_dir = Path(out_dir)
+    try:
+        result = json.loads((out_dir / RESULT_NAME).read_text(encoding="utf-8"))
+        records = read_metrics(out_dir / METRICS_NAME)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"out_dir {out_dir} holds no finished run: {exc}") from None
+    trainer = _prepare(task_name, model_name, size, seed, backend, None, dataset, False, overrides)[3]
+    trainer.load(out_dir / CHECKPOINT_NAME)
+    if (result.get("task"), result.get("model"), result.get("epochs")) != (task_name, model_name, trainer.epoch) \
+            or [r.get("epoch") for r in records] != list(range(1, trainer.epoch + 1)):
+        raise ValueError(f"out_dir {out_dir} holds no finished run of {task_name}/{model_name}: its result, "
+                         f"checkpoint (epoch {trainer.epoch}) and metrics ({len(records)} records) disagree")
+    return result, records, trainer
