@@ -120,8 +120,7 @@ def verify_backend(backend, directory=None, select=None, progress=None, jobs=1):
 
     ``progress(done, total, result)``, when given, is called after each case. With ``jobs > 1`` the cases
     run in that many worker processes, grouped by what a compiling backend compiles for them
-    (:func:`kernel_group`; the cases of one integrator, readout and dtype run in one process, so each kernel
-    is compiled once and the coupling families share their inner functions); the
+    (:func:`kernel_group`: cases of one group run in one process, so each kernel is compiled once); the
     results are the same and come back in suite order.
 
     Returns
@@ -133,14 +132,10 @@ def verify_backend(backend, directory=None, select=None, progress=None, jobs=1):
     _, cases = load_suite(directory, select)
     if jobs == 1 or len(cases) == 1:
         return _verify_cases(backend, cases, progress)
-    groups, kernels = {}, {}
+    groups = {}
     for case in cases:
-        integrator, readout, family, dtype = kernel_group(case)
-        groups.setdefault((integrator, readout, dtype), []).append(case.name)
-        kernels.setdefault((integrator, readout, dtype), set()).add(family)
-    # one process per pass-kernel pair and dtype: its coupling families share the integrator's and the
-    # readout's inner functions there; the groups that compile the most go first, for a better balance
-    order = [groups[k] for k in sorted(groups, key=lambda k: (len(kernels[k]), len(groups[k])), reverse=True)]
+        groups.setdefault(kernel_group(case), []).append(case.name)
+    order = sorted(groups.values(), key=len, reverse=True)     # largest first: better balance
     by_name, total = {}, len(cases)
     import multiprocessing
     with multiprocessing.get_context("spawn").Pool(min(jobs, len(order))) as pool:
