@@ -7,9 +7,10 @@ import kinn_ref
 from kinn_ref._checks import check_output_folder
 
 from .golden_cases import golden_cases, case_inputs
-from .golden_generate import DIGITS, STEP, golden_values
-from .golden_store import (MANIFEST, GoldenIntegrityError, PACKAGED, atomic_write_bytes, case_arrays, load_case,
-                           manifest_entry, npz_bytes, read_manifest, sha256, write_manifest)
+from .golden_generate import DIGITS, STEP, _to_float, golden_values_exact
+from .golden_json import case_document, document_bytes
+from .golden_store import (FORMATS, MANIFEST, GoldenIntegrityError, PACKAGED, atomic_write_bytes, case_arrays,
+                           load_case, manifest_entry, npz_bytes, read_manifest, sha256, write_manifest)
 
 logger = logging.getLogger(__name__)
 
@@ -31,15 +32,28 @@ def provenance():
     }
 
 
-def case_file_bytes(case):
-    """The ``.npz`` bytes of ``case``, generated in high precision."""
+def case_file_bytes(case, form="npz"):
+    """The case file of ``case`` in ``form`` (``"npz"`` or ``"json"``, :mod:`.golden_json`), generated in high
+    precision; both forms hold the same values bit for bit."""
     params, x, V0, dy = case_inputs(case)
-    y, grads = golden_values(case.spec, params, x, V0, dy)
-    return npz_bytes(case_arrays(params, x, V0, dy, y, grads))
+    y_exact, grads_exact = golden_values_exact(case.spec, params, x, V0, dy)
+    y, grads = _to_float(y_exact), {k: _to_float(v) for k, v in grads_exact.items()}
+    arrays = case_arrays(params, x, V0, dy, y, grads)
+    if form == "npz":
+        return npz_bytes(arrays)
+    exact = {"y": y_exact, **{f"grad.{k}": v for k, v in grads_exact.items()}}
+    return document_bytes(case_document(manifest_entry(case, None, None), arrays, exact))
 
 
-def _generate(case):
-    return case, case_file_bytes(case)
+def _check_form(form):
+    if form not in FORMATS:
+        raise ValueError(f"format must be one of {sorted(FORMATS)}, got {form!r}")
+    return form
+
+
+def _generate(job):
+    case, form = job
+    return case, case_file_bytes(case, form)
 
 
 def selected_cases(select=None):
@@ -50,9 +64,9 @@ def selected_cases(select=None):
     return cases
 
 
-def export_files(select=None):
-    """The files :func:`export_suite` writes for ``select``: one ``.npz`` per case, then the manifest."""
-    return [f"{c.name}.npz" for c in selected_cases(select)] + [MANIFEST]
+def export_files(select=None, form="npz"):
+    """The files :func:`export_suite` writes for ``select``: one case file per case, then the manifest."""
+    return [c.name + FORMATS[_check_form(form)] for c in selected_cases(select)] + [MANIFEST]
 
 
 def copy_files(source=None):
@@ -62,7 +76,7 @@ def copy_files(source=None):
     return [entry["file"] for entry in read_manifest(source)["cases"]] + [MANIFEST]
 
 
-def export_suite(directory, select=None, jobs=1, progress=None, engine=None):
+def export_suite(directory, select=None, jobs=1, progress=None, engine=None, form="npz"):
     """Regenerate the golden cases (all, or those matching the glob ``select``) into ``directory``.
 
     Cases of an existing manifest there that are not regenerated are kept (their files are hash-checked).
@@ -82,6 +96,8 @@ def export_suite(directory, select=None, jobs=1, progress=None, engine=None):
         Generate the cases as points of this engine (serial, local or existing Dask cluster) instead of
         ``jobs`` processes: each generated case is kept under ``directory/.golden.points`` until the
         manifest is written, so an interrupted export resumes without generating it again.
+    form : {"npz", "json"}
+        The case files' form: ``.npz``, or the language-neutral JSON documents of :mod:`.golden_json`.
 
     Returns
     -------
@@ -92,18 +108,22 @@ def export_suite(directory, select=None, jobs=1, progress=None, engine=None):
     cases = selected_cases(select)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs!r}")
-    check_output_folder(directory, "directory", export_files(select))    # before any case is generated
+    check_output_folder(directory, "directory", export_files(select, form))    # before any case is generated
     kept = {}
     if (directory / MANIFEST).is_file():
         fresh = {c.name for c in cases}
-        for entry in read_manifest(directory)["cases"]:
+        existing = read_manifest(directory)
+        if existing.get("format", "npz") != form:
+            raise ValueError(f"directory {directory} holds a suite of format {existing.get('format', 'npz')!r}; "
+                             f"export the {form!r} form into another folder")
+        for entry in existing["cases"]:
             if entry["name"] not in fresh:
                 load_case(directory, entry)
                 kept[entry["name"]] = entry
     entries = dict(kept)
 
     def store(case, data):
-        file_name = f"{case.name}.npz"
+        file_name = case.name + FORMATS[form]
         atomic_write_bytes(directory / file_name, data)
         entries[case.name] = manifest_entry(case, file_name, sha256(data))
         logger.info("golden case %s written", case.name)
@@ -119,22 +139,22 @@ def export_suite(directory, select=None, jobs=1, progress=None, engine=None):
             store(by_name[name], data)
             written.add(name)
 
-        generated = generate_cases(directory, cases, engine, on_case)
+        generated = generate_cases(directory, cases, engine, on_case, form)
         for case in cases:
             if case.name not in written:      # generated by an interrupted export, kept in its store
                 store(case, generated[case.name])
-        manifest = write_manifest(directory, list(entries.values()), provenance())
+        manifest = write_manifest(directory, list(entries.values()), provenance(), form)
         PointStore(store_folder(directory)).clear()
         return manifest
     if jobs == 1:
         for case in cases:
-            store(*_generate(case))
+            store(*_generate((case, form)))
     else:
         import multiprocessing
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            for case, data in pool.imap(_generate, cases):
+            for case, data in pool.imap(_generate, [(case, form) for case in cases]):
                 store(case, data)
-    return write_manifest(directory, list(entries.values()), provenance())
+    return write_manifest(directory, list(entries.values()), provenance(), form)
 
 
 def copy_suite(directory, source=None):
@@ -156,3 +176,11 @@ def copy_suite(directory, source=None):
     if read_manifest(directory) != manifest:
         raise GoldenIntegrityError(f"copy of {source} to {directory} differs from its source")
     return manifest
+
+
+def write_schemas(directory):
+    """Write the JSON Schemas of the manifest and of a case document into ``directory``."""
+    import json
+    from .golden_json import SCHEMA_FILES
+    for name, schema in SCHEMA_FILES.items():
+        atomic_write_bytes(Path(directory) / name, (json.dumps(schema(), indent=1, sort_keys=True) + "\n").encode())

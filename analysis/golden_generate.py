@@ -58,7 +58,13 @@ def _exact_inputs(arith, params, x, V0):
 
 
 def golden_values(spec, params, x, V0, dy, digits=DIGITS, step=STEP):
-    """Forward output and gradients of a layer in high precision, rounded once to float64.
+    """:func:`golden_values_exact` rounded once to float64 (see there): ``(y, grads)`` as float64 arrays."""
+    y, grads = golden_values_exact(spec, params, x, V0, dy, digits, step)
+    return _to_float(y), {k: _to_float(v) for k, v in grads.items()}
+
+
+def golden_values_exact(spec, params, x, V0, dy, digits=DIGITS, step=STEP):
+    """Forward output and gradients of a layer in high precision, as mpmath numbers at ``digits`` digits.
 
     Parameters
     ----------
@@ -75,8 +81,9 @@ def golden_values(spec, params, x, V0, dy, digits=DIGITS, step=STEP):
 
     Returns
     -------
-    y : ndarray (float64)
-    grads : dict of ndarray (float64)
+    y : ndarray of mpmath numbers
+        The output at ``digits`` digits (real values).
+    grads : dict of ndarray of mpmath numbers
         Keys of ``params``, ``"x"`` and, when ``V0`` is given, ``"V0"``.
     """
     arith = MpArithmetic()
@@ -85,7 +92,8 @@ def golden_values(spec, params, x, V0, dy, digits=DIGITS, step=STEP):
         w = to_objects(arith, dy)
         y, _ = _loss(spec, arith, exact, w)
         grads = _gradients(spec, arith, exact, w, arith.mp.mpf(step))
-        return _to_float(y), {k: _to_float(v) for k, v in grads.items()}
+        real = np.vectorize(lambda v: v.real if hasattr(v, "imag") else v, otypes=[object])
+        return real(y), {k: real(v) for k, v in grads.items()}
 
 
 def complex_step_agreement(spec, params, x, V0, dy, name, index, digits=DIGITS, steps=("1e-30", "1e-40")):

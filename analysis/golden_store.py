@@ -19,13 +19,23 @@ from .golden_cases import SCHEMA_VERSION, spec_from_dict, spec_to_dict
 
 MANIFEST = "manifest.json"
 PACKAGED = Path(__file__).resolve().parent / "golden"
+PACKAGED_JSON = PACKAGED / "json"
+PACKAGED_FOLDERS = {"npz": PACKAGED, "json": PACKAGED_JSON}
+#: File suffix of the case files of each form of the suite.
+FORMATS = {"npz": ".npz", "json": ".json"}
+#: SHA-256 of the packaged suite's manifests (:func:`suite_digest`), checked by every reader of the packaged
+#: suite: an edited manifest (a tolerance, a removed case, a file's hash) is refused.
+PACKAGED_DIGESTS = {"npz": "a23a325b975f88b0663e563d13e2beaa8efed130ae5d89a8010a90bc0b6609a9",
+                   "json": "dc0d0c17c574158cbace749802a54b5c226d9a29cea16c06682a87346a106698"}
+#: Largest tolerance a manifest may state.
+MAX_TOLERANCE = 0.01
 
 # norm-wise relative error bounds (SPEC section 3): CPU and GPU backends, by computation dtype
 TOLERANCES = {"float64": {"cpu": 1e-12, "gpu": 1e-11}, "float32": {"cpu": 1e-5, "gpu": 1e-5}}
 
 
 class GoldenIntegrityError(ValueError):
-    """A golden file is missing, altered (hash mismatch) or of an unknown schema."""
+    """A golden file is missing, altered (hash or digest mismatch), malformed, or of an unknown schema."""
 
 
 def atomic_write_bytes(path, data):
@@ -68,11 +78,12 @@ def manifest_entry(case, file_name, digest):
             "tolerance": dict(TOLERANCES[case.dtype]), "description": case.description}
 
 
-def write_manifest(directory, entries, provenance):
-    """Write ``manifest.json`` for ``entries`` (sorted by name) atomically."""
+def write_manifest(directory, entries, provenance, form="npz"):
+    """Write ``manifest.json`` for ``entries`` (sorted by name) atomically; ``form`` is that of the case files."""
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "suite": "kinn_ref golden reference",
+        **({} if form == "npz" else {"format": form}),
         "provenance": provenance,
         "comparison": "norm-wise relative error ||actual - expected|| / ||expected|| per array "
                       "(||actual|| when expected is all zeros), against tolerance.cpu or tolerance.gpu",
@@ -116,31 +127,146 @@ class GoldenData:
         return self.entry["name"]
 
 
+def suite_digest(directory=None):
+    """SHA-256 of the suite's ``manifest.json`` bytes. The manifest holds every case file's SHA-256, which every
+    reader checks, so this one digest covers the manifest and every file."""
+    directory = Path(directory) if directory is not None else PACKAGED
+    return sha256((directory / MANIFEST).read_bytes())
+
+
+def _fail(where, what):
+    raise GoldenIntegrityError(f"{where}: {what}")
+
+
+def validate_manifest(manifest, where):
+    """Check the structure of a manifest (every field a reader relies on); GoldenIntegrityError naming what
+    is wrong. Tolerances must be numbers in (0, 0.01]: looser bounds would pass wrong implementations."""
+    if not isinstance(manifest, dict):
+        _fail(where, f"the manifest must be a JSON object, got {type(manifest).__name__}")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        _fail(where, f"schema_version must be {SCHEMA_VERSION}, got {manifest.get('schema_version')!r}")
+    if manifest.get("format", "npz") not in FORMATS:
+        _fail(where, f"format must be one of {list(FORMATS)}, got {manifest.get('format')!r}")
+    cases = manifest.get("cases")
+    if not isinstance(cases, list) or not cases:
+        _fail(where, "'cases' must be a non-empty list of case records")
+    suffix = FORMATS[manifest.get("format", "npz")]
+    names = set()
+    for i, entry in enumerate(cases):
+        at = f"cases[{i}]"
+        if not isinstance(entry, dict):
+            _fail(where, f"{at} must be an object")
+        for key, kind in (("name", str), ("file", str), ("sha256", str), ("layer", str), ("spec", dict),
+                          ("dtype", str), ("batch", int), ("input", str), ("has_V0", bool), ("tolerance", dict)):
+            if not isinstance(entry.get(key), kind) or (kind is int and isinstance(entry.get(key), bool)):
+                _fail(where, f"{at}: {key!r} must be a {kind.__name__}, got {entry.get(key)!r}")
+        name, at = entry["name"], f"case {entry['name']!r}"
+        if name in names:
+            _fail(where, f"{at} is listed twice")
+        names.add(name)
+        file_name = entry["file"]
+        if Path(file_name).name != file_name or file_name in (".", "..") or "\\" in file_name \
+                or not file_name.endswith(suffix):
+            _fail(where, f"{at}: file must be a plain {suffix} file name inside the suite folder, got {file_name!r}")
+        if len(entry["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in entry["sha256"]):
+            _fail(where, f"{at}: sha256 must be 64 lowercase hexadecimal digits")
+        if entry["layer"] not in ("KINNLayer", "KINNLayers") or entry["dtype"] not in TOLERANCES \
+                or entry["input"] not in ("static", "sequence") or entry["batch"] < 1:
+            _fail(where, f"{at}: layer, dtype, input or batch out of range ({entry['layer']!r}, {entry['dtype']!r}, "
+                         f"{entry['input']!r}, {entry['batch']!r})")
+        for side in ("cpu", "gpu"):
+            tol = entry["tolerance"].get(side)
+            if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol <= MAX_TOLERANCE:
+                _fail(where, f"{at}: tolerance.{side} must be a number in (0, {MAX_TOLERANCE}], got {tol!r}")
+        try:
+            spec_from_dict(entry["spec"])
+        except (TypeError, ValueError) as exc:
+            _fail(where, f"{at}: spec is not a valid LayerSpec ({exc})")
+    return manifest
+
+
 def read_manifest(directory=None):
-    """The manifest of the suite in ``directory`` (the packaged suite by default), schema checked."""
+    """The manifest of the suite in ``directory`` (the packaged suite by default), checked: its structure
+    (:func:`validate_manifest`) and, for a packaged suite, its digest against :data:`PACKAGED_DIGESTS`."""
     directory = Path(directory) if directory is not None else PACKAGED
     path = directory / MANIFEST
     if not path.is_file():
         raise GoldenIntegrityError(f"no {MANIFEST} in {directory}; export a suite with `kinn-ref golden export`")
-    manifest = json.loads(path.read_text())
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise GoldenIntegrityError(f"{path}: schema_version must be {SCHEMA_VERSION}, got "
-                                   f"{manifest.get('schema_version')!r}")
-    return manifest
+    data = path.read_bytes()
+    for form, folder in PACKAGED_FOLDERS.items():
+        if directory.resolve() == folder.resolve() and sha256(data) != PACKAGED_DIGESTS[form]:
+            raise GoldenIntegrityError(f"{path}: the packaged suite's manifest differs from the one this kinn_ref "
+                                       f"release was built with (SHA-256 {sha256(data)}, expected "
+                                       f"{PACKAGED_DIGESTS[form]}); reinstall kinn_ref")
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GoldenIntegrityError(f"{path}: not a JSON document ({exc})") from None
+    return validate_manifest(manifest, str(path))
+
+
+def expected_arrays(entry, spec):
+    """``{key: (shape, dtype)}`` of every array a case file must hold, and nothing else (docs/golden.md)."""
+    dtype, batch, K = entry["dtype"], entry["batch"], spec.order
+    inputs = {f"param.{k}": shape for k, shape in spec.param_shapes().items()}
+    inputs["x"] = spec.input_shape(batch, spec.n_steps if entry["input"] == "sequence" else None)
+    if entry["has_V0"]:
+        inputs["V0"] = (batch, K, spec.total_nodes)
+    out_shape = (batch, spec.n_steps, spec.readout_width) if spec.return_sequences else (batch, spec.readout_width)
+    wanted = {k: (tuple(v), dtype) for k, v in inputs.items()}
+    wanted["dy"] = (out_shape, dtype)
+    wanted["y"] = (out_shape, "float64")
+    for k, shape in inputs.items():
+        wanted["grad." + (k[6:] if k.startswith("param.") else k)] = (tuple(shape), "float64")
+    return wanted
+
+
+def check_case_arrays(entry, spec, arrays, where):
+    """Every array the case needs is there with its shape and dtype, finite, and nothing else is."""
+    wanted = expected_arrays(entry, spec)
+    missing, extra = sorted(set(wanted) - set(arrays)), sorted(set(arrays) - set(wanted))
+    if missing or extra:
+        _fail(where, f"arrays missing {missing}, unexpected {extra}")
+    for key, (shape, dtype) in wanted.items():
+        a = arrays[key]
+        if a.shape != shape or a.dtype != np.dtype(dtype):
+            _fail(where, f"array {key!r} is {a.dtype}{a.shape}, expected {dtype}{shape}")
+        if not np.isfinite(a).all():
+            _fail(where, f"array {key!r} holds non-finite values")
+
+
+def _read_arrays(data, path):
+    if path.suffix == ".json":
+        from .golden_json import arrays_from_document
+        try:
+            return arrays_from_document(data, str(path))[1]
+        except ValueError as exc:
+            raise GoldenIntegrityError(str(exc)) from None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise GoldenIntegrityError(f"{path}: not a readable .npz ({exc})") from None
 
 
 def load_case(directory, entry):
-    """Read and hash-check the file of manifest record ``entry``; return a :class:`GoldenData`."""
-    path = Path(directory) / entry["file"]
+    """Read and hash-check the file of manifest record ``entry`` (validated by :func:`validate_manifest`), check
+    its arrays (:func:`check_case_arrays`); return a :class:`GoldenData`."""
+    directory = Path(directory)
+    path = directory / entry["file"]
+    where = f"golden case {entry['name']!r}"
+    if path.resolve().parent != directory.resolve():
+        _fail(where, f"file {entry['file']!r} lies outside the suite folder {directory}")
     if not path.is_file():
-        raise GoldenIntegrityError(f"golden case {entry['name']!r}: file {path} is missing")
+        _fail(where, f"file {path} is missing")
     data = path.read_bytes()
     if sha256(data) != entry["sha256"]:
-        raise GoldenIntegrityError(f"golden case {entry['name']!r}: {path} does not match the SHA-256 of the "
-                                   f"manifest (the file was altered or belongs to another export)")
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return GoldenData(entry=entry, spec=spec_from_dict(entry["spec"]),
+        _fail(where, f"{path} does not match the SHA-256 of the manifest (the file was altered or belongs to "
+                     "another export)")
+    arrays = _read_arrays(data, path)
+    spec = spec_from_dict(entry["spec"])
+    check_case_arrays(entry, spec, arrays, f"{where} ({path.name})")
+    return GoldenData(entry=entry, spec=spec,
                       params={k[6:]: v for k, v in arrays.items() if k.startswith("param.")},
                       x=arrays["x"], V0=arrays.get("V0"), dy=arrays["dy"], y=arrays["y"],
                       grads={k[5:]: v for k, v in arrays.items() if k.startswith("grad.")})

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from .output import add_output_argument
 
+#: The JSON Schemas written beside a JSON export (:mod:`kinn_ref.analysis.golden_json`).
+SCHEMA_NAMES = ("manifest.schema.json", "case.schema.json")
+
 
 def add_arguments(parser):
     sub = parser.add_subparsers(dest="action", required=True)
@@ -19,6 +22,8 @@ def add_arguments(parser):
                             formatter_class=parser.formatter_class)
     add_output_argument(export, "directory", metavar="DIR", help="folder to write the cases and manifest.json into")
     export.add_argument("--copy", action="store_true", help="copy the packaged suite instead of regenerating")
+    export.add_argument("--format", choices=("npz", "json"), default="npz",
+                        help="case files: .npz, or language-neutral JSON documents with a JSON Schema (default npz)")
     export.add_argument("--cases", default=None, help="glob over case names (default: all)")
     export.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     from ..scaleout.engine import add_engine_arguments
@@ -35,17 +40,26 @@ def add_arguments(parser):
     check.add_argument("--gpu", action="store_true", help="use the GPU tolerances")
     for p in (verify, check):
         p.add_argument("--dir", type=Path, default=None, help="suite folder (default: the packaged suite)")
+        p.add_argument("--format", choices=("npz", "json"), default="npz",
+                       help="which form of the packaged suite to read, without --dir (default npz; the same values)")
         p.add_argument("--cases", default=None, help="glob over case names (default: all)")
 
 
 def _export(args):
-    from ..analysis.golden_export import copy_files, copy_suite, export_files, export_suite
+    from ..analysis.golden_export import copy_files, copy_suite, export_files, export_suite, write_schemas
+    from ..analysis.golden_store import PACKAGED_FOLDERS
     from .output import prepare_output_dir
     if args.copy and args.cases is not None:
         raise ValueError("--cases cannot be combined with --copy (the copy is the whole suite)")
-    prepare_output_dir(args.directory, "DIR", files=copy_files() if args.copy else export_files(args.cases))
+    source = PACKAGED_FOLDERS[args.format]
+    files = copy_files(source) if args.copy else export_files(args.cases, args.format)
+    if args.format == "json":
+        files += list(SCHEMA_NAMES)
+    prepare_output_dir(args.directory, "DIR", files=files)
     if args.copy:
-        manifest = copy_suite(args.directory)
+        manifest = copy_suite(args.directory, source)
+        if args.format == "json":
+            write_schemas(args.directory)
         print(f"copied {len(manifest['cases'])} golden cases to {args.directory}")
         return 0
     done = []
@@ -59,10 +73,12 @@ def _export(args):
     if engine.kind != "serial" and args.jobs != 1:
         raise ValueError("--jobs cannot be combined with --workers or --scheduler (the Dask workers are the jobs)")
     if engine.kind == "serial" and args.jobs != 1:
-        manifest = export_suite(args.directory, args.cases, args.jobs, progress)
+        manifest = export_suite(args.directory, args.cases, args.jobs, progress, form=args.format)
     else:
         with engine:
-            manifest = export_suite(args.directory, args.cases, progress=progress, engine=engine)
+            manifest = export_suite(args.directory, args.cases, progress=progress, engine=engine, form=args.format)
+    if args.format == "json":
+        write_schemas(args.directory)
     print(f"wrote {len(done)} golden cases and manifest.json ({len(manifest['cases'])} cases) to {args.directory}")
     return 0
 
@@ -76,8 +92,13 @@ def _progress(label):
 
 def run(args):
     from ..analysis.golden_check import check_implementation, format_table, load_adapter, verify_backend
+    from ..analysis.golden_store import PACKAGED_FOLDERS
     if args.action == "export":
         return _export(args)
+    if args.dir is None:
+        args.dir = PACKAGED_FOLDERS[args.format]
+    elif args.format != "npz":
+        raise ValueError("--format selects a form of the packaged suite; with --dir the suite's manifest says its form")
     if args.action == "verify":
         from .. import available_backends
         from ..backends import resolve

@@ -12,24 +12,24 @@ def store_folder(directory):
     return directory / ".golden.points"
 
 
-def case_bytes_b64(case):
-    """The case's ``.npz`` bytes, base64 (a JSON-storable point result)."""
+def case_bytes_b64(case, form="npz"):
+    """The case file's bytes in ``form`` (``npz`` or ``json``), base64 (a JSON-storable point result)."""
     from ..analysis.golden_export import case_file_bytes
-    return base64.b64encode(case_file_bytes(case)).decode("ascii")
+    return base64.b64encode(case_file_bytes(case, form)).decode("ascii")
 
 
-def case_points(cases):
-    """One :class:`Point` per case; its fingerprint covers the case and the generator's versions."""
+def case_points(cases, form="npz"):
+    """One :class:`Point` per case; its fingerprint covers the case, the form and the generator's versions."""
     from ..analysis.golden_export import provenance
     version = provenance()
-    return [Point(case.name, case_bytes_b64, (case,), digest(repr(dataclasses.asdict(case)), version))
+    return [Point(case.name, case_bytes_b64, (case, form), digest(repr(dataclasses.asdict(case)), version, form))
             for case in cases]
 
 
-def generate_cases(directory, cases, engine, on_case=None):
+def generate_cases(directory, cases, engine, on_case=None, form="npz"):
     """Generate ``cases`` on ``engine``, persisted per case under :func:`store_folder` (``directory``);
-    returns ``{case name: npz bytes}``. ``on_case(name, data)`` is called for each newly generated case."""
+    returns ``{case name: file bytes}``. ``on_case(name, data)`` is called for each newly generated case."""
     store = PointStore(store_folder(directory))
     callback = None if on_case is None else (lambda key, data: on_case(key, base64.b64decode(data)))
-    results = engine.run(case_points(cases), store, label="golden cases", on_result=callback)
+    results = engine.run(case_points(cases, form), store, label="golden cases", on_result=callback)
     return {name: base64.b64decode(data) for name, data in results.items()}
