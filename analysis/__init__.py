@@ -16,5 +16,7 @@ Modules, by task:
 - golden suite (docs/golden.md): :mod:`~analysis.golden_cases` (catalogue, inputs),
   :mod:`~analysis.golden_generate` (50-digit values, complex-step gradients), :mod:`~analysis.golden_store`
   (files, manifest, hashes), :mod:`~analysis.golden_export`, :mod:`~analysis.golden_check` (backends and
-  outside implementations through the adapter).
+  outside implementations through the adapter), :mod:`~analysis.golden_adapter` (the adapter protocol),
+  :mod:`~analysis.golden_worker` (an adapter in its own process, with a timeout),
+  :mod:`~analysis.golden_report` (JSON and JUnit XML), :mod:`~analysis.golden_pytest` (the pytest plugin).
 """

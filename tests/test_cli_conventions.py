@@ -63,6 +63,8 @@ FAST_ARGV = {
     ("solve-pde",): ["--backend", "numpy"],
     ("stability",): ["--no-plots"],
     ("golden", "export"): ["--copy"],
+    ("golden", "verify"): ["--backend", "numpy", "--cases", "seed-KINNLayers"],
+    ("golden", "check"): ["--impl", "docs/examples/minimal_kinn.py:adapter", "--cases", "seed-KINNLayers"],
     ("sweep",): ["--grid", "epochs=1", "--no-progress"],
     ("bench",): ["--configs", "cell", "--dtypes", "float64", "--repeats", "1", "--no-torch", "--no-memory",
                  "--no-compile"],

@@ -2,9 +2,15 @@
 
 - ``export DIR``: regenerate the cases in high precision into DIR (``--copy``: copy the packaged suite);
 - ``verify --backend NAME``: run every case on a backend (``all``: every available one), compare forward
-  values and all gradients, print a per-case table; exit status 1 on any mismatch;
+  values and all gradients, print a per-case table;
 - ``check --impl module:function``: the same for an outside implementation through the adapter documented
-  in docs/golden.md (``path/to/file.py:function`` also accepted).
+  in docs/golden.md (``path/to/file.py:function`` also accepted), run in a worker process with a per-case
+  ``--timeout``.
+
+Both write a JSON report (``--report``) and JUnit XML (``--junit-xml``) on request. Exit status (the same
+for both): 0 every case passed (ok, partial or forward-only; unsupported cases aside), 1 a case failed
+(mismatch or error), 2 unusable input (arguments, a suite that fails its integrity check, an adapter that
+cannot be loaded), 3 nothing was compared (every case unsupported), 130 interrupted.
 """
 import os
 import sys
@@ -38,11 +44,19 @@ def add_arguments(parser):
                            formatter_class=parser.formatter_class)
     check.add_argument("--impl", required=True, help="module:function or path/to/file.py:function")
     check.add_argument("--gpu", action="store_true", help="use the GPU tolerances")
+    from ..analysis.golden_worker import DEFAULT_TIMEOUT
+    check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                       help="seconds each case may run before the adapter's process is stopped")
     for p in (verify, check):
         p.add_argument("--dir", type=Path, default=None, help="suite folder (default: the packaged suite)")
         p.add_argument("--format", choices=("npz", "json"), default="npz",
                        help="which form of the packaged suite to read, without --dir (default npz; the same values)")
         p.add_argument("--cases", default=None, help="glob over case names (default: all)")
+        p.add_argument("--tier", default=None, help="comma-separated tiers (default: all)")
+        add_output_argument(p, "--report", kind="file", default=None, metavar="FILE",
+                            help="write the results as JSON (per case: status, errors, what was not compared)")
+        add_output_argument(p, "--junit-xml", kind="file", default=None, metavar="FILE",
+                            help="write the results as JUnit XML")
 
 
 def _export(args):
@@ -90,8 +104,30 @@ def _progress(label):
     return show
 
 
+def _prepare_outputs(args):
+    """Check the report files before any work (one line and exit status 2 for a path that cannot be written)."""
+    from .output import prepare_output_file
+    for path, name in ((args.report, "--report"), (args.junit_xml, "--junit-xml")):
+        if path is not None:
+            prepare_output_file(path, name)
+
+
+def _write_outputs(args, runs):
+    from ..analysis.golden_report import report, write_junit_xml, write_report
+    from ..analysis.golden_store import PACKAGED, read_manifest
+    if args.report is not None:
+        write_report(args.report, report(runs, read_manifest(args.dir), args.dir or PACKAGED))
+    if args.junit_xml is not None:
+        write_junit_xml(args.junit_xml, runs)
+
+
+def _tiers(args):
+    return None if args.tier is None else [t.strip() for t in args.tier.split(",") if t.strip()]
+
+
 def run(args):
-    from ..analysis.golden_check import check_implementation, format_table, load_adapter, verify_backend
+    from ..analysis.golden_check import check_implementation, exit_status, format_table, verify_backend
+    from ..analysis.golden_report import run_record
     from ..analysis.golden_store import PACKAGED_FOLDERS
     if args.action == "export":
         return _export(args)
@@ -99,22 +135,30 @@ def run(args):
         args.dir = PACKAGED_FOLDERS[args.format]
     elif args.format != "npz":
         raise ValueError("--format selects a form of the packaged suite; with --dir the suite's manifest says its form")
+    _prepare_outputs(args)
+    runs, statuses = [], []
     if args.action == "verify":
         from .. import available_backends
         from ..backends import resolve
         backends = available_backends() if args.backend == "all" else (resolve(args.backend),)
-        failed = False
         for backend in backends:
             jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1) if backend == "numba" else 1
             if jobs > 1:
                 print(f"{backend}: running the cases in {jobs} processes", file=sys.stderr, flush=True)
-            results = verify_backend(backend, args.dir, args.cases, _progress(backend), jobs=jobs)
+            results = verify_backend(backend, args.dir, args.cases, _progress(backend), jobs=jobs,
+                                     tiers=_tiers(args))
             print(f"backend {backend}")
             print(format_table(results))
-            failed |= any(r.failed for r in results)
-        return 1 if failed else 0
-    results = check_implementation(load_adapter(args.impl), args.dir, args.cases, gpu=args.gpu,
-                                   progress=_progress(args.impl))
-    print(f"implementation {args.impl}")
-    print(format_table(results))
-    return 1 if any(r.failed for r in results) else 0
+            runs.append(run_record(f"backend {backend}", results, backend == "cuda"))
+            statuses.append(exit_status(results))
+    else:
+        from ..analysis.golden_worker import check_timeout
+        timeout = check_timeout(args.timeout, "--timeout")
+        results = check_implementation(args.impl, args.dir, args.cases, gpu=args.gpu, progress=_progress(args.impl),
+                                       timeout=timeout, tiers=_tiers(args))
+        print(f"implementation {args.impl}")
+        print(format_table(results))
+        runs.append(run_record(args.impl, results, args.gpu))
+        statuses.append(exit_status(results))
+    _write_outputs(args, runs)
+    return 1 if 1 in statuses else 3 if 3 in statuses else 0
