@@ -100,3 +100,14 @@ def test_a_bad_argument_under_mpiexec_is_one_line_and_exit_2(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "kinn-ref train: error: ranks 0, 1: backend must be one of ['cuda', 'numba', 'numpy', 'auto'], got "
         "'nope' (of 2 ranks; every rank stops)"]
+
+
+def test_a_refusal_of_the_device_step_is_one_line_and_exit_2(tmp_path):
+    """``--backend cuda --distributed mpi`` runs the whole step on the device; what it does not run is refused
+    (on the CUDA simulator here: the refusal comes before any GPU work)."""
+    r = _train(tmp_path / "run", ranks=1, backend="cuda", extra=("--penalty", "0.1"))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "kinn-ref train: error: rank 0: --penalty 0.1: the device step of --backend cuda --distributed mpi has no "
+        "conductance penalty (leave --penalty out, or train with --backend numba --distributed mpi) (of 1 ranks; "
+        "every rank stops)"]
