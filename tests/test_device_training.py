@@ -133,6 +133,19 @@ def test_copies_per_step(guard):
     assert kinn == 0 or kinn == 14          # two dense layers of 7 arrays each
 
 
+def test_warm_up_pass_changes_nothing():
+    """The warm-up (kinn_ref.tasks.run.first_step_seconds) runs a whole step's kernels with the update gated off."""
+    x, y = _data(MLP, "cross_entropy", np.random.default_rng(5))
+    trainer = device_trainer(MLP, loss="cross_entropy", batch_size=4, optimizer="adam")
+    trainer.fit(x, y, 1)
+    params = {k: v.copy_to_host() for k, v in trainer.network.params.items()}
+    slots = {k: v.copy_to_host() for k, v in trainer.device_optimizer.slots["v"].items()}
+    trainer.first_pass(x[:4])
+    assert trainer.device_optimizer.step_count == 2
+    assert all(np.array_equal(trainer.network.params[k].copy_to_host(), v) for k, v in params.items())
+    assert all(np.array_equal(trainer.device_optimizer.slots["v"][k].copy_to_host(), v) for k, v in slots.items())
+
+
 def test_failed_step_is_refused_before_the_update():
     """A non-finite loss stops the step on the device (the update is skipped) with the host trainer's message."""
     x, y = _data(MLP, "mse", np.random.default_rng(2))

@@ -140,9 +140,20 @@ class DeviceDataParallelTrainer(DataParallelTrainer):
                                for i in range(0, dx.shape[0], batch_size)])
 
     def first_pass(self, xb):
+        """A step's kernels on ``xb`` (network, loss, checks, update) with the update's gate closed: they compile
+        (or load from the disk cache) here, and the parameters, the optimizer state and its step count stay as
+        they were."""
         from ..backends.cuda_backend.batches import to_device
-        y = self.network.forward(to_device(xb))
-        self.network.backward(self.network.ones_like_output(y))
+        from ..backends.cuda_backend.device import fill, zeros
+        pred = self.network.forward(to_device(xb))
+        target = zeros((pred.shape[0],), np.int64) if self.loss_name == "cross_entropy" else pred
+        loss, d_pred = self.device_loss(pred, target)
+        grads = self.network.backward(d_pred)
+        gate = fill(self.checks.gradients(loss, grads, self.clip_norm), 0.0)
+        step_count = self.device_optimizer.step_count
+        self.device_optimizer.step(grads, self.optimizer.lr, gate)
+        self.device_optimizer.step_count = step_count
+        self.checks.parameters(self.network.params)
 
     def _share(self, xb, yb):
         """This rank's loss (device (1,)) and gradients of its rows of the global batch, and its weight."""

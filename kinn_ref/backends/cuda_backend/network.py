@@ -18,7 +18,6 @@ from ...network import Linear
 from ..launch_warnings import quiet_launches
 from .activations import activation, activation_vjp
 from .backend import run_backward, run_forward, upload
-from .device import empty, fill
 from .linear import linear_backward, linear_forward
 
 
@@ -113,7 +112,3 @@ class DeviceNetwork:
                 dW, db, dy = linear_backward(x, self.params[f"{prefix}.W"], dy)
                 grads.update({f"{prefix}.W": dW, f"{prefix}.b": db})
         return {k: grads[k] for k in self.names}
-
-    def ones_like_output(self, y):
-        """A device array of ones shaped as ``y`` (the cotangent of a warm-up pass)."""
-        return fill(empty(y.shape, y.dtype), 1.0)
