@@ -87,7 +87,8 @@ def test_device_training_equals_single_process_cuda_training(tmp_path, ranks, ta
     b = load_checkpoint(tmp_path / "ranked" / "checkpoint.npz")
     assert b.meta["extra"]["ranks"] == ranks and b.epoch == 2
     errors = {k: rel_error(b.params[k], a.params[k]) for k in a.params}
-    seconds = [json.loads((tmp_path / run / "result.json").read_text())["train_seconds"] for run in ("single", "ranked")]
+    seconds = [json.loads((tmp_path / run / "result.json").read_text())["train_seconds"]
+               for run in ("single", "ranked")]
     print(f"\n{task} {model} ranks={ranks}: largest relative error {max(errors.values()):.2e}; training "
           f"{seconds[0]:.2f} s single process, {seconds[1]:.2f} s device step")
     assert max(errors.values()) <= 1e-11, errors
