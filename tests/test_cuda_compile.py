@@ -53,6 +53,11 @@ with recording() as records:
                                                 communicator=SingleRank(), reducer=SingleProcessSum())
             y = rng.integers(0, 2, 2) if loss == "cross_entropy" else rng.standard_normal((2, 2))
             trainer.fit(rng.standard_normal((2, 3)), y, 1, validation=(rng.standard_normal((2, 3)), y))
+        config = {"model": "kinn", "input_dim": 2, "hidden_dims": [], "output_dim": 1, "n_steps": 2, "head": True,
+                  "dtype": dtype, "options": {"coupling": "grid", "grid_shape": [3], "order": 2, "readout": "cells"}}
+        trainer = DeviceDataParallelTrainer(config, penalty=0.1, backend="cuda", progress=False, batch_size=2,
+                                            communicator=SingleRank(), reducer=SingleProcessSum())
+        trainer.fit(rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 3, 1)), 1)
 pickle.dump(records, open(sys.argv[1], "wb"))
 """
 

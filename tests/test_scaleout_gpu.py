@@ -63,9 +63,10 @@ def _train(out, ranks, task, model, extra):
 
 @pytest.mark.parametrize("ranks", [1, 2])
 @pytest.mark.parametrize("task,model,extra", [
-    ("oscillator", "kinn-k2", ()),
-    ("digits", "kinn", ("--clip-norm", "1.0")),
+    ("oscillator", "kinn-k2", ("--guard",)),
+    ("digits", "kinn", ("--clip-norm", "1.0", "--penalty", "0.01")),
     ("burgers", "kinn", ()),
+    ("burgers", "kinn-grid", ()),
     ("burgers", "mlp", ("--optimizer", "sgd", "--lr", "0.01"))])
 def test_device_training_equals_single_process_cuda_training(tmp_path, ranks, task, model, extra):
     """``mpiexec -n R kinn-ref train --backend cuda --distributed mpi`` (the whole step on the GPU, NCCL) against

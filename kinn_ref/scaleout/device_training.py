@@ -4,15 +4,16 @@
 :class:`DeviceDataParallelTrainer` is the :class:`~kinn_ref.scaleout.data_parallel.DataParallelTrainer` whose
 step never leaves the device: the network (:class:`~kinn_ref.backends.cuda_backend.network.DeviceNetwork`),
 the task's loss (:mod:`~kinn_ref.backends.cuda_backend.losses`), the all-reduce of the weighted gradients
-(:class:`~kinn_ref.scaleout.device_allreduce.NcclAllReduce`), the finiteness checks and the clipping
+(:class:`~kinn_ref.scaleout.device_allreduce.NcclAllReduce`), the conductance penalty
+(:mod:`~kinn_ref.backends.cuda_backend.penalty`), the finiteness checks and the clipping
 (:mod:`~kinn_ref.backends.cuda_backend.step_checks`) and the optimizer update
 (:mod:`~kinn_ref.backends.cuda_backend.training`). The training data are uploaded once per run and the batch
 order once per epoch; a batch is gathered on the device.
 
 What reaches the host, and when:
 
-- every step, one copy of the step's report (loss, gradient norm, what was not finite) for the logs and for
-  the error that stops a failed step on every rank (the report is the same bits on every rank);
+- every step, one copy of the step's report (loss, gradient norm, penalty, what was not finite) for the logs and
+  for the error that stops a failed step on every rank (the report is the same bits on every rank);
 - with the stability guard on, every step, the KINN layers' parameters (the guard analyses them on the host
   and lowers a layer's ``dt`` there; the device passes read the layer's spec);
 - every epoch, the held-out predictions (the parameters stay on the device);
@@ -22,7 +23,7 @@ The host model and optimizer are brought up to date at those points only; a load
 device. Results equal the host trainer's on the cuda backend to rounding (float64 relative 1e-11 after several
 steps, float32 1e-5), not bitwise: the linear layers, losses and updates run other kernels than NumPy's.
 
-Refused (:func:`device_refusal`): grid-coupled layers and the conductance penalty.
+Every task and model of ``kinn-ref train`` runs on it; :func:`device_refusal` names what does not.
 """
 import numpy as np
 
@@ -41,11 +42,8 @@ def device_refusal(trainer):
         return f"backend={trainer.backend!r} (--backend): {DEVICE_STEP} runs on the cuda backend only"
     why = unsupported(trainer.model)
     if why is not None:
-        return (f"--model: {why}; {DEVICE_STEP} runs KINN layers with coupling none, dense or kirchhoff, linear "
-                "layers and heads (train this model with --backend numba --distributed mpi)")
-    if trainer.penalty:
-        return (f"--penalty {trainer.penalty:g}: {DEVICE_STEP} has no conductance penalty (leave --penalty out, "
-                "or train with --backend numba --distributed mpi)")
+        return (f"--model: {why}; {DEVICE_STEP} runs KINN layers, linear layers and heads (train this model "
+                "with --backend numba --distributed mpi)")
     return None
 
 
@@ -172,7 +170,7 @@ class DeviceDataParallelTrainer(DataParallelTrainer):
 
     def train_step(self, xb, yb, lr):
         """One optimizer step on the device batch ``(xb, yb)`` (every rank passes the global batch and takes
-        its shard); returns ``(loss, 0.0, grad_norm, dt_changes)`` as :meth:`Trainer.train_step` does.
+        its shard); returns ``(loss, penalty, grad_norm, dt_changes)`` as :meth:`Trainer.train_step` does.
 
         Raises
         ------
@@ -186,7 +184,11 @@ class DeviceDataParallelTrainer(DataParallelTrainer):
         loss, grads, weight = self._share(xb, yb)
         names = self.network.names
         reduced, (total,) = self.reducer.sum(grads, names, weight, extra=(loss,))
-        gate = self.checks.gradients(total, reduced, self.clip_norm)
+        penalty = None
+        if self.penalty:        # from the parameters, the same bits on every rank: after the all-reduce
+            from ..backends.cuda_backend.penalty import conductance_penalty
+            penalty = conductance_penalty(self.network, self.penalty, reduced)
+        gate = self.checks.gradients(total, reduced, self.clip_norm, penalty)
         self.device_optimizer.step(reduced, lr, gate)
         self.checks.parameters(self.network.params)
         report = self.checks.read()
@@ -199,7 +201,7 @@ class DeviceDataParallelTrainer(DataParallelTrainer):
         if self.guard is not None:
             self.network.copy_parameters_to_host(self._guarded)
             changes = self._apply_guard(epoch, step)
-        return report["loss"], 0.0, report["norm"], changes
+        return report["loss"], self.penalty * report["penalty"], report["norm"], changes
 
 
 def _failure(report, epoch, step, lr):

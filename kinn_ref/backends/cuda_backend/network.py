@@ -8,8 +8,8 @@ layers run :func:`.backend.run_forward` / :func:`.backend.run_backward` with the
 when the pass runs (a stability guard may have changed its ``dt``); linear layers run :mod:`.linear`; the
 activations :mod:`.activations`.
 
-Grid-coupled layers are refused: their readout is regrouped per grid point between layers
-(``KINN._to_points``), which has no device kernel here.
+A grid layer's readout is regrouped per grid point for the next layer or the head (:mod:`.regroup`, as
+``KINN._to_points`` does).
 """
 import numpy as np
 
@@ -19,13 +19,12 @@ from ..launch_warnings import quiet_launches
 from .activations import activation, activation_vjp
 from .backend import run_backward, run_forward, upload
 from .linear import linear_backward, linear_forward
+from .regroup import from_points, to_points
 
 
 def unsupported(model):
     """Why ``model`` cannot run on the device network, or None."""
     for prefix, module in model.modules():
-        if isinstance(module, KINNLayer) and module.spec.coupling == "grid":
-            return f"{prefix} is a grid-coupled KINN layer"
         if not isinstance(module, (KINNLayer, Linear)):
             return f"{prefix} is a {type(module).__name__}, not a KINN or linear layer"
     return None
@@ -49,8 +48,7 @@ class DeviceNetwork:
     def __init__(self, model):
         why = unsupported(model)
         if why is not None:
-            raise ValueError(f"model: {why}; the device network runs KINN layers with coupling none, dense or "
-                             "kirchhoff, linear layers and heads")
+            raise ValueError(f"model: {why}; the device network runs KINN layers, linear layers and heads")
         self.model = model
         self.params = {k: upload(v) for k, v in model.parameters().items()}
         self.names = tuple(self.params)
@@ -72,6 +70,11 @@ class DeviceNetwork:
         for k in self.names if names is None else names:
             self.params[k].copy_to_host(host[k])
 
+    def kinn_layers(self):
+        """``(prefix, spec, device parameters)`` of each KINN layer, the spec the host layer holds now."""
+        return [(prefix, m.spec, self._module_params(prefix, m)) for prefix, m in self._modules
+                if isinstance(m, KINNLayer)]
+
     def kinn_names(self):
         """The flat names of the KINN layers' parameters (what a stability guard reads)."""
         return tuple(f"{prefix}.{k}" for prefix, m in self._modules if isinstance(m, KINNLayer) for k in m.trainable)
@@ -87,6 +90,7 @@ class DeviceNetwork:
             if isinstance(module, KINNLayer):
                 # the tape refers to x and the parameters: neither changes before the backward pass
                 y, tape = run_forward(module.spec, p, x, None, module.checkpoint_every, own_inputs=False)
+                y = to_points(module.spec, y)
                 self._trace.append((module, tape, x, None))
             else:
                 y = linear_forward(x, p["W"], p["b"])
@@ -105,7 +109,7 @@ class DeviceNetwork:
             if act is not None:
                 dy = activation_vjp(self.activation, act[0], act[1], dy)
             if tape is not None:
-                g = run_backward(module.spec, tape, dy)
+                g = run_backward(module.spec, tape, from_points(module.spec, dy))
                 dy = g["x"]
                 grads.update({f"{prefix}.{k}": g[k] for k in module.trainable})
             else:

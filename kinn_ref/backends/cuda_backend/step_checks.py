@@ -8,8 +8,9 @@ on the device into one float64 report vector, and the clipping factor and the de
 optimizer as a device *gate* (:mod:`.training`), so one copy of the report to the host per step is all the
 host needs: the loss and the norm for the logs, and what was not finite for the error.
 
-Report layout for ``n`` arrays: ``[loss, norm, apply, sumsq_0..sumsq_{n-1}, bad_grad_0.., bad_param_0..]``
-(``bad_*`` count the non-finite entries of each gradient and, after the update, of each parameter).
+Report layout for ``n`` arrays: ``[loss, norm, apply, penalty, sumsq_0..sumsq_{n-1}, bad_grad_0.., bad_param_0..]``
+(``penalty`` is the conductance penalty's sum of means, :mod:`.penalty`, or 0; ``bad_*`` count the non-finite
+entries of each gradient and, after the update, of each parameter).
 """
 import math
 
@@ -22,7 +23,7 @@ from .device import empty, flat, kernel_cache, multiprocessors, scalar, zeros
 
 cuda = cuda_module()
 
-LOSS, NORM, APPLY, FIRST = 0, 1, 2, 3
+LOSS, NORM, APPLY, PENALTY, FIRST = 0, 1, 2, 3, 4
 
 
 @kernel_cache
@@ -73,9 +74,9 @@ def _check_kernels(dtype):
             report[bad_slot] = nbad
 
     @cuda.jit
-    def decide(loss, report, n, max_norm, gate):
-        """``report[:3] = (loss, norm, apply)`` and ``gate = (scale, apply)``: the norm from the arrays' sums in
-        order; the update applies when the loss, every gradient and the norm are finite; ``scale`` is
+    def decide(loss, penalty, report, n, max_norm, gate):
+        """``report[:4] = (loss, norm, apply, penalty)`` and ``gate = (scale, apply)``: the norm from the arrays'
+        sums in order; the update applies when the loss, every gradient and the norm are finite; ``scale`` is
         ``max_norm / norm`` when ``max_norm > 0`` and the norm exceeds it, else 1."""
         if cuda.grid(1) == 0:
             total = 0.0
@@ -89,6 +90,7 @@ def _check_kernels(dtype):
             report[LOSS] = value
             report[NORM] = norm
             report[APPLY] = 1.0 if ok else 0.0
+            report[PENALTY] = penalty[0]
             scale = max_norm / norm if max_norm > 0.0 and norm > max_norm else 1.0
             gate[0] = scale
             gate[1] = 1.0 if ok else 0.0
@@ -117,6 +119,7 @@ class StepChecks:
         n = len(self.names)
         self.report = zeros((FIRST + 3 * n,), np.float64)
         self.gate = empty((2,), self.dtype)
+        self._no_penalty = zeros((1,), np.float64)
 
     def _sums(self, arrays, sq_first, bad_first):
         square_sum, collect, _ = _check_kernels(self.dtype.str)
@@ -129,29 +132,34 @@ class StepChecks:
             collect[1, 1](partial, self.report, sq_first + j if sq_first >= 0 else -1, bad_first + j)
 
     @quiet_launches
-    def gradients(self, loss, grads, max_norm=None):
+    def gradients(self, loss, grads, max_norm=None, penalty=None):
         """Check the loss (device (1,)) and ``grads`` and set the gate; returns the gate for the optimizer.
 
         ``max_norm`` (a float > 0) clips the global norm to it, as
-        :func:`kinn_ref.training.clipping.clip_by_global_norm` does (here by scaling in the update)."""
+        :func:`kinn_ref.training.clipping.clip_by_global_norm` does (here by scaling in the update);
+        ``penalty`` (device float64 (1,)) goes into the report as it is."""
         n = len(self.names)
         self._sums(grads, FIRST, FIRST + n)
         _, _, decide = _check_kernels(self.dtype.str)
-        decide[1, 1](loss, self.report, n, scalar(np.float64, max_norm or 0.0), self.gate)
+        decide[1, 1](loss, self._no_penalty if penalty is None else penalty, self.report, n,
+                     scalar(np.float64, max_norm or 0.0), self.gate)
         return self.gate
 
     @quiet_launches
     def parameters(self, params):
-        """Count the non-finite entries of every parameter (after the update)."""
+        """Count the non-finite entries of every parameter (after the update; the trainer's
+        ``_check_finite`` of the parameters)."""
         n = len(self.names)
         self._sums(params, -1, FIRST + 2 * n)
 
     def read(self):
-        """The report on the host (the step's one copy): a dict with ``loss``, ``norm``, ``applied`` and, by
-        name, ``bad_gradients`` and ``bad_parameters`` (counts of non-finite entries, only those above 0)."""
+        """The report on the host (the step's one copy): a dict with ``loss``, ``norm``, ``applied``,
+        ``penalty`` (without its strength) and, by name, ``bad_gradients`` and ``bad_parameters`` (counts of
+        non-finite entries, only those above 0)."""
         r = self.report.copy_to_host()
         n = len(self.names)
         bad_g, bad_p = r[FIRST + n:FIRST + 2 * n], r[FIRST + 2 * n:]
         return {"loss": float(r[LOSS]), "norm": float(r[NORM]), "applied": bool(r[APPLY]),
+                "penalty": float(r[PENALTY]),
                 "bad_gradients": {k: int(c) for k, c in zip(self.names, bad_g) if c},
                 "bad_parameters": {k: int(c) for k, c in zip(self.names, bad_p) if c}}
