@@ -25,35 +25,35 @@ def _activation_kernels(name, dtype):
     softplus, sigmoid = fn.softplus, fn.sigmoid
 
     if name == "relu":
-        @cuda.jit(device=True)
+        @cuda.jit(device=True, inline=True)
         def value(z):
             return zero if z <= zero else z      # NaN stays NaN, as in numpy.maximum
 
-        @cuda.jit(device=True)
+        @cuda.jit(device=True, inline=True)
         def vjp(dy, z, fz):
             return dy * (one if z > zero else zero)
     elif name == "tanh":
-        @cuda.jit(device=True)
+        @cuda.jit(device=True, inline=True)
         def value(z):
             return math.tanh(z)
 
-        @cuda.jit(device=True)
+        @cuda.jit(device=True, inline=True)
         def vjp(dy, z, fz):
             return dy * (one - fz * fz)
     elif name == "sigmoid":
-        @cuda.jit(device=True)
+        @cuda.jit(device=True, inline=True)
         def value(z):
             return sigmoid(z)
 
-        @cuda.jit(device=True)
+        @cuda.jit(device=True, inline=True)
         def vjp(dy, z, fz):
             return dy * fz * (one - fz)
     elif name == "softplus":
-        @cuda.jit(device=True)
+        @cuda.jit(device=True, inline=True)
         def value(z):
             return softplus(z)
 
-        @cuda.jit(device=True)
+        @cuda.jit(device=True, inline=True)
         def vjp(dy, z, fz):
             return dy * sigmoid(z)
     else:
