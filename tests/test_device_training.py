@@ -199,3 +199,10 @@ def test_refusals_name_the_argument():
     with pytest.raises(ValueError, match=r"^backend='numpy' \(--backend\): the device step of --backend cuda "
                                          "--distributed mpi runs on the cuda backend only"):
         DeviceDataParallelTrainer(MLP, backend="numpy", communicator=SingleRank(), reducer=SingleProcessSum())
+
+    class TwoRanksOnOneHost(SingleRank):
+        size = local_size = 2
+    with pytest.raises(ValueError, match=r"^--distributed mpi: 2 ranks on this host share 1 GPU\(s\), and the "
+                                         r"device step .* takes one GPU per rank \(NCCL\); start at most 1 rank"):
+        DeviceDataParallelTrainer(MLP, backend="cuda", communicator=TwoRanksOnOneHost(),
+                                  reducer=SingleProcessSum())

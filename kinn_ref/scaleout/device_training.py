@@ -40,6 +40,11 @@ def device_refusal(trainer):
     from ..backends.cuda_backend.network import unsupported
     if trainer.backend != "cuda":
         return f"backend={trainer.backend!r} (--backend): {DEVICE_STEP} runs on the cuda backend only"
+    from numba import cuda
+    gpus, ranks = len(cuda.gpus), trainer.communicator.local_size
+    if ranks > gpus:
+        return (f"--distributed mpi: {ranks} ranks on this host share {gpus} GPU(s), and {DEVICE_STEP} takes one "
+                f"GPU per rank (NCCL); start at most {gpus} rank(s) per host")
     why = unsupported(trainer.model)
     if why is not None:
         return (f"--model: {why}; {DEVICE_STEP} runs KINN layers, linear layers and heads (train this model "

@@ -15,19 +15,19 @@ cuda = cuda_module()
 def _regroup_kernel(dtype):
     @cuda.jit
     def regroup(src, dst, m, P, H, to_points):
-        """Element ``(l, j, p, h)`` of the readout is element ``(l, p, j*H + h)`` of the per-point array; ``i``
+        """Element ``(row, j, p, h)`` of the readout is element ``(row, p, j*H + h)`` of the per-point array; ``i``
         walks the readout's layout: ``to_points`` copies the readout ``src`` into the per-point ``dst``, else
         the per-point ``src`` into the readout ``dst``."""
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         block = m * P * H
         while i < src.shape[0]:
-            l = i // block
-            r = i - l * block
+            row = i // block
+            r = i - row * block
             j = r // (P * H)
             p = (r // H) % P
             h = r % H
-            k = l * block + p * (m * H) + j * H + h
+            k = row * block + p * (m * H) + j * H + h
             if to_points:
                 dst[k] = src[i]
             else:
