@@ -81,31 +81,50 @@ class DeviceNetwork:
 
     @quiet_launches
     def forward(self, x):
-        """Network output for the device array ``x`` (the first layer's input layout); keeps what
-        :meth:`backward` needs."""
-        self._trace = []
+        """Network output for ``x`` (twin of the host model's ``forward``); keeps what :meth:`backward` needs.
+
+        Parameters
+        ----------
+        x : device array
+            The first layer's input layout, ``(B, D)``, ``(B, T, D)``, grid ``(B, [T,] P, D)``.
+
+        Returns
+        -------
+        device array
+            The host model's output shape.
+        """
+        self._trace = []            # per module: (its tape or None, its input, (z, f(z)) of the activation after it)
         hidden = len(self.model.layers) - 1
         for i, (prefix, module) in enumerate(self._modules):
             p = self._module_params(prefix, module)
+            tape = None
             if isinstance(module, KINNLayer):
                 # the tape refers to x and the parameters: neither changes before the backward pass
                 y, tape = run_forward(module.spec, p, x, None, module.checkpoint_every, own_inputs=False)
                 y = to_points(module.spec, y)
-                self._trace.append((module, tape, x, None))
             else:
                 y = linear_forward(x, p["W"], p["b"])
-                self._trace.append((module, None, x, None))
-            x = y
-            if i < hidden:          # between the layers; none after the last layer, none after a head
-                z, x = x, activation(self.activation, x)
-                self._trace[-1] = self._trace[-1][:3] + ((z, x),)
+            # the activation goes between the layers: none after the last layer, none after a head
+            act = (y, activation(self.activation, y)) if i < hidden else None
+            self._trace.append((tape, x, act))
+            x = y if act is None else act[1]
         return x
 
     @quiet_launches
     def backward(self, dy):
-        """Gradients of ``sum(dy * output)`` of the last :meth:`forward`, by the names of :attr:`params`."""
+        """Gradients of ``sum(dy * output)`` of the last :meth:`forward` (twin of the host model's ``backward``).
+
+        Parameters
+        ----------
+        dy : device array, the output's shape
+
+        Returns
+        -------
+        dict of device arrays
+            By the names of :attr:`params`.
+        """
         grads = {}
-        for (prefix, module), (_, tape, x, act) in zip(reversed(self._modules), reversed(self._trace)):
+        for (prefix, module), (tape, x, act) in zip(reversed(self._modules), reversed(self._trace)):
             if act is not None:
                 dy = activation_vjp(self.activation, act[0], act[1], dy)
             if tape is not None:
