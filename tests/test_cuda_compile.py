@@ -33,6 +33,31 @@ with recording() as records:
     spec, params, x, _ = make_case("none", "expeuler", "cells", in_features=40, batch=2, n_steps=2)
     y, tape = kr.forward(spec, params, x, backend="cuda")
     kr.backward(spec, params, tape, np.ones_like(y))
+    # the device training step: every activation, loss and optimizer, clipping, both dtypes
+    from kinn_ref.scaleout.device_allreduce import SingleProcessSum
+    from kinn_ref.scaleout.device_training import DeviceDataParallelTrainer
+
+    class SingleRank:
+        rank, size, local_rank, local_size, is_root = 0, 1, 0, 1, True
+
+        def shard(self, n):
+            return 0, n
+    rng = np.random.default_rng(0)
+    for dtype in ("float64", "float32"):
+        for activation, loss, optimizer in [("relu", "mse", "sgd"), ("tanh", "relative_l2", "adam"),
+                                            ("sigmoid", "cross_entropy", "adamw"), ("softplus", "mse", "adam")]:
+            config = {"model": "kinn", "input_dim": 3, "hidden_dims": [2], "output_dim": 2, "n_steps": 2,
+                      "head": True, "activation": activation, "dtype": dtype}
+            trainer = DeviceDataParallelTrainer(config, loss=loss, optimizer=optimizer, clip_norm=1.0,
+                                                backend="cuda", progress=False, batch_size=2,
+                                                communicator=SingleRank(), reducer=SingleProcessSum())
+            y = rng.integers(0, 2, 2) if loss == "cross_entropy" else rng.standard_normal((2, 2))
+            trainer.fit(rng.standard_normal((2, 3)), y, 1, validation=(rng.standard_normal((2, 3)), y))
+        config = {"model": "kinn", "input_dim": 2, "hidden_dims": [], "output_dim": 1, "n_steps": 2, "head": True,
+                  "dtype": dtype, "options": {"coupling": "grid", "grid_shape": [3], "order": 2, "readout": "cells"}}
+        trainer = DeviceDataParallelTrainer(config, penalty=0.1, backend="cuda", progress=False, batch_size=2,
+                                            communicator=SingleRank(), reducer=SingleProcessSum())
+        trainer.fit(rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 3, 1)), 1)
 pickle.dump(records, open(sys.argv[1], "wb"))
 """
 

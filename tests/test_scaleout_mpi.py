@@ -100,3 +100,12 @@ def test_a_bad_argument_under_mpiexec_is_one_line_and_exit_2(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "kinn-ref train: error: ranks 0, 1: backend must be one of ['cuda', 'numba', 'numpy', 'auto'], got "
         "'nope' (of 2 ranks; every rank stops)"]
+
+
+def test_a_bad_argument_of_the_device_step_is_one_line_and_exit_2(tmp_path):
+    """``--backend cuda --distributed mpi`` builds the device trainer (on the CUDA simulator here), the ranks
+    agreeing on its arguments first."""
+    r = _train(tmp_path / "run", ranks=1, backend="cuda", extra=("--lr", "-1"))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "kinn-ref train: error: rank 0: lr must be a finite number > 0, got -1.0 (of 1 ranks; every rank stops)"]

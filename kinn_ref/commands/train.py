@@ -38,7 +38,8 @@ def add_arguments(parser):
     parser.add_argument("--resume", action="store_true", help="continue the run saved in OUT/checkpoint.npz")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--distributed", choices=("none", "mpi"), default="none",
-                        help="mpi: data-parallel over the ranks of mpiexec -n R (docs/scaling.md)")
+                        help="mpi: data-parallel over the ranks of mpiexec -n R; with --backend cuda the whole "
+                             "step runs on each rank's GPU (docs/scaling.md)")
 
 
 def _existing_run(out):

@@ -102,10 +102,18 @@ class DataParallelTrainer(Trainer):
 
 
 def trainer_class(communicator):
-    """A :class:`DataParallelTrainer` factory bound to ``communicator`` (the ``trainer_class`` argument of
-    :func:`kinn_ref.tasks.run.train_task`)."""
+    """A trainer factory bound to ``communicator`` (the ``trainer_class`` argument of
+    :func:`kinn_ref.tasks.run.train_task`): on the cuda backend the
+    :class:`~kinn_ref.scaleout.device_training.DeviceDataParallelTrainer` (the whole step on the GPU, the
+    gradients all-reduced by NCCL), on the others a :class:`DataParallelTrainer`. The ranks agree on the
+    construction, so an argument one of them refuses is one line and status 2 on every rank."""
     def build(*args, **kwargs):
-        return DataParallelTrainer(*args, communicator=communicator, **kwargs)
+        from ..backends import resolve
+        if resolve(kwargs.get("backend", "numpy")) == "cuda":
+            from .device_training import DeviceDataParallelTrainer as cls
+        else:
+            cls = DataParallelTrainer
+        return communicator.agreed(lambda: cls(*args, communicator=communicator, **kwargs))
     return build
 
 

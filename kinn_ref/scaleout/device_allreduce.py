@@ -34,6 +34,8 @@ class NcclAllReduce:
 
     def __init__(self, communicator):
         self.cupy, nccl = _cupy()
+        from numba import cuda
+        self.cupy.cuda.Device(cuda.get_current_device().id).use()    # CuPy on the GPU numba drives
         self.communicator = communicator
         uid = nccl.get_unique_id() if communicator.is_root else None
         uid = communicator.broadcast(uid)
@@ -87,6 +89,20 @@ class NcclAllReduce:
         return out, rest
 
 
+class SingleProcessSum:
+    """The all-reduce of one process (no MPI, no NCCL): its arrays are the sum. The one-rank twin of
+    :class:`NcclAllReduce`, for the device step on one GPU (and under the CUDA simulator)."""
+
+    size = 1
+
+    def sum(self, arrays, names, weight, extra=()):
+        """``arrays`` (``names``) and ``extra`` as they are; ``weight`` must be 1 (one process holds the whole
+        batch)."""
+        if weight != 1.0:
+            raise ValueError(f"weight must be 1.0 in a single process, got {weight!r}")
+        return {k: arrays[k] for k in names}, list(extra)
+
+
 def data_parallel_train_step(spec, dparams, x, target, optimizer, reducer, global_batch, V0=None,
                              checkpoint_every=None):
     """One device-resident training step of :func:`kinn_ref.backends.cuda_backend.training.train_step` on this
@@ -109,7 +125,7 @@ def data_parallel_train_step(spec, dparams, x, target, optimizer, reducer, globa
         The global batch's loss before the update.
     """
     from ..backends.cuda_backend.backend import run_backward, run_forward
-    from ..backends.cuda_backend.training import mse_loss
+    from ..backends.cuda_backend.losses import mse_loss
     require("numba.cuda", "the device all-reduce")
     weight = x.shape[0] / global_batch
     y, tape = run_forward(spec, dparams, x, V0, checkpoint_every, own_inputs=False)

@@ -229,6 +229,18 @@ class Trainer:
         self.model.backward(d_pred)
         return loss, self.model.gradients()
 
+    def _batch(self, x, y, order, start, stop):
+        """The mini-batch of rows ``order[start:stop]`` that :meth:`train_step` takes (the device trainer of
+        :mod:`kinn_ref.scaleout.device_training` gathers it on the GPU)."""
+        idx = order[start:stop]
+        return x[idx], y[idx]
+
+    def first_pass(self, xb):
+        """One forward and backward pass of the model on ``xb``, changing nothing that training reads (the
+        warm-up of :func:`kinn_ref.tasks.run.first_step_seconds`)."""
+        pred = self.model.forward(xb)
+        self.model.backward(np.ones_like(pred))
+
     @staticmethod
     def _check_finite(arrays, what, epoch, step, consequence):
         for name, a in arrays.items():
@@ -493,11 +505,11 @@ class Trainer:
         order = self.rng.permutation(len(x))
         total = pen_total = norm_total = 0.0
         for i in range(steps_per_epoch):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            start, stop = i * self.batch_size, min((i + 1) * self.batch_size, len(x))
             lr = schedule(self.optimizer.step_count)
-            loss, pen, norm, changes = self.train_step(x[idx], y[idx], lr)
-            total += loss * len(idx)
-            pen_total += pen * len(idx)
+            loss, pen, norm, changes = self.train_step(*self._batch(x, y, order, start, stop), lr)
+            total += loss * (stop - start)
+            pen_total += pen * (stop - start)
             norm_total += norm
             dt_changes += len(changes)
             if bar is not None:

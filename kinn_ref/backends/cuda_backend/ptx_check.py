@@ -87,8 +87,8 @@ def compile_records(records, cc=(9, 0), ptxas=None):
     if simulator_active():
         raise ValueError("compiling needs numba.cuda's real target (unset NUMBA_ENABLE_CUDASIM)")
     cuda = cuda_module()
-    from . import (cell_kernels, constants, dense, device, gemm, grid, params, persistent,  # noqa: F401
-                   projection, step_kernels, training)
+    from . import (activations, batches, cell_kernels, constants, dense, device, gemm, grid,  # noqa: F401
+                   losses, params, penalty, persistent, projection, regroup, step_checks, step_kernels, training)
     ptxas = ptxas or shutil.which("ptxas") or _toolkit_ptxas()
     results, done = [], set()
     for name, args, kernel, types in records:
