@@ -286,3 +286,12 @@ def test_stability_cli_rejects_bad_input(tmp_path, capsys):
     assert main(["stability", "--config", str(bad)]) == 2
     assert main(["stability", "--coupling", "grid"]) == 2                     # grid_shape missing
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--resolution", "64"], ["--scale-target", "leak"],
+                                   ["--resolution", "8", "--scale-target", "all"]])
+def test_stability_map_options_with_no_plots_are_refused(tmp_path, capsys, extra):
+    rc = main(["stability", "--coupling", "kirchhoff", "--nodes", "4", "--no-plots", "--out", str(tmp_path), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--no-plots" in err and extra[0] in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "stability.json").exists()

@@ -37,7 +37,7 @@ def add_arguments(parser):
                                                       "checkpoint (e.g. layers.0; default: every KINN layer)")
     parser.add_argument("--scale-target", choices=("coupling", "leak", "all"), default=None,
                         help="conductances scaled in the map (default: coupling; leak for uncoupled cells)")
-    parser.add_argument("--resolution", type=int, default=40, help="points per axis of the map (default 40)")
+    parser.add_argument("--resolution", type=int, default=None, help="points per axis of the map (default 40)")
     add_output_argument(parser, "--out", default=default_out("stability"), help="output folder")
     parser.add_argument("--no-plots", action="store_true", help="skip the map and the plots")
     parser.add_argument("--check", action="store_true",
@@ -176,11 +176,16 @@ def run(args):
     from contextlib import nullcontext
 
     from ..scaleout.engine import engine_from_args
+    if args.no_plots:
+        unused = [name for name, value in (("--workers", args.workers), ("--scheduler", args.scheduler),
+                                           ("--resolution", args.resolution), ("--scale-target", args.scale_target))
+                  if value is not None]
+        if unused:
+            raise ValueError(f"{' and '.join(unused)} {'shape' if len(unused) > 1 else 'shapes'} the stability map, "
+                             "which --no-plots skips; drop one or the other")
+    args.resolution = 40 if args.resolution is None else args.resolution
     if args.resolution < 2:
         raise ValueError(f"--resolution must be >= 2, got {args.resolution}")
-    if args.no_plots and (args.workers is not None or args.scheduler is not None):
-        raise ValueError("--workers and --scheduler run the points of the stability map, which --no-plots skips; "
-                         "drop one or the other")
     engine = engine_from_args(args)
     layers = load_layers(args)
     prepare_output_dir(args.out, files=output_files(layers, args.no_plots))
