@@ -388,3 +388,9 @@ def test_the_guard_stops_training_on_a_circuit_unstable_for_every_dt_unless_aske
     with pytest.warns(UnstableStepWarning, match="unstable for every dt"):
         recs = trainer.fit(x, y, 2)
     assert len(recs) == 2 and trainer.run_config(2, 2, "")["guard"]["on_unstable"] == "warn"
+
+
+@pytest.mark.parametrize("schedule", [{}, {"warmup_steps": 3}])
+def test_a_schedule_without_its_kind_is_refused(schedule):
+    with pytest.raises(ValueError, match="schedule must name its kind"):
+        _trainer(schedule=schedule)
