@@ -392,5 +392,5 @@ def test_the_guard_stops_training_on_a_circuit_unstable_for_every_dt_unless_aske
 
 @pytest.mark.parametrize("schedule", [{}, {"warmup_steps": 3}])
 def test_a_schedule_without_its_kind_is_refused(schedule):
-    with pytest.raises(ValueError, match="schedule must name its kind"):
+    with pytest.raises(ValueError, match="schedule must have a 'kind'"):
         _trainer(schedule=schedule)

@@ -127,10 +127,7 @@ class Trainer:
                 from None
         if schedule is not None and not isinstance(schedule, dict):
             raise ValueError(f"schedule must be a dict {{'kind': ..., **arguments}}, got {schedule!r}")
-        if schedule is not None and "kind" not in schedule:
-            raise ValueError(f"schedule must name its kind ({{'kind': 'constant' | 'step' | 'cosine', ...}}), "
-                             f"got {schedule!r}; pass schedule=None for a constant learning rate")
-        self.schedule_config = dict(schedule or {"kind": "constant"})
+        self.schedule_config = {"kind": "constant"} if schedule is None else dict(schedule)   # {} has no kind
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.clip_norm = None if clip_norm is None else check_positive_float("clip_norm", clip_norm)
         self.penalty = check_real("penalty", penalty, 0.0)
