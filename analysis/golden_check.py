@@ -31,6 +31,17 @@ from .golden_store import GoldenIntegrityError, load_suite
 GPU_BACKENDS = ("cuda",)
 
 
+DIGITS_CAP = 17.0       # digits of agreement reported for exact agreement (and never more)
+
+
+def digits_of_agreement(error):
+    """``-log10(error)`` of a relative error: the decimal digits of agreement, at most :data:`DIGITS_CAP`
+    (``error == 0``); 0 for a non-finite error."""
+    if not np.isfinite(error):
+        return 0.0
+    return DIGITS_CAP if error <= 10.0 ** -DIGITS_CAP else float(-np.log10(error))
+
+
 def relative_error(actual, expected):
     """``||actual - expected|| / ||expected||`` (``||actual||`` when ``expected`` is all zeros), in float64."""
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
@@ -55,6 +66,10 @@ class CaseResult:
         Relative error of ``"y"`` and of each gradient checked.
     detail : str
         What went wrong (missing gradients, shapes, the exception).
+    tier : str
+        The case's tier (``basic``, ``stiff``, ``long``, ``edge``, ``float32``).
+    digits : dict of str -> float
+        Digits of agreement of each array of ``errors`` (:func:`digits_of_agreement`).
     """
 
     name: str
@@ -63,10 +78,17 @@ class CaseResult:
     tolerance: float
     errors: dict = field(default_factory=dict)
     detail: str = ""
+    tier: str = "basic"
+    digits: dict = field(default_factory=dict)
 
     @property
     def failed(self):
         return self.status in ("mismatch", "error")
+
+    @property
+    def min_digits(self):
+        """The fewest digits of agreement over the arrays compared (None when none was)."""
+        return min(self.digits.values()) if self.digits else None
 
 
 def compare(case, y, grads, tolerance):
@@ -89,7 +111,12 @@ def compare(case, y, grads, tolerance):
     if bad:
         problems.append("above tolerance: " + ", ".join(bad))
     return CaseResult(case.name, case.entry["dtype"], "mismatch" if problems else "ok", tolerance, errors,
-                      "; ".join(problems))
+                      "; ".join(problems), tier=_tier(case),
+                      digits={k: digits_of_agreement(e) for k, e in errors.items()})
+
+
+def _tier(case):
+    return case.entry.get("tier", "basic")
 
 
 def run_backend(case, backend):
@@ -115,9 +142,10 @@ def _tolerance(case, gpu):
     return case.entry["tolerance"]["gpu" if gpu else "cpu"]
 
 
-def verify_backend(backend, directory=None, select=None, progress=None, jobs=1):
+def verify_backend(backend, directory=None, select=None, progress=None, jobs=1, tiers=None):
     """Run every golden case on ``backend`` and compare forward values and all gradients.
 
+    ``tiers`` (a sequence of tier names, default all) selects cases as ``select`` does.
     ``progress(done, total, result)``, when given, is called after each case. With ``jobs > 1`` the cases
     run in that many worker processes, grouped by what a compiling backend compiles for them
     (:func:`kernel_group`: cases of one group run in one process, so each kernel is compiled once); the
@@ -129,7 +157,7 @@ def verify_backend(backend, directory=None, select=None, progress=None, jobs=1):
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
-    _, cases = load_suite(directory, select)
+    _, cases = load_suite(directory, select, tiers)
     if jobs == 1 or len(cases) == 1:
         return _verify_cases(backend, cases, progress)
     groups = {}
@@ -194,9 +222,9 @@ def load_adapter(target):
     return fn
 
 
-def check_implementation(adapter, directory=None, select=None, gpu=False, progress=None):
+def check_implementation(adapter, directory=None, select=None, gpu=False, progress=None, tiers=None):
     """Check an outside implementation, given as an adapter function, against the suite
-    (``progress`` as for :func:`verify_backend`).
+    (``progress`` and ``tiers`` as for :func:`verify_backend`).
 
     Returns
     -------
@@ -206,7 +234,7 @@ def check_implementation(adapter, directory=None, select=None, gpu=False, progre
         return adapter(spec_to_dict(case.spec), {k: v.copy() for k, v in case.params.items()}, case.x.copy(),
                        None if case.V0 is None else case.V0.copy(), case.dy.copy())
 
-    _, cases = load_suite(directory, select)
+    _, cases = load_suite(directory, select, tiers)
     # an outside implementation may fail in any way: report it, do not crash
     return _check_cases(cases, gpu, run, errors=(Exception,), unsupported=(NotImplementedError,),
                         progress=progress)
@@ -221,10 +249,11 @@ def _check_cases(cases, gpu, run, errors, unsupported=(), progress=None):
         try:
             y, grads = run(case)
         except unsupported as exc:
-            results.append(CaseResult(case.name, case.entry["dtype"], "unsupported", tol, detail=str(exc)))
+            results.append(CaseResult(case.name, case.entry["dtype"], "unsupported", tol, detail=str(exc),
+                                      tier=_tier(case)))
         except errors as exc:
             results.append(CaseResult(case.name, case.entry["dtype"], "error", tol,
-                                      detail=f"{type(exc).__name__}: {exc}"))
+                                      detail=f"{type(exc).__name__}: {exc}", tier=_tier(case)))
         else:
             results.append(compare(case, y, grads, tol))
         if progress is not None:
@@ -232,18 +261,36 @@ def _check_cases(cases, gpu, run, errors, unsupported=(), progress=None):
     return results
 
 
+def digits_by_tier(results):
+    """The fewest digits of agreement per tier over the cases compared, ``{tier: digits}`` in tier order."""
+    from .golden_cases import TIERS
+    by_tier = {}
+    for r in results:
+        if r.min_digits is not None:
+            by_tier[r.tier] = min(by_tier.get(r.tier, DIGITS_CAP), r.min_digits)
+    return {t: by_tier[t] for t in sorted(by_tier, key=lambda t: TIERS.index(t) if t in TIERS else len(TIERS))}
+
+
 def format_table(results):
-    """A per-case text table of :class:`CaseResult` and a summary line."""
-    lines = [f"{'case':<64} {'dtype':<8} {'status':<11} {'y':>9} {'worst grad':>10}  {'tol':>7}  detail"]
+    """A per-case text table of :class:`CaseResult` (with the fewest digits of agreement over its arrays),
+    a summary line and the fewest digits per tier."""
+    lines = [f"{'case':<64} {'tier':<8} {'dtype':<8} {'status':<11} {'y':>9} {'worst grad':>10} {'digits':>6}  "
+             f"{'tol':>7}  detail"]
     for r in results:
         grad_errors = {k: v for k, v in r.errors.items() if k.startswith("grad.")}
         y = f"{r.errors['y']:.1e}" if "y" in r.errors else "-"
         g = f"{max(grad_errors.values()):.1e}" if grad_errors else "-"
-        lines.append(f"{r.name:<64} {r.dtype:<8} {r.status:<11} {y:>9} {g:>10}  {r.tolerance:7.0e}  {r.detail}")
+        d = f"{r.min_digits:.1f}" if r.min_digits is not None else "-"
+        lines.append(f"{r.name:<64} {r.tier:<8} {r.dtype:<8} {r.status:<11} {y:>9} {g:>10} {d:>6}  "
+                     f"{r.tolerance:7.0e}  {r.detail}")
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "mismatch", "error", "unsupported")}
     lines.append(", ".join(f"{v} {k}" for k, v in counts.items()) + f" (of {len(results)} cases)")
+    digits = digits_by_tier(results)
+    if digits:
+        lines.append("fewest digits of agreement per tier: " + ", ".join(f"{t} {d:.1f}" for t, d in digits.items()))
     return "\n".join(lines)
 
 
-__all__ = ["CaseResult", "GoldenIntegrityError", "check_implementation", "compare", "format_table",
-           "kernel_group", "load_adapter", "relative_error", "run_backend", "verify_backend"]
+__all__ = ["CaseResult", "GoldenIntegrityError", "check_implementation", "compare", "digits_by_tier",
+           "digits_of_agreement", "format_table", "kernel_group", "load_adapter", "relative_error", "run_backend",
+           "verify_backend"]

@@ -8,6 +8,7 @@ from kinn_ref._checks import check_output_folder
 
 from .golden_cases import golden_cases, case_inputs
 from .golden_generate import DIGITS, STEP, golden_values
+from .golden_tolerance import case_condition
 from .golden_store import (MANIFEST, GoldenIntegrityError, PACKAGED, atomic_write_bytes, case_arrays, load_case,
                            manifest_entry, npz_bytes, read_manifest, sha256, write_manifest)
 
@@ -25,7 +26,8 @@ def provenance():
         "gradients": f"complex-step derivatives Im L(q + i h)/h of L = sum(dy * y), h = {STEP}, at {DIGITS} "
                      f"digits (truncation ~h^2, no cancellation)",
         "rounding": "each stored expected value rounded once, to nearest float64",
-        "inputs": "random.Random(seed).uniform (Python standard library), cast to the case dtype",
+        "inputs": "random.Random(seed).uniform (Python standard library), cast to the case dtype; seed = the "
+                  "first 8 bytes of SHA-256 of the case name (big-endian)",
         "mpmath_version": mpmath.__version__,
         "kinn_ref_version": kinn_ref.__version__,
     }
@@ -38,8 +40,13 @@ def case_file_bytes(case):
     return npz_bytes(case_arrays(params, x, V0, dy, y, grads))
 
 
+def case_condition_of(case):
+    """The condition of ``case`` (:func:`analysis.golden_tolerance.case_condition`), which sets its tolerance."""
+    return case_condition(case, *case_inputs(case))
+
+
 def _generate(case):
-    return case, case_file_bytes(case)
+    return case, case_file_bytes(case), case_condition_of(case)
 
 
 def selected_cases(select=None):
@@ -102,10 +109,11 @@ def export_suite(directory, select=None, jobs=1, progress=None, engine=None):
                 kept[entry["name"]] = entry
     entries = dict(kept)
 
-    def store(case, data):
+    def store(case, data, condition=None):
         file_name = f"{case.name}.npz"
         atomic_write_bytes(directory / file_name, data)
-        entries[case.name] = manifest_entry(case, file_name, sha256(data))
+        condition = case_condition_of(case) if condition is None else condition
+        entries[case.name] = manifest_entry(case, file_name, sha256(data), condition)
         logger.info("golden case %s written", case.name)
         if progress is not None:
             progress(case.name)
@@ -132,8 +140,8 @@ def export_suite(directory, select=None, jobs=1, progress=None, engine=None):
     else:
         import multiprocessing
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            for case, data in pool.imap(_generate, cases):
-                store(case, data)
+            for case, data, condition in pool.imap(_generate, cases):
+                store(case, data, condition)
     return write_manifest(directory, list(entries.values()), provenance())
 
 

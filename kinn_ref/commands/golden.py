@@ -2,7 +2,8 @@
 
 - ``export DIR``: regenerate the cases in high precision into DIR (``--copy``: copy the packaged suite);
 - ``verify --backend NAME``: run every case on a backend (``all``: every available one), compare forward
-  values and all gradients, print a per-case table; exit status 1 on any mismatch;
+  values and all gradients, print a per-case table with the digits of agreement and the fewest digits per
+  tier; exit status 1 on any mismatch (``--tiers basic,edge,...`` selects tiers, default all);
 - ``check --impl module:function``: the same for an outside implementation through the adapter documented
   in docs/golden.md (``path/to/file.py:function`` also accepted).
 """
@@ -36,6 +37,13 @@ def add_arguments(parser):
     for p in (verify, check):
         p.add_argument("--dir", type=Path, default=None, help="suite folder (default: the packaged suite)")
         p.add_argument("--cases", default=None, help="glob over case names (default: all)")
+        p.add_argument("--tiers", default=None,
+                       help="comma-separated tiers: basic, stiff, long, edge, float32 (default: all)")
+
+
+def _tiers(text):
+    """``--tiers a,b`` as a tuple (None: all); the suite's reader refuses unknown names with a ValueError."""
+    return None if text is None else tuple(t.strip() for t in text.split(","))
 
 
 def _export(args):
@@ -87,13 +95,14 @@ def run(args):
             jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1) if backend == "numba" else 1
             if jobs > 1:
                 print(f"{backend}: running the cases in {jobs} processes", file=sys.stderr, flush=True)
-            results = verify_backend(backend, args.dir, args.cases, _progress(backend), jobs=jobs)
+            results = verify_backend(backend, args.dir, args.cases, _progress(backend), jobs=jobs,
+                                     tiers=_tiers(args.tiers))
             print(f"backend {backend}")
             print(format_table(results))
             failed |= any(r.failed for r in results)
         return 1 if failed else 0
     results = check_implementation(load_adapter(args.impl), args.dir, args.cases, gpu=args.gpu,
-                                   progress=_progress(args.impl))
+                                   progress=_progress(args.impl), tiers=_tiers(args.tiers))
     print(f"implementation {args.impl}")
     print(format_table(results))
     return 1 if any(r.failed for r in results) else 0
