@@ -14,6 +14,10 @@ An outside implementation is checked through an *adapter*, a function
 
 An adapter raises ``NotImplementedError`` for a case it does not support; the case is then reported as
 ``unsupported`` (not a failure).
+
+Every comparison reports the norm-wise relative error of each array against the case's tolerance and its
+digits of agreement, ``-log10`` of that error (:func:`digits_of_agreement`); :func:`format_table` shows the
+fewest digits per case and per tier (:func:`digits_by_tier`).
 """
 import importlib
 import importlib.util
