@@ -13,8 +13,9 @@ Modules, by task:
   :mod:`~analysis.validation` (backends below and above ``dt_max``);
 - higher order: :mod:`~analysis.higher_order` (transfer function, ODE, responses, exact derivatives,
   measured orders), :mod:`~analysis.symbolic_gradients` (SymPy oracle for the backward pass);
-- golden suite (docs/golden.md): :mod:`~analysis.golden_cases` (catalogue, inputs),
-  :mod:`~analysis.golden_generate` (50-digit values, complex-step gradients), :mod:`~analysis.golden_store`
+- golden suite (docs/golden.md): :mod:`~analysis.golden_cases` (catalogue of the basic tier, seeds, inputs),
+  :mod:`~analysis.golden_tiers` (the stiff, long, edge and float32 tiers), :mod:`~analysis.golden_tolerance`
+  (condition and tolerance of a case), :mod:`~analysis.golden_generate` (50-digit values, complex-step gradients), :mod:`~analysis.golden_store`
   (files, manifest, hashes), :mod:`~analysis.golden_export`, :mod:`~analysis.golden_check` (backends and
   outside implementations through the adapter), :mod:`~analysis.golden_adapter` (the adapter protocol),
   :mod:`~analysis.golden_worker` (an adapter in its own process, with a timeout),

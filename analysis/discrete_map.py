@@ -1,13 +1,15 @@
 """The discrete map of a KINN layer, written from the formulation alone (docs/math.md, eqs. 1-20).
 
 This is an independent second implementation of what a layer computes, over an exact or high-precision
-arithmetic: :class:`MpArithmetic` (mpmath numbers, real or complex; used for the golden suite) or
-:class:`SymArithmetic` (SymPy expressions; used for derivations and symbolic gradients). It shares no code
+arithmetic: :class:`MpArithmetic` (mpmath numbers, real or complex; used for the golden suite),
+:class:`SymArithmetic` (SymPy expressions; used for derivations and symbolic gradients) or
+:class:`FloatArithmetic` (float64 complex numbers; used to estimate a case's condition). It shares no code
 with :mod:`kinn_ref`'s NumPy reference: the coupling of every cell is formed as an explicit ``(N, N)``
 matrix (the grid Laplacian is built from its neighbour lists), and each step is the textbook formula.
 
 Arrays are NumPy ``object`` arrays of numbers of the arithmetic; states have shape ``(B, K, N)``.
 """
+import cmath
 import itertools
 from dataclasses import dataclass
 
@@ -45,23 +47,55 @@ class MpArithmetic:
         return _map(one, a)
 
     def solve(self, M, r):
-        """Solve ``M v = r`` by Gaussian elimination with partial pivoting.
+        return gauss_solve(M, r)
 
-        Partial pivoting chooses rows by magnitude, a piecewise-constant choice: the solution stays an analytic
-        function of the entries, which the complex-step derivatives of :mod:`analysis.golden_generate` need.
-        """
-        n = len(r)
-        A = [list(M[i]) + [r[i]] for i in range(n)]
-        for c in range(n):
-            p = max(range(c, n), key=lambda i: abs(A[i][c]))
-            A[c], A[p] = A[p], A[c]
-            for i in range(c + 1, n):
-                f = A[i][c] / A[c][c]
-                A[i] = [a - f * b for a, b in zip(A[i], A[c])]
-        v = [None] * n
-        for i in reversed(range(n)):
-            v[i] = (A[i][n] - sum(A[i][j] * v[j] for j in range(i + 1, n))) / A[i][i]
-        return np.array(v, dtype=object)
+
+class FloatArithmetic:
+    """Python complex numbers (float64 parts): fast, for the perturbation estimates of a case's condition
+    (:mod:`analysis.golden_tolerance`), never for expected values."""
+
+    def number(self, v):
+        return complex(v)
+
+    def fraction(self, p, q):
+        return p / q
+
+    def exp(self, a):
+        return _map(cmath.exp, a)
+
+    def log(self, a):
+        return _map(cmath.log, a)
+
+    def phi1(self, a):
+        """``(1 - exp(-a))/a``; four terms of its Taylor series where ``|a| < 1e-4`` (truncation below 1e-18)."""
+        def one(v):
+            if abs(v) < 1e-4:
+                return 1 - v / 2 + v * v / 6 - v * v * v / 24
+            return (1 - cmath.exp(-v)) / v
+        return _map(one, a)
+
+    def solve(self, M, r):
+        return gauss_solve(M, r)
+
+
+def gauss_solve(M, r):
+    """Solve ``M v = r`` by Gaussian elimination with partial pivoting (numbers of any arithmetic).
+
+    Partial pivoting chooses rows by magnitude, a piecewise-constant choice: the solution stays an analytic
+    function of the entries, which the complex-step derivatives of :mod:`analysis.golden_generate` need.
+    """
+    n = len(r)
+    A = [list(M[i]) + [r[i]] for i in range(n)]
+    for c in range(n):
+        p = max(range(c, n), key=lambda i: abs(A[i][c]))
+        A[c], A[p] = A[p], A[c]
+        for i in range(c + 1, n):
+            f = A[i][c] / A[c][c]
+            A[i] = [a - f * b for a, b in zip(A[i], A[c])]
+    v = [None] * n
+    for i in reversed(range(n)):
+        v[i] = (A[i][n] - sum(A[i][j] * v[j] for j in range(i + 1, n))) / A[i][i]
+    return np.array(v, dtype=object)
 
 
 class SymArithmetic:
@@ -272,7 +306,7 @@ def readout(spec, circuit, Y, I):
     return np.concatenate([Y[:, K - 1]] + [z[:, K - 1] for z in Z], axis=1)
 
 
-def evaluate(spec, arith, params, x, V0=None):
+def evaluate(spec, arith, params, x, V0=None, after_step=None):
     """Output of the layer ``spec`` in the arithmetic ``arith`` (eqs. 1-20).
 
     Parameters
@@ -285,6 +319,8 @@ def evaluate(spec, arith, params, x, V0=None):
         ``(B, D)`` static or ``(B, T, D)`` sequence input (grid: ``(B, P, D)`` or ``(B, T, P, D)``).
     V0 : object ndarray, shape (B, K, N), optional
         Initial state; zeros when omitted.
+    after_step : callable, optional
+        Applied to the state ``Y`` after every step (a perturbation, :mod:`analysis.golden_tolerance`).
 
     Returns
     -------
@@ -298,6 +334,8 @@ def evaluate(spec, arith, params, x, V0=None):
     outputs = []
     for n in range(T):
         Y = step(spec, arith, circuit, Y, currents[:, n])
+        if after_step is not None:
+            Y = after_step(Y)
         if spec.return_sequences:
             outputs.append(readout(spec, circuit, Y, currents[:, n]))
     if spec.return_sequences:

@@ -22,6 +22,10 @@ it runs in a worker process with a per-case timeout (:mod:`~analysis.golden_work
 Statuses: ``ok`` (y and every gradient within tolerance), ``partial`` (y and the gradients the adapter
 implements; the others not compared), ``forward-only`` (y alone), ``mismatch``, ``error`` (the adapter
 raised, exited, timed out or returned a malformed result) and ``unsupported``.
+
+Every comparison reports the norm-wise relative error of each array against the case's tolerance and its
+digits of agreement, ``-log10`` of that error (:func:`digits_of_agreement`); :func:`format_table` shows the
+fewest digits per case and per tier (:func:`digits_by_tier`).
 """
 import time
 from dataclasses import dataclass, field
@@ -43,6 +47,17 @@ PASSED = ("ok", "partial", "forward-only")
 
 #: Exit statuses of ``kinn-ref golden verify`` and ``check`` (docs/golden.md).
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE, EXIT_NOTHING_CHECKED = 0, 1, 2, 3
+
+
+DIGITS_CAP = 17.0       # digits of agreement reported for exact agreement (and never more)
+
+
+def digits_of_agreement(error):
+    """``-log10(error)`` of a relative error: the decimal digits of agreement, at most :data:`DIGITS_CAP`
+    (``error == 0``); 0 for a non-finite error."""
+    if not np.isfinite(error):
+        return 0.0
+    return DIGITS_CAP if error <= 10.0 ** -DIGITS_CAP else float(-np.log10(error))
 
 
 def relative_error(actual, expected):
@@ -73,8 +88,11 @@ class CaseResult:
         Gradients of the case the implementation does not provide (status ``partial``), or all of them
         (``forward-only``).
     tier : str
+        The case's tier (``basic``, ``stiff``, ``long``, ``edge``, ``float32``).
     seconds : float or None
         Wall time of the case.
+    digits : dict of str -> float
+        Digits of agreement of each array of ``errors`` (:func:`digits_of_agreement`).
     """
 
     name: str
@@ -86,6 +104,7 @@ class CaseResult:
     not_compared: tuple = ()
     tier: str = "basic"
     seconds: float = None
+    digits: dict = field(default_factory=dict)
 
     @property
     def failed(self):
@@ -94,6 +113,11 @@ class CaseResult:
     @property
     def passed(self):
         return self.status in PASSED
+
+    @property
+    def min_digits(self):
+        """The fewest digits of agreement over the arrays compared (None when none was)."""
+        return min(self.digits.values()) if self.digits else None
 
     @property
     def label(self):
@@ -156,7 +180,7 @@ def compare(case, y, grads, tolerance, implements=None):
     else:
         status, detail = "ok", ""
     return CaseResult(case.name, case.entry["dtype"], status, tolerance, errors, detail, not_compared,
-                      tier_of(case))
+                      tier_of(case), digits={k: digits_of_agreement(e) for k, e in errors.items()})
 
 
 def tier_of(case):
@@ -212,6 +236,7 @@ def _tolerance(case, gpu):
 def verify_backend(backend, directory=None, select=None, progress=None, jobs=1, tiers=None):
     """Run every golden case on ``backend`` and compare forward values and all gradients.
 
+    ``tiers`` (a sequence of tier names, default all) selects cases as ``select`` does.
     ``progress(done, total, result)``, when given, is called after each case. With ``jobs > 1`` the cases
     run in that many worker processes, grouped by what a compiling backend compiles for them
     (:func:`kernel_group`: cases of one group run in one process, so each kernel is compiled once); the
@@ -223,8 +248,7 @@ def verify_backend(backend, directory=None, select=None, progress=None, jobs=1, 
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
-    _, cases = load_suite(directory, select)
-    cases = select_cases(cases, tiers)
+    _, cases = load_suite(directory, select, tiers)
     if jobs == 1 or len(cases) == 1:
         return _verify_cases(backend, cases, progress)
     groups = {}
@@ -297,8 +321,7 @@ def check_implementation(adapter, directory=None, select=None, gpu=False, progre
     AdapterError
         When the adapter cannot be loaded or declares something malformed.
     """
-    _, cases = load_suite(directory, select)
-    cases = select_cases(cases, tiers)
+    _, cases = load_suite(directory, select, tiers)
     if not isinstance(adapter, str):
         if timeout is not None:
             raise ValueError("a timeout needs the adapter named as 'module:function' (it then runs in a "
@@ -343,16 +366,32 @@ def _check_cases(cases, gpu, run, progress=None):
     return results
 
 
+def digits_by_tier(results):
+    """The fewest digits of agreement per tier over the cases compared, ``{tier: digits}`` in tier order."""
+    from .golden_cases import TIERS
+    by_tier = {}
+    for r in results:
+        if r.min_digits is not None:
+            by_tier[r.tier] = min(by_tier.get(r.tier, DIGITS_CAP), r.min_digits)
+    return {t: by_tier[t] for t in sorted(by_tier, key=lambda t: TIERS.index(t) if t in TIERS else len(TIERS))}
+
+
 def format_table(results):
-    """A per-case text table of :class:`CaseResult` and a summary line."""
-    lines = [f"{'case':<64} {'dtype':<8} {'status':<17} {'y':>9} {'worst grad':>10}  {'tol':>7}  detail"]
+    """A per-case text table of :class:`CaseResult` (with the fewest digits of agreement over its arrays),
+    a summary line and the fewest digits per tier."""
+    lines = [f"{'case':<64} {'tier':<8} {'dtype':<8} {'status':<17} {'y':>9} {'worst grad':>10} {'digits':>6}  "
+             f"{'tol':>7}  detail"]
     for r in results:
         grad_errors = {k: v for k, v in r.errors.items() if k.startswith("grad.")}
         y = f"{r.errors['y']:.1e}" if "y" in r.errors else "-"
         g = f"{max(grad_errors.values()):.1e}" if grad_errors else "-"
-        lines.append(f"{r.name:<64} {r.dtype:<8} {r.label:<17} {y:>9} {g:>10}  {r.tolerance:7.0e}  "
-                     f"{r.detail}".rstrip())
+        d = f"{r.min_digits:.1f}" if r.min_digits is not None else "-"
+        lines.append(f"{r.name:<64} {r.tier:<8} {r.dtype:<8} {r.label:<17} {y:>9} {g:>10} {d:>6}  "
+                     f"{r.tolerance:7.0e}  {r.detail}".rstrip())
     lines.append(summary_line(results))
+    digits = digits_by_tier(results)
+    if digits:
+        lines.append("fewest digits of agreement per tier: " + ", ".join(f"{t} {d:.1f}" for t, d in digits.items()))
     return "\n".join(lines)
 
 
@@ -366,5 +405,5 @@ def summary_line(results):
 
 
 __all__ = ["AdapterError", "CaseResult", "GoldenIntegrityError", "STATUSES", "check_case", "check_implementation",
-           "compare", "exit_status", "format_table", "kernel_group", "load_adapter", "relative_error",
-           "run_backend", "select_cases", "summary_counts", "verify_backend"]
+           "compare", "digits_by_tier", "digits_of_agreement", "exit_status", "format_table", "kernel_group",
+           "load_adapter", "relative_error", "run_backend", "select_cases", "summary_counts", "verify_backend"]

@@ -9,6 +9,7 @@ from kinn_ref._checks import check_output_folder
 from .golden_cases import golden_cases, case_inputs
 from .golden_generate import DIGITS, STEP, _to_float, golden_values_exact
 from .golden_json import case_document, document_bytes
+from .golden_tolerance import case_condition
 from .golden_store import (FORMATS, MANIFEST, GoldenIntegrityError, PACKAGED, atomic_write_bytes, case_arrays,
                            load_case, manifest_entry, npz_bytes, read_manifest, sha256, write_manifest)
 
@@ -26,15 +27,17 @@ def provenance():
         "gradients": f"complex-step derivatives Im L(q + i h)/h of L = sum(dy * y), h = {STEP}, at {DIGITS} "
                      f"digits (truncation ~h^2, no cancellation)",
         "rounding": "each stored expected value rounded once, to nearest float64",
-        "inputs": "random.Random(seed).uniform (Python standard library), cast to the case dtype",
+        "inputs": "random.Random(seed).uniform (Python standard library), cast to the case dtype; seed = the "
+                  "first 8 bytes of SHA-256 of the case name (big-endian)",
         "mpmath_version": mpmath.__version__,
         "kinn_ref_version": kinn_ref.__version__,
     }
 
 
-def case_file_bytes(case, form="npz"):
+def case_file_bytes(case, form="npz", condition=None):
     """The case file of ``case`` in ``form`` (``"npz"`` or ``"json"``, :mod:`.golden_json`), generated in high
-    precision; both forms hold the same values bit for bit."""
+    precision; both forms hold the same values bit for bit. A JSON document holds the case's manifest record,
+    whose tolerance comes from ``condition`` (computed when None)."""
     params, x, V0, dy = case_inputs(case)
     y_exact, grads_exact = golden_values_exact(case.spec, params, x, V0, dy)
     y, grads = _to_float(y_exact), {k: _to_float(v) for k, v in grads_exact.items()}
@@ -42,7 +45,9 @@ def case_file_bytes(case, form="npz"):
     if form == "npz":
         return npz_bytes(arrays)
     exact = {"y": y_exact, **{f"grad.{k}": v for k, v in grads_exact.items()}}
-    return document_bytes(case_document(manifest_entry(case, None, None), arrays, exact))
+    if condition is None:
+        condition = case_condition_of(case)
+    return document_bytes(case_document(manifest_entry(case, None, None, condition), arrays, exact))
 
 
 def _check_form(form):
@@ -51,9 +56,15 @@ def _check_form(form):
     return form
 
 
+def case_condition_of(case):
+    """The condition of ``case`` (:func:`analysis.golden_tolerance.case_condition`), which sets its tolerance."""
+    return case_condition(case, *case_inputs(case))
+
+
 def _generate(job):
     case, form = job
-    return case, case_file_bytes(case, form)
+    condition = case_condition_of(case)
+    return case, case_file_bytes(case, form, condition), condition
 
 
 def selected_cases(select=None):
@@ -122,10 +133,11 @@ def export_suite(directory, select=None, jobs=1, progress=None, engine=None, for
                 kept[entry["name"]] = entry
     entries = dict(kept)
 
-    def store(case, data):
+    def store(case, data, condition=None):
         file_name = case.name + FORMATS[form]
         atomic_write_bytes(directory / file_name, data)
-        entries[case.name] = manifest_entry(case, file_name, sha256(data))
+        condition = case_condition_of(case) if condition is None else condition
+        entries[case.name] = manifest_entry(case, file_name, sha256(data), condition)
         logger.info("golden case %s written", case.name)
         if progress is not None:
             progress(case.name)
@@ -152,8 +164,8 @@ def export_suite(directory, select=None, jobs=1, progress=None, engine=None, for
     else:
         import multiprocessing
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            for case, data in pool.imap(_generate, [(case, form) for case in cases]):
-                store(case, data)
+            for case, data, condition in pool.imap(_generate, [(case, form) for case in cases]):
+                store(case, data, condition)
     return write_manifest(directory, list(entries.values()), provenance(), form)
 
 

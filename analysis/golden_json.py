@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from .golden_cases import SCHEMA_VERSION
+from .golden_cases import SCHEMA_VERSION, TIERS
 
 #: Significant digits of the high-precision decimals of the expected values.
 DECIMAL_DIGITS = 30
@@ -150,7 +150,8 @@ def manifest_schema():
                            "input": {"enum": ["static", "sequence"]}, "has_V0": {"type": "boolean"},
                            "tolerance": {"type": "object", "required": ["cpu", "gpu"],
                                          "properties": {"cpu": tolerance, "gpu": tolerance}},
-                           "description": {"type": "string"}}}
+                           "description": {"type": "string"},
+                           "tier": {"enum": list(TIERS)}, "condition": {"type": "number", "minimum": 0}}}
     entry = {"allOf": [{"$ref": "#/$defs/case"},
                        {"type": "object", "required": ["file", "sha256"],
                         "properties": {"file": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*\.(npz|json)$"},
@@ -162,6 +163,8 @@ def manifest_schema():
         "type": "object", "required": ["schema_version", "suite", "provenance", "comparison", "arrays", "cases"],
         "properties": {"schema_version": {"const": SCHEMA_VERSION}, "suite": {"type": "string"},
                        "format": {"enum": ["npz", "json"]}, "provenance": {"type": "object"},
+                       "suite_version": {"type": "string", "pattern": r"^[0-9]{4}\.[0-9]{1,2}\.[0-9]+$"},
+                       "tiers": {"type": "array", "items": {"enum": list(TIERS)}},
                        "comparison": {"type": "string"}, "arrays": {"type": "object"},
                        "cases": {"type": "array", "items": entry}},
         "$defs": {"case": case}}

@@ -15,7 +15,7 @@ import numpy as np
 
 from kinn_ref.training.atomic import atomic_write
 
-from .golden_cases import SCHEMA_VERSION, spec_from_dict, spec_to_dict
+from .golden_cases import SCHEMA_VERSION, SUITE_VERSION, TIERS, spec_from_dict, spec_to_dict
 
 MANIFEST = "manifest.json"
 PACKAGED = Path(__file__).resolve().parent / "golden"
@@ -25,12 +25,13 @@ PACKAGED_FOLDERS = {"npz": PACKAGED, "json": PACKAGED_JSON}
 FORMATS = {"npz": ".npz", "json": ".json"}
 #: SHA-256 of the packaged suite's manifests (:func:`suite_digest`), checked by every reader of the packaged
 #: suite: an edited manifest (a tolerance, a removed case, a file's hash) is refused.
-PACKAGED_DIGESTS = {"npz": "a23a325b975f88b0663e563d13e2beaa8efed130ae5d89a8010a90bc0b6609a9",
-                   "json": "dc0d0c17c574158cbace749802a54b5c226d9a29cea16c06682a87346a106698"}
+PACKAGED_DIGESTS = {"npz": "355d130535671158184aa54ec014168968bd2ad7c2b21394807deff5e37282e8",
+                   "json": "e97e3616564a3e82f57a439d56b625504489e7fae3b65dbce96d35e93cffd5a1"}
 #: Largest tolerance a manifest may state.
 MAX_TOLERANCE = 0.01
 
-# norm-wise relative error bounds (SPEC section 3): CPU and GPU backends, by computation dtype
+# norm-wise relative error bounds (SPEC section 3): CPU and GPU backends, by computation dtype; a case's own
+# tolerance follows its condition (analysis.golden_tolerance) and is never below the float64 ones
 TOLERANCES = {"float64": {"cpu": 1e-12, "gpu": 1e-11}, "float32": {"cpu": 1e-5, "gpu": 1e-5}}
 
 
@@ -70,12 +71,15 @@ def case_arrays(params, x, V0, dy, y, grads):
     return arrays
 
 
-def manifest_entry(case, file_name, digest):
-    """The manifest record of ``case`` (a :class:`~analysis.golden_cases.GoldenCase`)."""
-    return {"name": case.name, "file": file_name, "sha256": digest, "layer": case.layer,
+def manifest_entry(case, file_name, digest, condition):
+    """The manifest record of ``case`` (a :class:`~analysis.golden_cases.GoldenCase`) whose condition is
+    ``condition`` (:func:`analysis.golden_tolerance.case_condition`)."""
+    from .golden_tolerance import tolerance
+    return {"name": case.name, "file": file_name, "sha256": digest, "tier": case.tier, "layer": case.layer,
             "spec": spec_to_dict(case.spec), "dtype": case.dtype, "batch": case.batch,
             "input": "sequence" if case.sequence else "static", "has_V0": case.with_V0,
-            "tolerance": dict(TOLERANCES[case.dtype]), "description": case.description}
+            "condition": float(f"{condition:.2g}"), "tolerance": tolerance(case.dtype, condition),
+            "description": case.description}
 
 
 def write_manifest(directory, entries, provenance, form="npz"):
@@ -83,10 +87,16 @@ def write_manifest(directory, entries, provenance, form="npz"):
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "suite": "kinn_ref golden reference",
+        "suite_version": SUITE_VERSION,
+        "tiers": list(TIERS),
         **({} if form == "npz" else {"format": form}),
         "provenance": provenance,
         "comparison": "norm-wise relative error ||actual - expected|| / ||expected|| per array "
-                      "(||actual|| when expected is all zeros), against tolerance.cpu or tolerance.gpu",
+                      "(||actual|| when expected is all zeros), against tolerance.cpu or tolerance.gpu; "
+                      "digits of agreement -log10(relative error), 17 at most",
+        "tolerance": "max(floor, 32 * u * condition) rounded up to 1, 2 or 5 times a power of ten; u the unit "
+                     "roundoff of the case's dtype, floor 1e-12 (cpu) / 1e-11 (gpu) for float64 and none for "
+                     "float32; condition measured by perturbation (analysis.golden_tolerance)",
         "arrays": {"param.<name>": "raw parameter (the case's dtype)", "x": "input", "V0": "initial state "
                    "(present when has_V0)", "dy": "cotangent of the output", "y": "expected output (float64)",
                    "grad.<name>": "expected dL/d<name> for L = sum(dy * y), for every parameter, x and V0 "
@@ -272,8 +282,9 @@ def load_case(directory, entry):
                       grads={k[5:]: v for k, v in arrays.items() if k.startswith("grad.")})
 
 
-def load_suite(directory=None, select=None):
-    """Every case of the suite (or those whose name matches the glob ``select``), hash-checked.
+def load_suite(directory=None, select=None, tiers=None):
+    """Every case of the suite (or those whose name matches the glob ``select`` and whose tier is in
+    ``tiers``), hash-checked.
 
     Returns
     -------
@@ -283,7 +294,13 @@ def load_suite(directory=None, select=None):
     import fnmatch
     directory = Path(directory) if directory is not None else PACKAGED
     manifest = read_manifest(directory)
-    entries = [e for e in manifest["cases"] if select is None or fnmatch.fnmatch(e["name"], select)]
+    if tiers is not None:
+        unknown = sorted(set(tiers) - set(TIERS))
+        if unknown:
+            raise ValueError(f"tiers must be among {list(TIERS)}, got {unknown}")
+    entries = [e for e in manifest["cases"] if (select is None or fnmatch.fnmatch(e["name"], select))
+               and (tiers is None or e.get("tier", "basic") in tiers)]
     if not entries:
-        raise ValueError(f"no golden case matches {select!r} in {directory}")
+        raise ValueError(f"no golden case matches {select!r}" + ("" if tiers is None else f" in tiers {list(tiers)}")
+                         + f" in {directory}")
     return manifest, [load_case(directory, e) for e in entries]

@@ -9,9 +9,10 @@ import pytest
 
 import kinn_ref as kr
 from helpers import is_default_kernel
-from kinn_ref.analysis.golden_cases import golden_cases, case_inputs
-from kinn_ref.analysis.golden_check import (check_implementation, load_adapter, relative_error, run_backend,
-                                   verify_backend)
+from kinn_ref.analysis.golden_cases import SUITE_VERSION, TIERS, GoldenCase, golden_cases, case_inputs, case_seed
+from kinn_ref.analysis.golden_check import (DIGITS_CAP, check_implementation, compare, digits_by_tier,
+                                            digits_of_agreement, format_table, load_adapter, relative_error,
+                                            run_backend, verify_backend)
 from kinn_ref.analysis.golden_export import case_file_bytes, copy_suite, export_suite
 from kinn_ref.analysis.golden_generate import complex_step_agreement, golden_values
 from kinn_ref.analysis.golden_store import (PACKAGED, TOLERANCES, GoldenIntegrityError, load_case, load_suite,
@@ -22,17 +23,18 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "minimal_k
 MANIFEST = read_manifest()
 CASES = {e["name"]: e for e in MANIFEST["cases"]}
 SIMULATED_GPU = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+CATALOGUE = {c.name: c for c in golden_cases()}
 
 
 def _backend_case_params():
     """(backend, case) pairs. By default the numba backend runs the cases on the default suite's kernels
     (``helpers.is_default_kernel``; the others compile kernels of their own, seconds each) and the CUDA
-    simulator every sixth case; the rest run with --runslow."""
+    simulator every sixth case of at most 40 steps; the rest run with --runslow."""
     params = []
     for backend in kr.available_backends():
         for i, name in enumerate(sorted(CASES)):
             s = CASES[name]["spec"]
-            slow = (backend == "cuda" and SIMULATED_GPU and i % 6) or (
+            slow = (backend == "cuda" and SIMULATED_GPU and (i % 6 or s["n_steps"] > 40)) or (
                 backend == "numba" and not is_default_kernel(s["integrator"], s["readout"], s["coupling"],
                                                              CASES[name]["dtype"]))
             params.append(pytest.param(backend, name, marks=[pytest.mark.slow] if slow else [],
@@ -66,18 +68,94 @@ def test_manifest_covers_the_option_space():
     assert {s["integrator"] for _, s in specs} == {"euler", "expeuler", "implicit", "rk4"}
     assert {s["readout"] for _, s in specs} == {"last", "cells", "derivatives"}
     assert {s["param"] for _, s in specs} == {"positive", "raw"}
-    assert {s["order"] for _, s in specs} == {1, 2, 3}
+    assert {s["order"] for _, s in specs} == {1, 2, 3, 4}
     assert {(e["input"], s["return_sequences"]) for e, s in specs} == \
         {(i, r) for i in ("static", "sequence") for r in (False, True)}
     assert {e["has_V0"] for e, _ in specs} == {False, True}
     assert {e["dtype"] for e, _ in specs} == {"float64", "float32"}
     assert any(e["layer"] == "KINNLayers" for e, _ in specs)
-    for e, _ in specs:
-        assert e["tolerance"] == TOLERANCES[e["dtype"]]
+    assert {e["tier"] for e, _ in specs} == set(TIERS)
+    assert sum(e["tier"] == "basic" for e, _ in specs) == 44
+
+
+def test_tolerances_follow_the_condition_of_each_case():
+    from kinn_ref.analysis.golden_tolerance import FLOORS, SAFETY, UNIT_ROUNDOFF, tolerance
+    for e in MANIFEST["cases"]:
+        bound = SAFETY * UNIT_ROUNDOFF[e["dtype"]] * max(e["condition"], 1.0)
+        for device, tol in e["tolerance"].items():
+            assert tol >= FLOORS[e["dtype"]][device]
+            assert tol == FLOORS[e["dtype"]][device] or 0.9 * bound <= tol <= 5.5 * bound, e["name"]
+    assert tolerance("float64", 3.0) == {"cpu": 1e-12, "gpu": 1e-11}
+    assert tolerance("float64", 1e4) == {"cpu": 5e-11, "gpu": 5e-11}
+    assert tolerance("float32", 100.0) == {"cpu": 2e-4, "gpu": 2e-4}
+    assert tolerance("float32", 0.1) == {"cpu": 2e-6, "gpu": 2e-6}
+    # the float32 cases of the basic tier keep a tolerance of the specification's order
+    assert all(2e-6 <= e["tolerance"]["cpu"] <= 1e-4 for e in MANIFEST["cases"]
+               if e["tier"] == "basic" and e["dtype"] == "float32")
+    assert TOLERANCES["float64"] == FLOORS["float64"]
+
+
+def test_condition_estimate_sees_a_short_and_a_long_run():
+    from kinn_ref.analysis.golden_tolerance import case_condition
+    short = CATALOGUE["none-euler-last-positive-K1-static-V0"]
+    assert 1 <= case_condition(short, *case_inputs(short)) < 50
+    assert CASES["float32-long-none-euler-last-positive-K1-T500"]["condition"] > 100
+
+
+def _inputs(name):
+    params, x, V0, _ = case_inputs(CATALOGUE[name])
+    return {k: np.asarray(v, np.float64) for k, v in params.items()}
+
+
+def test_stiff_cases_sit_just_inside_the_explicit_stability_limit():
+    import re
+    from kinn_ref.analysis.golden_tiers import conductance_spread, stability_limit
+    stiff = [c for c in CATALOGUE.values() if c.tier == "stiff"]
+    assert {c.spec.integrator for c in stiff} >= {"euler", "expeuler", "rk4", "implicit"}
+    for case in stiff:
+        params = _inputs(case.name)
+        assert conductance_spread(case, params) >= 1e6, case.name
+        limit = stability_limit(case, params)
+        if case.spec.integrator == "implicit":
+            assert limit == float("inf")
+            continue
+        stated = float(re.search(r"dt = (0\.\d+) of", case.description).group(1))
+        assert 0.9 <= stated <= 0.99
+        assert abs(case.spec.dt / limit - stated) < 0.005, (case.name, case.spec.dt / limit)
+
+
+def test_other_cases_are_well_inside_the_stable_region():
+    from kinn_ref.analysis.golden_tiers import stability_limit
+    for case in CATALOGUE.values():
+        if case.tier != "stiff" and case.spec.integrator in ("euler", "expeuler", "rk4"):
+            limit = stability_limit(case, _inputs(case.name))
+            assert limit == 0.0 or case.spec.dt <= 0.7 * limit, case.name   # 0: a growing circuit (the seed's)
+
+
+def test_long_edge_and_float32_tiers_hold_what_they_promise(loaded):
+    by_tier = {t: [c for c in CATALOGUE.values() if c.tier == t] for t in TIERS}
+    assert all(c.spec.n_steps >= 200 for t in ("long", "float32") for c in by_tier[t])
+    assert all(c.dtype == "float64" for c in by_tier["long"]) and all(c.dtype == "float32" for c in by_tier["float32"])
+    edge = {c.name: loaded[c.name] for c in by_tier["edge"]}
+    raw_g0 = [c for n, c in edge.items() if "-g0-" in n]
+    assert len(raw_g0) >= 4 and all(c.spec.param == "raw" and not c.params["g_raw"].any() for c in raw_g0)
+    for name, a in (("edge-phi1-a1e-9-none-expeuler-last-raw-K1", 1e-9),
+                    ("edge-phi1-a1e-5-none-expeuler-derivatives-raw-K2", 1e-5)):
+        c = edge[name]
+        np.testing.assert_allclose(c.spec.dt * c.params["g_raw"] / c.params["C_raw"], a, rtol=1e-12)
+    assert any(not c.params["beta"].any() for c in edge.values())
+    assert any(c.spec.order == 4 for c in edge.values())
+    assert any(c.spec.grid_shape == (2,) for c in edge.values())
+    assert any(not c.params["leak"].any() for c in edge.values())
 
 
 def test_manifest_records_provenance_and_schema():
     assert MANIFEST["schema_version"] == 1
+    assert MANIFEST["suite_version"] == SUITE_VERSION
+    year, month, patch = (int(v) for v in SUITE_VERSION.split("."))
+    assert year >= 2026 and 1 <= month <= 12 and patch >= 0
+    changelog = (Path(__file__).resolve().parents[1] / "docs" / "golden_changelog.md").read_text()
+    assert f"## {SUITE_VERSION}" in changelog and "Errata" in changelog
     prov = MANIFEST["provenance"]
     assert "complex-step" in prov["gradients"] and "mpmath" in prov["forward"]
     assert {e["name"] for e in MANIFEST["cases"]} == {c.name for c in golden_cases()}
@@ -86,11 +164,51 @@ def test_manifest_records_provenance_and_schema():
 
 
 @pytest.mark.parametrize("name", ["none-euler-last-positive-K1-static-V0", "seed-KINNLayers",
-                                  "float32-dense-euler-cells", "kirchhoff-implicit-cells-positive-K1-static"])
+                                  "float32-dense-euler-cells", "kirchhoff-implicit-cells-positive-K1-static",
+                                  "stiff-none-euler-last-raw-K1", "edge-phi1-a1e-9-none-expeuler-last-raw-K1",
+                                  "edge-grid1d-periodic-2points-euler-last-positive-K1"])
 def test_regeneration_reproduces_stored_bytes(name):
-    case = next(c for c in golden_cases() if c.name == name)
-    from kinn_ref.analysis.golden_store import sha256
-    assert sha256(case_file_bytes(case)) == CASES[name]["sha256"]
+    case = CATALOGUE[name]
+    assert case_file_bytes(case) == (PACKAGED / CASES[name]["file"]).read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["long-dense-implicit-derivatives-raw-K2-T200",
+                                  "float32-long-seed-KINNLayers-T200"])
+def test_regeneration_reproduces_stored_bytes_of_long_cases(name):
+    assert case_file_bytes(CATALOGUE[name]) == (PACKAGED / CASES[name]["file"]).read_bytes()
+
+
+def test_seeds_depend_on_the_name_alone():
+    import hashlib
+    case = CATALOGUE["seed-KINNLayers"]
+    assert case.seed == case_seed(case.name) == int.from_bytes(hashlib.sha256(b"seed-KINNLayers").digest()[:8], "big")
+
+
+def test_adding_a_case_changes_no_other_case_file(tmp_path, monkeypatch):
+    from kinn_ref.analysis import golden_tiers
+    before = {c.name: case_inputs(c) for c in golden_cases()}
+    added = GoldenCase("edge-added-none-euler-last-raw-K1", kr.LayerSpec(2, 2, integrator="euler", dt=0.1,
+                                                                         n_steps=2, param="raw"), tier="edge")
+    original = golden_tiers.tier_cases
+    monkeypatch.setattr(golden_tiers, "tier_cases", lambda: [added] + original())
+    after = golden_cases()
+    assert after[44].name == added.name and len(after) == len(before) + 1    # every later case moved
+    for case in after[45:]:
+        for old, new in zip(before[case.name], case_inputs(case)):
+            if old is None:
+                assert new is None
+            elif isinstance(old, dict):
+                assert old.keys() == new.keys() and all(np.array_equal(old[k], new[k]) for k in old)
+            else:
+                assert np.array_equal(old, new)
+    export_suite(tmp_path, select="edge-added-*")
+    manifest = export_suite(tmp_path, select="edge-zero-leak-g0-*")
+    entries = {e["name"]: e for e in manifest["cases"]}
+    assert set(entries) == {added.name, "edge-zero-leak-g0-none-expeuler-last-raw-K1"}
+    name = "edge-zero-leak-g0-none-expeuler-last-raw-K1"
+    assert (tmp_path / entries[name]["file"]).read_bytes() == (PACKAGED / CASES[name]["file"]).read_bytes()
+    assert entries[name] == CASES[name]
 
 
 @pytest.mark.slow
@@ -154,11 +272,35 @@ def test_partial_export_keeps_the_other_cases(tmp_path):
     assert all(r.status == "ok" for r in verify_backend("numpy", suite, "seed-*"))
 
 
+def test_digits_of_agreement():
+    assert digits_of_agreement(0.0) == DIGITS_CAP == digits_of_agreement(1e-20)
+    assert digits_of_agreement(1e-12) == pytest.approx(12.0)
+    assert digits_of_agreement(float("nan")) == 0.0 and digits_of_agreement(10.0) == pytest.approx(-1.0)
+
+
+def test_comparison_reports_digits_per_array_case_and_tier(loaded):
+    results = []
+    for name in ("none-euler-last-positive-K1-static-V0", "edge-g0-none-euler-last-raw-K1"):
+        case = loaded[name]
+        y, grads = run_backend(case, "numpy")
+        if name.startswith("edge"):
+            y = y * (1 + 1e-9)
+        results.append(compare(case, y, grads, case.entry["tolerance"]["cpu"]))
+    ok, bad = results
+    assert ok.status == "ok" and ok.tier == "basic" and set(ok.digits) == set(ok.errors)
+    assert ok.min_digits == min(ok.digits.values()) > 13
+    assert bad.failed and bad.tier == "edge" and bad.digits["y"] == pytest.approx(9.0, abs=0.1)
+    assert digits_by_tier(results) == {"basic": ok.min_digits, "edge": bad.min_digits}
+    table = format_table(results)
+    assert f"{ok.min_digits:.1f}" in table.splitlines()[1]
+    assert table.splitlines()[-1] == (f"fewest digits of agreement per tier: basic {ok.min_digits:.1f}, "
+                                      f"edge {bad.min_digits:.1f}")
+
+
 def test_verify_reports_a_wrong_backend_result(monkeypatch, loaded):
     case = loaded["none-euler-last-positive-K1-static-V0"]
     y, grads = run_backend(case, "numpy")
     grads["W"] = grads["W"] * (1 + 1e-9)
-    from kinn_ref.analysis.golden_check import compare
     result = compare(case, y, grads, 1e-12)
     assert result.failed and "grad.W" in result.detail
     del grads["b"]
@@ -189,9 +331,9 @@ def test_check_implementation_through_the_adapter():
 def test_example_adapter_passes_through_the_cli(capsys):
     assert main(["golden", "check", "--impl", f"{EXAMPLE}:adapter"]) == 0
     out = capsys.readouterr().out
-    summary = out.strip().splitlines()[-1]
+    summary = out.strip().splitlines()[-2]
     assert "0 mismatch, 0 error" in summary and not summary.startswith("0 ok")
-    results = check_implementation(load_adapter(f"{EXAMPLE}:adapter"))
+    results = check_implementation(load_adapter(f"{EXAMPLE}:adapter"), tiers=("basic",))
     supported = [r for r in results if r.status == "ok"]
     assert len(supported) >= 8 and all("grad.x" in r.errors for r in supported)
 
@@ -206,11 +348,27 @@ def test_cli_verify_and_export_copy(tmp_path, capsys):
                  "--cases", "none-*"]) == 0
 
 
+def test_cli_selects_tiers(capsys):
+    assert main(["golden", "verify", "--backend", "numpy", "--tiers", "edge,stiff"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [line.split() for line in lines[2:-2]]
+    assert {r[1] for r in rows} == {"edge", "stiff"}
+    assert len(rows) == sum(e["tier"] in ("edge", "stiff") for e in MANIFEST["cases"])
+    assert lines[-1].startswith("fewest digits of agreement per tier: stiff ")
+    assert main(["golden", "check", "--impl", f"{EXAMPLE}:adapter", "--tiers", "basic",
+                 "--cases", "none-*"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.strip().splitlines()[2:-2]]
+    assert rows and {r[1] for r in rows} == {"basic"}
+    with pytest.raises(ValueError, match="tiers must be among"):
+        load_suite(tiers=("basic", "hard"))
+
+
 def test_cli_rejects_bad_arguments(capsys):
     assert main(["golden", "check", "--impl", "no_colon_here"]) == 2
     assert main(["golden", "check", "--impl", "not_a_module_xyz:adapter"]) == 2
     assert main(["golden", "verify", "--backend", "numpy", "--cases", "no-such-case*"]) == 2
     assert main(["golden", "verify", "--backend", "no-such-backend"]) == 2
+    assert main(["golden", "verify", "--backend", "numpy", "--tiers", "basic,hard"]) == 2
 
 
 def test_export_regenerates_selected_cases(tmp_path):

@@ -58,7 +58,7 @@ def test_declared_gradients_are_compared_and_the_others_reported_as_not_compared
     assert "grad.V0" in with_V0.errors and "V0" not in with_V0.not_compared
     table = format_table(results)
     assert "ok (partial)" in table and "not compared: C_raw, b, beta, g_raw, leak" in table
-    assert table.splitlines()[-1].startswith("0 ok, 5 partial, 0 forward-only, 0 mismatch")
+    assert table.splitlines()[-2].startswith("0 ok, 5 partial, 0 forward-only, 0 mismatch")
 
 
 def test_a_declared_gradient_that_is_missing_or_wrong_is_a_mismatch(loaded):
@@ -288,7 +288,7 @@ def test_exit_statuses_of_check_and_verify(capsys):
     assert main(check + [f"{MISBEHAVING}:unsupported"]) == 3
     assert main(check + ["no_such_module_xyz:adapter"]) == 2
     assert main(["golden", "verify", "--backend", "numpy", "--cases", "seed-*"]) == 0
-    assert main(["golden", "verify", "--backend", "numpy", "--cases", "seed-*", "--tier", "no-such-tier"]) == 2
+    assert main(["golden", "verify", "--backend", "numpy", "--cases", "seed-*", "--tiers", "no-such-tier"]) == 2
 
 
 def test_the_adapter_output_stays_off_the_table(capfd):

@@ -2,7 +2,8 @@
 
 - ``export DIR``: regenerate the cases in high precision into DIR (``--copy``: copy the packaged suite);
 - ``verify --backend NAME``: run every case on a backend (``all``: every available one), compare forward
-  values and all gradients, print a per-case table;
+  values and all gradients, print a per-case table with the digits of agreement and the fewest digits per
+  tier; exit status 1 on any mismatch (``--tiers basic,edge,...`` selects tiers, default all);
 - ``check --impl module:function``: the same for an outside implementation through the adapter documented
   in docs/golden.md (``path/to/file.py:function`` also accepted), run in a worker process with a per-case
   ``--timeout``.
@@ -52,7 +53,8 @@ def add_arguments(parser):
         p.add_argument("--format", choices=("npz", "json"), default="npz",
                        help="which form of the packaged suite to read, without --dir (default npz; the same values)")
         p.add_argument("--cases", default=None, help="glob over case names (default: all)")
-        p.add_argument("--tier", default=None, help="comma-separated tiers (default: all)")
+        p.add_argument("--tiers", default=None,
+                       help="comma-separated tiers: basic, stiff, long, edge, float32 (default: all)")
         add_output_argument(p, "--report", kind="file", default=None, metavar="FILE",
                             help="write the results as JSON (per case: status, errors, what was not compared)")
         add_output_argument(p, "--junit-xml", kind="file", default=None, metavar="FILE",
@@ -122,7 +124,8 @@ def _write_outputs(args, runs):
 
 
 def _tiers(args):
-    return None if args.tier is None else [t.strip() for t in args.tier.split(",") if t.strip()]
+    """``--tiers a,b`` as a tuple (None: all); the suite's reader refuses unknown names with a ValueError."""
+    return None if args.tiers is None else tuple(t.strip() for t in args.tiers.split(",") if t.strip())
 
 
 def run(args):
