@@ -14,6 +14,19 @@ cuda = cuda_module()
 BUILDERS = {}
 
 
+@cuda.jit(device=True, inline=True)
+def block_sum(red, tid):
+    """Sum the shared array ``red`` of the block (one entry per thread, a power-of-two length) into ``red[0]``,
+    pairwise in a fixed order (the tree of every reduction kernel here); every thread of the block calls it."""
+    cuda.syncthreads()
+    width = red.shape[0] // 2
+    while width > 0:
+        if tid < width:
+            red[tid] += red[tid + width]
+        cuda.syncthreads()
+        width //= 2
+
+
 def kernel_cache(builder):
     """Cache the kernels ``builder(*args)`` returns, keyed by its arguments and the tunables of :mod:`config`,
     in this process and on disk (:mod:`.disk_cache`)."""

@@ -11,7 +11,7 @@ import numpy as np
 from . import config
 from ..launch_warnings import quiet_launches
 from .compat import cuda_module
-from .device import empty, flat, is_device_array, kernel_cache, scalar
+from .device import block_sum, empty, flat, is_device_array, kernel_cache, scalar
 
 cuda = cuda_module()
 
@@ -44,13 +44,7 @@ def _mse_kernels(dtype):
             i += stride
         tid = cuda.threadIdx.x
         red[tid] = acc
-        cuda.syncthreads()
-        width = NT // 2
-        while width > 0:
-            if tid < width:
-                red[tid] += red[tid + width]
-            cuda.syncthreads()
-            width //= 2
+        block_sum(red, tid)
         if tid == 0:
             partial[cuda.blockIdx.x] = red[0]
 

@@ -11,7 +11,7 @@ import numpy as np
 from . import config
 from ..launch_warnings import quiet_launches
 from .compat import cuda_module
-from .device import axpby, empty, flat, kernel_cache, multiprocessors, zeros
+from .device import block_sum, axpby, empty, flat, kernel_cache, multiprocessors, zeros
 from .params import circuit_vjp, make_circuit
 
 cuda = cuda_module()
@@ -34,13 +34,7 @@ def _mean_square_kernels(dtype):
             i += stride
         tid = cuda.threadIdx.x
         red[tid] = acc
-        cuda.syncthreads()
-        width = NT // 2
-        while width > 0:
-            if tid < width:
-                red[tid] += red[tid + width]
-            cuda.syncthreads()
-            width //= 2
+        block_sum(red, tid)
         if tid == 0:
             partial[cuda.blockIdx.x] = red[0]
 

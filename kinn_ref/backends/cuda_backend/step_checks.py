@@ -19,7 +19,7 @@ import numpy as np
 from . import config
 from ..launch_warnings import quiet_launches
 from .compat import cuda_module
-from .device import empty, flat, kernel_cache, multiprocessors, scalar, zeros
+from .device import block_sum, empty, flat, kernel_cache, multiprocessors, scalar, zeros
 
 cuda = cuda_module()
 
@@ -48,14 +48,8 @@ def _check_kernels(dtype):
         tid = cuda.threadIdx.x
         sq[tid] = acc
         bad[tid] = nbad
-        cuda.syncthreads()
-        width = NT // 2
-        while width > 0:
-            if tid < width:
-                sq[tid] += sq[tid + width]
-                bad[tid] += bad[tid + width]
-            cuda.syncthreads()
-            width //= 2
+        block_sum(sq, tid)
+        block_sum(bad, tid)
         if tid == 0:
             partial[cuda.blockIdx.x, 0] = sq[0]
             partial[cuda.blockIdx.x, 1] = bad[0]
