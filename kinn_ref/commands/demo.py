@@ -214,16 +214,6 @@ def _baseline_rows(rows, task, data):
     return scores
 
 
-def _wait(warm, task):
-    """Wait for the second process to finish ``task``'s kernels (see :mod:`kinn_ref.tasks.background`)."""
-    seconds = warm.wait(task)
-    if seconds >= 0.5:
-        print(f"      waited {seconds:.1f} s for the kernels compiling in the second process")
-    if warm.failure is not None and not getattr(warm, "failure_reported", False):
-        warm.failure_reported = True
-        print(f"      the second process stopped ({warm.failure}); the kernels compile here instead")
-
-
 def _train(rows, task, model, size, out, args, data, overrides):
     from ..tasks.run import train_task
     result, records, trainer = train_task(task.name, model, size=size, seed=args.seed, backend=args.backend,
@@ -236,19 +226,22 @@ def _train(rows, task, model, size, out, args, data, overrides):
 
 def _second_process_jobs(out, args, overrides):
     """The :class:`~kinn_ref.tasks.background.BackgroundWarmUp` ``train`` jobs of :data:`SECOND_PROCESS_RUNS`."""
-    return [{"task": t, "model": m, "size": "small", "data_size": _data_size(t, args.quick), "seed": args.seed,
-             "out_dir": str(out / f"{t}-{m}"), "overrides": overrides} for t, m in SECOND_PROCESS_RUNS]
+    return [{"task": t, "model": m, "size": _sizes(t, args.quick)[0], "data_size": _sizes(t, args.quick)[1],
+             "seed": args.seed, "out_dir": str(out / f"{t}-{m}"), "overrides": overrides}
+            for t, m in SECOND_PROCESS_RUNS]
 
 
-def _data_size(task_name, quick):
-    """The data size each learned task trains on (steps 3-5)."""
-    return {"digits": "full", "burgers": "smoke" if quick else "small"}.get(task_name, "small")
+def _sizes(task_name, quick):
+    """``(settings size, data size)`` each learned task trains with (steps 3-5)."""
+    return {"digits": ("full", "full"), "burgers": ("small", "smoke" if quick else "small")}.get(
+        task_name, ("small", "small"))
 
 
-def _train_models(rows, task, size, out, args, data, overrides, warm):
+def _train_models(rows, task, out, args, data, overrides, warm):
     """Train every model of ``task`` (step 3-5), the runs of the second process last, collected from it;
     rows in the task's model order. Returns ``{model: (records, trainer)}``."""
     from ..tasks.run import load_trained
+    size = _sizes(task.name, args.quick)[0]
     models = _models(task.name)
     order = sorted(models, key=lambda m: warm.trains(task.name, m))
     runs, task_rows = {}, {}
@@ -371,10 +364,9 @@ def _tour(args, backend, out, start, warm, digits, overrides):
              "max_error", err, "solver")
 
     print("\n[3/5] damped oscillator: KINN cascades of order K = 1, 2, 3")
-    _wait(warm, "oscillator")
     task = get_task("oscillator")
-    data = task.make_data(_data_size(task.name, args.quick), args.seed)
-    trained = _train_models(rows, task, "small", out, args, data, overrides, warm)
+    data = task.make_data(_sizes(task.name, args.quick)[1], args.seed)
+    trained = _train_models(rows, task, out, args, data, overrides, warm)
     runs, trainers = {m: r for m, (r, _) in trained.items()}, {m: t for m, (_, t) in trained.items()}
     baselines["oscillator"] = _baseline_rows(rows, task, data)
     verdicts += ["oscillator:"] + _verdict(rows, task, baselines["oscillator"])
@@ -385,21 +377,19 @@ def _tour(args, backend, out, start, warm, digits, overrides):
     if not digits:
         print("      skipped: scikit-learn is not installed (python -m pip install 'kinn-ref[digits]')")
     else:
-        _wait(warm, "digits")
         task = get_task("digits")
-        data = task.make_data(_data_size(task.name, args.quick), args.seed)
-        runs = {m: r for m, (r, _) in _train_models(rows, task, "full", out, args, data, overrides, warm).items()}
+        data = task.make_data(_sizes(task.name, args.quick)[1], args.seed)
+        runs = {m: r for m, (r, _) in _train_models(rows, task, out, args, data, overrides, warm).items()}
         baselines["digits"] = _baseline_rows(rows, task, data)
         verdicts += ["digits:"] + _verdict(rows, task, baselines["digits"])
         plot_curves(runs, out / _task_plot(task.name, "curves"), title="8x8 digits", loss_name=task.loss)
 
     task = get_task("burgers")
-    data = task.make_data(_data_size(task.name, args.quick), args.seed)
+    data = task.make_data(_sizes(task.name, args.quick)[1], args.seed)
     resolution = data.x_train.shape[1]
     print(f"\n[5/5] Burgers u(x,0) -> u(x,1) at {resolution} points, {len(data.x_train)} training pairs: "
           "KINN against an MLP")
-    _wait(warm, "burgers")
-    trained = _train_models(rows, task, "small", out, args, data, overrides, warm)
+    trained = _train_models(rows, task, out, args, data, overrides, warm)
     runs, trainers = {m: r for m, (r, _) in trained.items()}, {m: t for m, (_, t) in trained.items()}
     prepared = {m: task.model(m, data)[2][0] for m in trained}
     baselines["burgers"] = _baseline_rows(rows, task, data)
@@ -415,9 +405,6 @@ def _tour(args, backend, out, start, warm, digits, overrides):
           "compilation, or loading it from its cache); train s: all epochs after it, held-out evaluation included.")
     for t, m in sorted(warm.trained):
         print(f"{t} {m} trained in a second process beside the rest of the tour (its train s overlaps theirs)")
-    if warm.seconds:
-        print(f"the kernels were compiled ahead in a second process: {sum(warm.seconds.values()):.1f} s there, "
-              f"{sum(warm.waited.values()):.1f} s of it waited for here")
     print("against the no-learning baselines (same held-out data, same run):")
     print("\n".join(verdicts))
     atomic_write_text(out / "results.json", json.dumps(
