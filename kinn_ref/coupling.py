@@ -183,8 +183,9 @@ def unit_laplacian_sparse(shape, boundary):
     mats = []
     for n in shape:
         main = -2.0 * np.ones(n)
-        if boundary == "neumann":
-            main[0] = main[-1] = -1.0
+        if boundary == "neumann":          # one edge fewer at each end; none at all on a 1-point axis
+            main[0] += 1.0
+            main[-1] += 1.0
         L = scipy.sparse.diags([np.ones(n - 1), main, np.ones(n - 1)], [-1, 0, 1], format="lil")
         if boundary == "periodic":
             L[0, n - 1] += 1.0

@@ -105,7 +105,7 @@ class LayerSpec:
             shape = tuple(self.grid_shape) if isinstance(self.grid_shape, (tuple, list)) else (self.grid_shape,)
             if len(shape) not in (1, 2):
                 raise ValueError(f"grid_shape must have 1 or 2 axes, got {self.grid_shape!r}")
-            set_(self, "grid_shape", tuple(check_positive_int("grid_shape", s, minimum=2) for s in shape))
+            set_(self, "grid_shape", tuple(check_positive_int("grid_shape", s, minimum=1) for s in shape))
         elif self.grid_shape is not None:
             raise ValueError(f"grid_shape is only used with coupling='grid', got {self.grid_shape!r} "
                              f"with coupling={self.coupling!r}")

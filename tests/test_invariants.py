@@ -31,15 +31,19 @@ def test_grid_conserves_charge_without_grounding(case):
 
 
 def test_grid_stencil_matches_sparse_laplacian():
+    """The stencil, the sparse ``L0`` of the implicit solves and the neighbour-list ``L0`` of the analysis
+    agree, on grids with axes of one and two points too."""
+    from kinn_ref.analysis.discrete_map import grid_laplacian
     from kinn_ref.coupling import unit_laplacian_sparse
     for boundary in ("periodic", "neumann", "dirichlet"):
-        for shape in ((6,), (3, 5)):
+        for shape in ((6,), (3, 5), (1,), (2,), (1, 4), (4, 1), (1, 1), (2, 2)):
             spec, params, _, _ = make_case("grid1d-periodic", n_nodes=2)
             spec = spec.replace(grid_shape=shape, boundary=boundary)
             params = random_params(spec, np.random.default_rng(0))
             coupling = make_coupling(spec, make_circuit(spec, params))
             V = np.random.default_rng(3).standard_normal((2, spec.total_nodes))
             L0 = unit_laplacian_sparse(shape, boundary).toarray()
+            np.testing.assert_array_equal(L0, grid_laplacian(shape, boundary), err_msg=f"{boundary} {shape}")
             U = V.reshape(2, -1, 2)
             expected = np.einsum("pq,bqh->bph", L0, U) * coupling.A[0]
             assert_close(coupling.apply(0, V), expected.reshape(2, -1), what=f"{boundary} {shape}")

@@ -44,6 +44,8 @@ def stencil_functions(dtype):
     def axis(i, m, stride, base, bnd):
         """Neighbours and edge count along one axis: index ``i`` of ``m``, neighbours ``base +- stride``."""
         if bnd == 0:
+            if m == 1:  # the wrap-around edges of a 1-point axis are self loops: no current, no edge count
+                return -1, -1, zero
             lo = base - stride if i > 0 else base + (m - 1) * stride
             hi = base + stride if i < m - 1 else base - (m - 1) * stride
             return lo, hi, two

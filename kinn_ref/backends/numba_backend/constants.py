@@ -88,10 +88,13 @@ def _tridiagonal_parts(n, boundary):
 
 
 def _factor_tridiagonal(gttrf, sub, diag, sup):
-    """LAPACK ``gttrf`` of a tridiagonal matrix; the 2 x 2 case (which SciPy's wrapper rejects) by its
-    algorithm written out. Returns ``(dl, d, du, du2, ipiv, info)`` with 1-based ``ipiv``."""
+    """LAPACK ``gttrf`` of a tridiagonal matrix; the 1 x 1 and 2 x 2 cases (which SciPy's wrapper rejects)
+    by its algorithm written out. Returns ``(dl, d, du, du2, ipiv, info)`` with 1-based ``ipiv``."""
     if diag.shape[0] > 2:
         return gttrf(sub, diag, sup)
+    if diag.shape[0] == 1:                      # a 1-point axis: the system is its diagonal
+        return sub.copy(), diag.copy(), sup.copy(), np.zeros(0, diag.dtype), np.ones(1, np.int32), \
+            int(diag[0] == 0)
     dl, d, du = sub.copy(), diag.copy(), sup.copy()
     ipiv = np.array([1, 2], np.int32)
     if abs(d[0]) >= abs(dl[0]):
@@ -118,7 +121,7 @@ def _grid_factorisation(spec, c, s, dtype):
     shape = spec.grid_shape if len(spec.grid_shape) == 2 else (1,) + tuple(spec.grid_shape)
     P0, P1 = shape
     K, H = s.shape
-    if P0 > 1:
+    if len(spec.grid_shape) == 2:     # a 1-point first axis too: its dirichlet L_a is [-2], not [0]
         lam, Q0 = np.linalg.eigh(unit_laplacian_sparse((P0,), spec.boundary).toarray())
     else:
         lam, Q0 = np.zeros(1), np.ones((1, 1))
