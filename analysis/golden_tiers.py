@@ -7,8 +7,8 @@
 - ``long``: hundreds of steps in float64.
 - ``edge``: the limits of the formulation: ``g = 0`` exactly, ``a`` near 0 in ``phi1`` (1e-9 and 1e-5,
   where a naive ``(1 - exp(-a))/a`` loses 7 and 11 digits; also a negative ``a``), ``beta = 0``, a cascade of
-  four cells, the smallest grid ``LayerSpec`` accepts (two points: a periodic point's neighbours on both sides
-  are the same point) and an all-zero leak.
+  four cells, grids of two points (a periodic point's neighbours on both sides are the same point) and of one
+  point (with each boundary, and as one axis of a 2-D grid) and an all-zero leak.
 - ``float32``: long float32 runs; their tolerance follows the case's condition
   (:mod:`analysis.golden_tolerance`).
 
@@ -164,6 +164,30 @@ def _edge_cases():
                    _layer("grid1d-periodic", integrator="euler", dt=0.1, n_steps=4, grid_shape=(2,)),
                    tier=T, description="a periodic grid of two points (the smallest grid): both neighbours of a "
                                        "point are the other point, so each pair is joined twice"),
+        GoldenCase("edge-grid1d-1point-neumann-implicit-cells-positive-K2",
+                   _layer("grid1d-neumann", integrator="implicit", dt=0.25, n_steps=3, order=2, readout="cells",
+                          grid_shape=(1,)),
+                   tier=T, description="a grid of one point with no-flux ends: no edge at all, so the mesh "
+                                       "carries no current (L0 = 0, not the -1 of a two-ended chain's end)"),
+        GoldenCase("edge-grid1d-1point-periodic-expeuler-derivatives-raw-K1",
+                   _layer("grid1d-periodic", dt=0.2, n_steps=3, readout="derivatives", grid_shape=(1,), **raw),
+                   tier=T, sequence=True,
+                   description="a periodic grid of one point: both wrap-around edges are self loops, which "
+                               "carry no current and add nothing to the diagonal (L0 = 0)"),
+        GoldenCase("edge-grid1d-1point-dirichlet-rk4-last-positive-K1",
+                   _layer("grid1d-dirichlet", integrator="rk4", dt=0.2, n_steps=4, grid_shape=(1,)),
+                   tier=T, description="a Dirichlet grid of one point: grounded through both ghost edges "
+                                       "(L0 = [-2])"),
+        GoldenCase("edge-grid2d-dirichlet-1x4-implicit-last-raw-K2",
+                   _layer("grid2d-dirichlet", integrator="implicit", dt=0.25, n_steps=3, order=2,
+                          grid_shape=(1, 4), **raw),
+                   tier=T, description="a 1 x 4 Dirichlet grid: the one-point first axis still grounds every "
+                                       "point twice, so it is not the 1-D grid of four points"),
+        GoldenCase("edge-grid2d-periodic-3x1-euler-cells-positive-K2",
+                   _layer("grid2d-periodic", nodes=2, integrator="euler", dt=0.1, n_steps=4, order=2,
+                          readout="cells", grid_shape=(3, 1)),
+                   tier=T, sequence=True, description="a 3 x 1 periodic grid: the one-point second axis adds "
+                                                      "only self loops"),
         GoldenCase("edge-grid2d-dirichlet-2x2-implicit-cells-raw-K2",
                    _layer("grid2d-dirichlet", integrator="implicit", dt=0.25, n_steps=3, order=2,
                           readout="cells", grid_shape=(2, 2), **raw),

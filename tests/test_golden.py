@@ -146,6 +146,10 @@ def test_long_edge_and_float32_tiers_hold_what_they_promise(loaded):
     assert any(not c.params["beta"].any() for c in edge.values())
     assert any(c.spec.order == 4 for c in edge.values())
     assert any(c.spec.grid_shape == (2,) for c in edge.values())
+    one_point = {c.spec.boundary for c in edge.values() if c.spec.grid_shape == (1,)}
+    assert one_point == {"periodic", "neumann", "dirichlet"}
+    assert any(c.spec.grid_shape is not None and len(c.spec.grid_shape) == 2 and 1 in c.spec.grid_shape
+               for c in edge.values())
     assert any(not c.params["leak"].any() for c in edge.values())
 
 
@@ -396,3 +400,18 @@ def test_export_into_a_folder_where_the_manifest_should_be_generates_nothing(tmp
     assert err == (f"kinn-ref golden: error: DIR {tmp_path / 'suite'}: {tmp_path / 'suite' / 'manifest.json'} is a "
                    "folder where a file should be written")
     assert [p.name for p in (tmp_path / "suite").iterdir()] == ["manifest.json"]
+
+
+def test_regenerating_the_packaged_suite_in_place_twice(tmp_path, monkeypatch):
+    """A maintainer's second in-place export of the packaged suite (whose manifest no longer has the recorded
+    digest after the first) regenerates it; every other reader still refuses that manifest."""
+    from kinn_ref.analysis import golden_store
+    folder = tmp_path / "golden"
+    export_suite(folder, select="edge-zero-leak-*")
+    monkeypatch.setitem(golden_store.PACKAGED_FOLDERS, "npz", folder)
+    with pytest.raises(GoldenIntegrityError, match="differs from the one this kinn_ref release was built with"):
+        golden_store.read_manifest(folder)
+    manifest = export_suite(folder, select="edge-beta0-*")
+    assert {e["name"] for e in manifest["cases"]} == {
+        "edge-zero-leak-dense-rk4-cells-positive-K2", "edge-zero-leak-g0-none-expeuler-last-raw-K1",
+        "edge-beta0-none-euler-cells-positive-K3", "edge-beta0-kirchhoff-implicit-derivatives-raw-K2"}
