@@ -4,7 +4,7 @@
 config as JSON) can be checked against the model it is loaded into.
 
 - ``{"model": "kinn", "input_dim", "hidden_dims", "output_dim", "dt", "n_steps", "activation", "head",
-  "seed", "dtype", "options": {LayerSpec options}}`` -> :class:`kinn_ref.network.KINN`;
+  "pool", "seed", "dtype", "options": {LayerSpec options}}`` -> :class:`kinn_ref.network.KINN`;
 - ``{"model": "mlp", "input_dim", "hidden_dims", "output_dim", "activation", "seed", "dtype"}``
   -> :class:`MLP`.
 """
@@ -78,8 +78,8 @@ class MLP:
 
 
 _DTYPES = {"float64": np.float64, "float32": np.float32}
-_KINN_KEYS = {"model", "input_dim", "hidden_dims", "output_dim", "dt", "n_steps", "activation", "head", "seed",
-              "dtype", "options"}
+_KINN_KEYS = {"model", "input_dim", "hidden_dims", "output_dim", "dt", "n_steps", "activation", "head", "pool",
+              "seed", "dtype", "options"}
 _MLP_KEYS = {"model", "input_dim", "hidden_dims", "output_dim", "activation", "seed", "dtype"}
 
 
@@ -111,4 +111,5 @@ def build_model(config, backend="numpy", checkpoint_every=None):
         return MLP(config["input_dim"], config.get("hidden_dims", []), config["output_dim"], **common)
     return KINN(config["input_dim"], config.get("hidden_dims", []), config["output_dim"],
                 dt=config.get("dt", 0.1), n_steps=config.get("n_steps", 10), head=config.get("head", False),
-                backend=backend, checkpoint_every=checkpoint_every, **common, **config.get("options", {}))
+                pool=config.get("pool", "points"), backend=backend, checkpoint_every=checkpoint_every, **common,
+                **config.get("options", {}))
