@@ -127,3 +127,22 @@ def test_train_command_takes_a_data_seed(tmp_path, capsys):
 def test_train_command_names_a_bad_data_seed(tmp_path, capsys):
     assert main(["train", "--task", "mnist1d", "--data-seed", "-1", "--out", str(tmp_path / "r")]) == 2
     assert "--data-seed must be an integer >= 0" in capsys.readouterr().err
+
+
+def test_config_init_sets_the_initial_conductances_of_every_layer():
+    from kinn_ref.parameterization import softplus
+    from kinn_ref.training.models import build_model
+    config = {"model": "kinn", "input_dim": 3, "hidden_dims": [2], "output_dim": 4, "head": True, "pool": "flatten",
+              "options": {"coupling": "grid", "grid_shape": [5]}}
+    model = build_model(dict(config, init={"edge_conductance": 0.1, "leak_conductance": 0.5}))
+    for layer in model.layers:
+        assert np.allclose(softplus(layer.params["G_raw"]), 0.1) and np.allclose(softplus(layer.params["g_raw"]), 0.5)
+    raw = build_model(dict(config, init={"edge_conductance": 0.1}, options=dict(config["options"], param="raw")))
+    assert np.all(raw.layers[0].params["G_raw"] == 0.1)
+    with pytest.raises(ValueError, match=r"config\['init'\]\['edge_conductance'\] must be a finite number > 0"):
+        build_model(dict(config, init={"edge_conductance": 0.0}))
+    with pytest.raises(ValueError, match="keys among"):
+        build_model(dict(config, init={"capacitance": 1.0}))
+    with pytest.raises(ValueError, match="needs coupling in"):
+        build_model({"model": "kinn", "input_dim": 3, "hidden_dims": [], "output_dim": 4,
+                     "init": {"edge_conductance": 0.1}})

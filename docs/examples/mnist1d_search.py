@@ -32,7 +32,6 @@ import time
 
 import numpy as np
 
-from kinn_ref.parameterization import softplus_inverse
 from kinn_ref.tasks.mnist1d import STANDARD_SEED, make_mnist1d, window_features
 from kinn_ref.tasks.run import first_step_seconds
 from kinn_ref.training import Trainer
@@ -54,6 +53,9 @@ def _model(s, P):
     config = {"model": "kinn", "hidden_dims": s.get("hidden", [32, 32]), "dt": s.get("dt", 1.0),
               "n_steps": s.get("n_steps", 4), "head": True, "activation": s.get("activation", "relu"),
               "output_dim": 10, "options": options}
+    init = {k: s[k] for k in ("edge_conductance", "leak_conductance") if k in s}
+    if init:
+        config["init"] = init
     if layout == "window":
         radius = s.get("radius", 2)
         options.update(grid_shape=[P], boundary=s.get("boundary", "neumann"))
@@ -65,17 +67,6 @@ def _model(s, P):
     if layout == "sequence":
         return dict(config, input_dim=1), (lambda x: x[:, :, None])
     raise ValueError(f"input must be 'window', 'static' or 'sequence', got {layout!r}")
-
-
-def _initial_conductances(trainer, s):
-    """Set the initial grid edge and leak conductances the setting asks for (positive parameterization)."""
-    for layer in getattr(trainer.model, "layers", []):
-        if not hasattr(layer, "spec"):
-            continue
-        if layer.spec.coupling == "grid" and "edge_conductance" in s:
-            layer.params["G_raw"][...] = softplus_inverse(float(s["edge_conductance"]))
-        if "leak_conductance" in s:
-            layer.params["g_raw"][...] = softplus_inverse(float(s["leak_conductance"]))
 
 
 def measure(setting):
@@ -93,7 +84,6 @@ def measure(setting):
                       optimizer_options={"weight_decay": s["weight_decay"]} if "weight_decay" in s else None,
                       batch_size=s.get("batch", 100), schedule=schedule, clip_norm=s.get("clip_norm"),
                       metrics=("accuracy",), seed=0, backend=s.get("backend", "numba"), progress=False)
-    _initial_conductances(trainer, s)
     xa, xb = layout(x_train), layout(x_test)
     compile_seconds = first_step_seconds(trainer, xa)
     start = time.perf_counter()

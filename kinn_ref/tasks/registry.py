@@ -180,7 +180,7 @@ def _mnist1d_kinn(ds):
     from .mnist1d import window_features
     P = ds.x_train.shape[1]
     return ({"model": "kinn", "input_dim": 2 * MNIST1D_RADIUS + 1, "hidden_dims": [32, 32], "output_dim": 10,
-             "dt": 1.0, "n_steps": 4, "head": True, "pool": "flatten",
+             "dt": 1.0, "n_steps": 4, "head": True, "pool": "flatten", "init": {"edge_conductance": 0.1},
              "options": {"coupling": "grid", "grid_shape": [P], "boundary": "neumann"}},
             lambda x, y: (window_features(x, MNIST1D_RADIUS), y))
 
@@ -191,7 +191,7 @@ def _mnist1d_kinn_static(ds):
 
 
 def _mnist1d_kinn_sequence(ds):
-    return ({"model": "kinn", "input_dim": 1, "hidden_dims": [], "output_dim": 64, "dt": 0.5, "head": True,
+    return ({"model": "kinn", "input_dim": 1, "hidden_dims": [64], "output_dim": 10, "dt": 0.5, "head": True,
              "options": {"order": 2, "coupling": "dense"}}, lambda x, y: (x[:, :, None], y))
 
 
