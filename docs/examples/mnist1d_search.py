@@ -1,10 +1,12 @@
 """Train candidate models on MNIST-1D and print each one's numbers as one JSON line.
 
-The rows of docs/results.md ("MNIST-1D") come from this script. Data: :func:`kinn_ref.tasks.mnist1d.make_mnist1d`
-with the package's standard arguments (4000 training / 1000 held-out series of length 40) and
-``data_seed`` (42: the package's standard split). Every model is trained by :class:`kinn_ref.training.Trainer`
-(softmax cross-entropy, seed 0) and scored by held-out accuracy after the last epoch; the best held-out
-accuracy over the epochs is printed too, but a row reports the last.
+The rows of docs/results.md ("MNIST-1D") come from this script. Data:
+:func:`kinn_ref.tasks.mnist1d.make_mnist1d` with the package's standard arguments (4000 training / 1000
+held-out series of length 40) and ``data_seed`` (42: the package's standard split). Every model is trained
+by :class:`kinn_ref.training.Trainer` (softmax cross-entropy; ``seed`` of the weights and batch order, 0
+unless given) and scored by held-out accuracy after the last epoch; the best held-out accuracy over the
+epochs is printed too, but a row reports the last; for grid layers, the trained edge conductances (min,
+median, max over the channels of each layer).
 
 Run it with one JSON object per setting, or a file with one per line (``#`` lines are skipped):
 
@@ -24,7 +26,7 @@ Keys (defaults):
 - ``edge_conductance``: initial grid edge conductance (1.0); ``leak_conductance``: initial ``g`` (1.0);
 - ``lr`` (1e-2), ``batch`` (100), ``epochs`` (30), ``optimizer`` ("adam"), ``weight_decay`` (adamw
   only), ``schedule`` ("cosine" with 3 % warm-up, or "constant"), ``clip_norm`` (none);
-- ``data_seed`` (42), ``backend`` ("numba").
+- ``seed`` (0), ``data_seed`` (42), ``backend`` ("numba").
 """
 import json
 import sys
@@ -32,13 +34,14 @@ import time
 
 import numpy as np
 
+from kinn_ref.parameterization import softplus
 from kinn_ref.tasks.mnist1d import STANDARD_SEED, make_mnist1d, window_features
 from kinn_ref.tasks.run import first_step_seconds
 from kinn_ref.training import Trainer
 
 KEYS = {"model", "hidden", "out_channels", "input", "radius", "coupling", "order", "integrator", "boundary", "dt",
         "n_steps", "readout", "pool", "activation", "edge_conductance", "leak_conductance", "lr", "batch", "epochs",
-        "optimizer", "weight_decay", "schedule", "clip_norm", "data_seed", "backend"}
+        "optimizer", "weight_decay", "schedule", "clip_norm", "seed", "data_seed", "backend"}
 
 
 def _model(s, P):
@@ -77,22 +80,26 @@ def measure(setting):
     s = setting
     x_train, y_train, x_test, y_test = make_mnist1d(s.get("data_seed", STANDARD_SEED))
     config, layout = _model(s, x_train.shape[1])
+    config["seed"] = s.get("seed", 0)
     optimizer = s.get("optimizer", "adam")
     schedule = {"kind": "cosine", "warmup_fraction": 0.03} if s.get("schedule", "cosine") == "cosine" \
         else {"kind": s["schedule"]}
     trainer = Trainer(config, loss="cross_entropy", optimizer=optimizer, lr=s.get("lr", 1e-2),
                       optimizer_options={"weight_decay": s["weight_decay"]} if "weight_decay" in s else None,
                       batch_size=s.get("batch", 100), schedule=schedule, clip_norm=s.get("clip_norm"),
-                      metrics=("accuracy",), seed=0, backend=s.get("backend", "numba"), progress=False)
+                      metrics=("accuracy",), seed=config["seed"], backend=s.get("backend", "numba"), progress=False)
     xa, xb = layout(x_train), layout(x_test)
     compile_seconds = first_step_seconds(trainer, xa)
     start = time.perf_counter()
     records = trainer.fit(xa, y_train, s.get("epochs", 30), validation=(xb, y_test))
     majority = int(np.argmax(np.bincount(y_train)))
+    edges = [softplus(layer.params["G_raw"]) for layer in getattr(trainer.model, "layers", [])
+             if layer.spec.coupling == "grid" and layer.spec.param == "positive"]
     return {"setting": setting, "accuracy": records[-1]["val_accuracy"],
             "best_epoch_accuracy": max(r["val_accuracy"] for r in records),
             "train_accuracy": trainer.evaluate(xa, y_train)["accuracy"],
             "majority_class_accuracy": float(np.mean(y_test == majority)),
+            "learned_edge_conductance": [[float(e.min()), float(np.median(e)), float(e.max())] for e in edges],
             "parameters": int(sum(p.size for p in trainer.model.parameters().values())),
             "compile_seconds": compile_seconds, "train_seconds": time.perf_counter() - start}
 
