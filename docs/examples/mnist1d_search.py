@@ -93,7 +93,8 @@ def measure(setting):
     start = time.perf_counter()
     records = trainer.fit(xa, y_train, s.get("epochs", 30), validation=(xb, y_test))
     majority = int(np.argmax(np.bincount(y_train)))
-    edges = [softplus(layer.params["G_raw"]) for layer in getattr(trainer.model, "layers", [])
+    layers = trainer.model.layers if config["model"] == "kinn" else []
+    edges = [softplus(layer.params["G_raw"]) for layer in layers
              if layer.spec.coupling == "grid" and layer.spec.param == "positive"]
     return {"setting": setting, "accuracy": records[-1]["val_accuracy"],
             "best_epoch_accuracy": max(r["val_accuracy"] for r in records),
