@@ -15,8 +15,10 @@ Run it with one JSON object per setting, or a file with one per line (``#`` line
 
 Keys (defaults):
 
-- ``model``: ``"mlp"`` or ``"kinn"`` ("kinn"); ``hidden``: widths of the hidden layers ([32, 32]), for a
-  grid KINN channels per position; ``out_channels``: channels of the last grid layer (10);
+- ``model``: ``"mlp"`` or ``"kinn"`` ("kinn"); ``hidden``: widths of the hidden layers ([32, 32]; MLP
+  [100, 100]), for a grid KINN channels per position; a grid KINN has one more grid layer of
+  ``out_channels`` (10) channels after them and then its last grid layer of 10 channels, whose pooled
+  readout the head maps to the 10 classes (grid layers ``hidden + [out_channels, 10]``);
 - ``input``: how a KINN sees a series: ``"window"`` (a grid over the 40 positions, each position's
   features its ``2 radius + 1`` neighbours), ``"static"`` (the 40 values as one feature vector, held for
   ``n_steps`` steps) or ``"sequence"`` (one value per step, 40 steps) ("window"); ``radius`` (2);
