@@ -146,3 +146,30 @@ def test_config_init_sets_the_initial_conductances_of_every_layer():
     with pytest.raises(ValueError, match="needs coupling in"):
         build_model({"model": "kinn", "input_dim": 3, "hidden_dims": [], "output_dim": 4,
                      "init": {"edge_conductance": 0.1}})
+
+
+def _search_script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / "mnist1d_search.py"
+    spec = importlib.util.spec_from_file_location("mnist1d_search", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_search_script_trains_each_layout_and_refuses_unknown_keys():
+    pytest.importorskip("mnist1d")
+    search = _search_script()
+    common = {"epochs": 1, "backend": "numpy"}
+    window = search.measure(dict(common, hidden=[2], out_channels=2, edge_conductance=0.1, pool="mean"))
+    assert 0.0 <= window["accuracy"] <= 1.0 and len(window["learned_edge_conductance"]) == 3
+    assert abs(window["majority_class_accuracy"] - 0.1) < 0.05
+    for layout in ("static", "sequence"):
+        row = search.measure(dict(common, input=layout, hidden=[3], n_steps=2))
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["learned_edge_conductance"] == []
+    assert 0.0 <= search.measure(dict(common, model="mlp", hidden=[8]))["accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="unknown keys"):
+        search.measure({"hiden": [3]})
+    with pytest.raises(ValueError, match="input must be"):
+        search.measure(dict(common, input="image"))

@@ -152,3 +152,9 @@ def test_a_negative_data_seed_is_named(name):
     from kinn_ref.tasks.registry import get_task
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         get_task(name).make_data("small", -1)
+
+
+@pytest.mark.slow
+def test_mnist1d_kinn_reaches_91_percent():
+    pytest.importorskip("mnist1d")
+    assert train_task("mnist1d", "kinn", size="full", backend="numba", progress=False)[0]["value"] >= 0.91
