@@ -116,5 +116,10 @@ def _settings(argument):
 
 
 if __name__ == "__main__":
+    from kinn_ref.errors import DivergentStepError, NonFiniteTrainingError
     for one in _settings(sys.argv[1] if len(sys.argv) > 1 else "{}"):
-        print(json.dumps(measure(one)), flush=True)
+        try:
+            row = measure(one)
+        except (DivergentStepError, NonFiniteTrainingError) as exc:   # a failed setting is a row too
+            row = {"setting": one, "error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(row), flush=True)
