@@ -2,7 +2,8 @@
 
 The core install (``pip install kinn-ref``) gives every feature of numpy, numba, scipy, sympy, mpmath,
 matplotlib and tqdm. The extras add only what a user may not want: ``cuda`` (numba-cuda), ``digits``
-(scikit-learn), ``bench`` (torch), ``dask`` (dask.distributed), ``mpi`` (mpi4py and an MPI).
+(scikit-learn), ``mnist1d`` (the MNIST-1D generator), ``bench`` (torch), ``fno`` (torch and neuraloperator, for
+docs/examples/burgers_fno.py), ``dask`` (dask.distributed), ``mpi`` (mpi4py and an MPI).
 """
 import importlib
 import importlib.util
@@ -10,7 +11,9 @@ import importlib.util
 # importable module -> (extra that installs it, what the extra is for)
 EXTRAS = {
     "sklearn": ("digits", "the 8x8 digits data set"),
+    "mnist1d": ("mnist1d", "the MNIST-1D data set"),
     "torch": ("bench", "the PyTorch comparison"),
+    "neuralop": ("fno", "the Fourier-neural-operator peer on Burgers"),
     "numba.cuda": ("cuda", "the cuda backend"),
     "distributed": ("dask", "sweeps on Dask"),
     "mpi4py": ("mpi", "data-parallel training with MPI"),

@@ -7,6 +7,9 @@ from ._checks import check_choice, check_positive_int, check_seed
 from .activations import ACTIVATIONS, activation
 from .layers import KINNLayer
 
+#: How a grid-coupled network hands its last per-point readout on (:class:`KINN`'s ``pool``).
+POOLS = ("points", "flatten", "mean")
+
 
 class Linear:
     """Affine map ``y = x W^T + b`` over the last axis (a network head)."""
@@ -51,6 +54,11 @@ class KINN:
     activation : {"relu", "tanh", "sigmoid", "softplus", "identity"}
     head : bool
         Add a linear head mapping the last readout (per grid point for grid coupling) to ``output_dim``.
+    pool : {"points", "flatten", "mean"}
+        What a grid-coupled network hands on from its last layer's per-point readout ``(..., P, width)``:
+        ``"points"`` keeps it per point (the head acts at every point), ``"flatten"`` joins the points
+        into one vector ``(..., P*width)``, ``"mean"`` averages over the points ``(..., width)``. Only
+        ``"points"`` for other couplings.
     seed : int
     dtype : {numpy.float64, numpy.float32}
     backend : str
@@ -65,11 +73,13 @@ class KINN:
     """
 
     def __init__(self, input_dim, hidden_dims, output_dim, dt=0.1, n_steps=10, activation="relu", *,
-                 head=False, seed=0, dtype=np.float64, backend="numpy", checkpoint_every=None, **layer_options):
+                 head=False, pool="points", seed=0, dtype=np.float64, backend="numpy", checkpoint_every=None,
+                 **layer_options):
         check_choice("activation", activation, ACTIVATIONS)
         check_positive_int("input_dim", input_dim)
         check_positive_int("output_dim", output_dim)
         check_seed("seed", seed)
+        check_choice("pool", pool, POOLS)
         if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Iterable):
             raise ValueError(f"hidden_dims must be a sequence of ints, the nodes of each hidden layer (e.g. [8] "
                              f"or [] for none), got {hidden_dims!r}")
@@ -86,12 +96,17 @@ class KINN:
                               dt=dt, n_steps=n_steps, **layer_options)
             self.layers.append(layer)
             width = layer.spec.readout_width // layer.spec.n_points
+        if pool != "points" and self.layers[-1].spec.coupling != "grid":
+            raise ValueError(f"pool must be 'points' unless the coupling is 'grid', got {pool!r}")
+        self.pool = pool
+        if pool == "flatten":
+            width *= self.layers[-1].spec.n_points
         self.head = Linear(width, output_dim, seed=rng, dtype=dtype) if head else None
         self._acts = []
 
     def __repr__(self):
         first = self.layers[0]
-        head = f", head={self.head is not None}"
+        head = f", head={self.head is not None}" + (f", pool={self.pool!r}" if self.pool != "points" else "")
         lines = [f"KINN(input_dim={first.spec.in_features}, hidden_dims={[l.spec.n_nodes for l in self.layers[:-1]]}, "
                  f"output_dim={self.output_dim}, activation={self.activation!r}{head}, dtype={first.dtype.name}, "
                  f"backend={first.backend!r}, parameters={sum(v.size for v in self.parameters().values())}"]
@@ -130,6 +145,21 @@ class KINN:
         z = dz.reshape(lead + (s.n_points, m, s.n_nodes))
         return np.moveaxis(z, -2, -3).reshape(lead + (m * s.total_nodes,))
 
+    def _pooled(self, z):
+        """The last layer's per-point readout ``(..., P, width)`` pooled as ``self.pool`` says."""
+        if self.pool == "flatten":
+            return z.reshape(z.shape[:-2] + (-1,))
+        return z.mean(axis=-2) if self.pool == "mean" else z
+
+    def _unpooled(self, dy):
+        """The gradient of :meth:`_pooled`, back to ``(..., P, width)``."""
+        P = self.layers[-1].spec.n_points
+        if self.pool == "flatten":
+            return dy.reshape(dy.shape[:-1] + (P, -1))
+        if self.pool == "mean":
+            return np.repeat(dy[..., None, :] / P, P, axis=-2)
+        return dy
+
     def forward(self, x):
         """Network output for ``x`` (the first layer's input layout)."""
         self._acts = []
@@ -138,6 +168,7 @@ class KINN:
             if i < len(self.layers) - 1:
                 x, vjp = activation(self.activation, x)
                 self._acts.append(vjp)
+        x = self._pooled(x)
         return self.head.forward(x) if self.head is not None else x
 
     __call__ = forward
@@ -146,6 +177,7 @@ class KINN:
         """Gradients for the last forward pass (see :meth:`gradients`); returns ``dL/dx``."""
         if self.head is not None:
             dy = self.head.backward(dy)
+        dy = self._unpooled(dy)
         for i in reversed(range(len(self.layers))):
             if i < len(self.layers) - 1:
                 dy = self._acts[i](dy)

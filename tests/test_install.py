@@ -66,10 +66,12 @@ def test_core_install_runs_every_subcommand(fresh_venv, tmp_path):
 
 
 def test_core_install_names_the_missing_extra(fresh_venv, tmp_path):
-    """scikit-learn (digits) and numba-cuda (cuda) are extras: one line naming the extra, exit 2."""
+    """scikit-learn (digits), mnist1d and numba-cuda (cuda) are extras: one line naming the extra, exit 2."""
     exe = str(fresh_venv / "bin" / "kinn-ref")
     env = _clean_env()
     cases = [(["train", "--task", "digits", "--backend", "numpy", "--epochs", "1"], "kinn-ref[digits]"),
+             (["train", "--task", "mnist1d", "--model", "mlp", "--backend", "numpy", "--epochs", "1"],
+              "kinn-ref[mnist1d]"),
              (["train", "--backend", "cuda", "--epochs", "1"], "kinn-ref[cuda]")]
     for argv, extra in cases:
         res = _run([exe] + argv, tmp_path, env)

@@ -72,6 +72,8 @@ def test_every_registered_model_runs_a_step(task, model):
         data = Dataset(u[:4], u[:4], u[4:], u[4:])
     elif task == "digits":
         data = Dataset(rng.random((4, 64)), np.arange(4), rng.random((2, 64)), np.arange(2))
+    elif task == "mnist1d":
+        data = Dataset(rng.standard_normal((4, 40)), np.arange(4), rng.standard_normal((2, 40)), np.arange(2))
     else:
         s = make_oscillator_data(6, n_steps=10)
         data = Dataset(s.u[:4], s.y[:4], s.u[4:], s.y[4:])
@@ -150,3 +152,9 @@ def test_a_negative_data_seed_is_named(name):
     from kinn_ref.tasks.registry import get_task
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         get_task(name).make_data("small", -1)
+
+
+@pytest.mark.slow
+def test_mnist1d_kinn_reaches_91_percent():
+    pytest.importorskip("mnist1d")
+    assert train_task("mnist1d", "kinn", size="full", backend="numba", progress=False)[0]["value"] >= 0.91

@@ -33,7 +33,11 @@ def add_arguments(parser):
     parser.add_argument("--guard-warn-unstable", action="store_true",
                         help="with --guard, a circuit unstable for every dt is a warning and training goes on "
                              "(default: an error)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data, weights and batch order")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of weights and batch order, and of the data of a task without standard data")
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="seed of the data: another draw than the task's standard data (mnist1d: the "
+                             "package's split, seed 42) or than --seed")
     add_output_argument(parser, "--out", default=None, help="run folder (default ./kinn-runs/train/TASK-MODEL)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in OUT/checkpoint.npz")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -68,6 +72,8 @@ def _checked(args):
     """The run's task, model and output folder, every argument checked (ValueError naming a bad one)."""
     from ..training.trainer import CHECKPOINT_NAME
     check_seed("--seed", args.seed)
+    if args.data_seed is not None:
+        check_seed("--data-seed", args.data_seed)
     task = TASKS[args.task]
     model = args.model or next(iter(task.models))
     if model not in task.models:
@@ -99,8 +105,8 @@ def _run(args, communicator=None):
         extra["trainer_class"] = trainer_class(communicator)
     try:
         result, records, trainer = train_task(
-            args.task, model, size=args.size, seed=args.seed, backend=args.backend, out_dir=out, **extra,
-            resume=args.resume, progress=not args.no_progress, epochs=args.epochs, lr=args.lr,
+            args.task, model, size=args.size, seed=args.seed, data_seed=args.data_seed, backend=args.backend,
+            out_dir=out, **extra, resume=args.resume, progress=not args.no_progress, epochs=args.epochs, lr=args.lr,
             batch_size=args.batch_size, optimizer=args.optimizer, clip_norm=args.clip_norm, penalty=args.penalty,
             guard=StabilityGuard(on_unstable="warn") if args.guard_warn_unstable else args.guard or None)
     except KeyboardInterrupt:
@@ -118,5 +124,9 @@ def _run(args, communicator=None):
           f"{result['train_seconds']:.1f} s training, {result['parameters']} parameters)")
     for name, value in result["baselines"].items():
         print(f"  {name}: {value:.4g}")
+    published = result["data"].get("published_accuracy")
+    if published:
+        print(f"  published with the data set ({task.name}, its standard split): "
+              + ", ".join(f"{name} {value:.2f}" for name, value in published.items()))
     print(f"wrote {out}/" + ", ".join(run_files() + (CURVES_NAME,)))
     return 0

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._checks import check_choice
+from .mnist1d import STANDARD_SEED as _MNIST1D_SEED
 
 
 @dataclass
@@ -36,6 +37,9 @@ class Task:
         Held-out metric reported (``"accuracy"`` or ``"relative_l2"``).
     make_data : callable
         ``make_data(size, seed) -> Dataset``.
+    data_seed : int, optional
+        The seed of the task's standard data (MNIST-1D: the package's split); None: the data is drawn
+        with the run's seed.
     models : dict of str -> callable
         ``models[name](dataset) -> (config, prepare)``: the model config and a function mapping an
         ``(x, y)`` pair of the dataset to the model's layout.
@@ -54,6 +58,7 @@ class Task:
     models: dict
     settings: dict
     baselines: object = None
+    data_seed: int = None
 
     def baseline_scores(self, dataset):
         """The task's no-learning baselines on ``dataset``'s held-out set (``{}`` when it has none).
@@ -68,6 +73,13 @@ class Task:
             Description of each predictor -> its held-out ``metric``, computed from the arrays.
         """
         return {} if self.baselines is None else {k: float(v) for k, v in self.baselines(dataset).items()}
+
+    def seed_of_data(self, seed, data_seed=None):
+        """The seed the data is drawn with: ``data_seed`` when given, else the task's standard one, else the
+        run's ``seed``."""
+        if data_seed is not None:
+            return data_seed
+        return seed if self.data_seed is None else self.data_seed
 
     def model(self, name, dataset):
         """``(config, (x_train, y_train), (x_test, y_test))`` for model ``name``."""
@@ -133,7 +145,7 @@ def _digits_data(size, seed):
     return Dataset(x_train, y_train, x_test, y_test, info={"classes": 10, "features": 64})
 
 
-def _digits_baselines(ds):
+def _majority_baseline(ds):
     """Held-out accuracy of always answering the most frequent class of the training labels."""
     labels = np.asarray(ds.y_train).astype(np.int64)
     majority = int(np.argmax(np.bincount(labels)))
@@ -147,6 +159,48 @@ def _digits_kinn(ds):
 
 def _digits_mlp(ds):
     return {"model": "mlp", "input_dim": 64, "hidden_dims": [128], "output_dim": 10}, _identity
+
+
+# --------------------------------------------------------------------------- MNIST-1D
+def _mnist1d_data(size, seed):
+    from .mnist1d import PUBLISHED_ACCURACY, make_mnist1d
+    x_train, y_train, x_test, y_test = make_mnist1d(seed)
+    if check_choice("size", size, ("small", "full")) == "small":
+        x_train, y_train = x_train[:1000], y_train[:1000]
+    return Dataset(x_train, y_train, x_test, y_test,
+                   info={"classes": 10, "length": x_train.shape[1], "data_seed": seed,
+                         "published_accuracy": PUBLISHED_ACCURACY})
+
+
+#: Half-width of the window of neighbouring values each position of the grid-coupled KINN reads.
+MNIST1D_RADIUS = 2
+
+
+def _mnist1d_grid(hidden, pool):
+    """A grid-coupled KINN over the 40 positions: grid layers ``hidden + [10]``, window inputs, edge
+    conductances starting at 0.1, the last layer's readout pooled into the head (docs/results.md)."""
+    def build(ds):
+        from .mnist1d import window_features
+        P = ds.x_train.shape[1]
+        return ({"model": "kinn", "input_dim": 2 * MNIST1D_RADIUS + 1, "hidden_dims": hidden, "output_dim": 10,
+                 "dt": 1.0, "n_steps": 4, "head": True, "pool": pool, "init": {"edge_conductance": 0.1},
+                 "options": {"coupling": "grid", "grid_shape": [P], "boundary": "neumann"}},
+                lambda x, y: (window_features(x, MNIST1D_RADIUS), y))
+    return build
+
+
+def _mnist1d_kinn_static(ds):
+    return ({"model": "kinn", "input_dim": ds.x_train.shape[1], "hidden_dims": [100], "output_dim": 10,
+             "dt": 0.5, "n_steps": 4, "head": True, "options": {"coupling": "none"}}, _identity)
+
+
+def _mnist1d_kinn_sequence(ds):
+    return ({"model": "kinn", "input_dim": 1, "hidden_dims": [64], "output_dim": 10, "dt": 0.5, "n_steps": 4,
+             "head": True, "options": {"order": 2, "coupling": "dense"}}, lambda x, y: (x[:, :, None], y))
+
+
+def _mnist1d_mlp(ds):
+    return {"model": "mlp", "input_dim": ds.x_train.shape[1], "hidden_dims": [100, 100], "output_dim": 10}, _identity
 
 
 # --------------------------------------------------------------------------- damped oscillator
@@ -201,7 +255,18 @@ TASKS = {
         settings={"small": {"epochs": 15, "lr": 1e-2, "batch_size": 32, "optimizer": "adam", "schedule": _COSINE},
                   "full": {"epochs": 40, "lr": 1e-2, "batch_size": 32, "optimizer": "adam",
                            "schedule": {"kind": "cosine", "warmup_fraction": 0.03}}},
-        baselines=_digits_baselines),
+        baselines=_majority_baseline),
+    "mnist1d": Task(
+        "mnist1d", "MNIST-1D (the mnist1d package), 40-point series, 10 classes (held-out accuracy)",
+        loss="cross_entropy", metric="accuracy", make_data=_mnist1d_data,
+        models={"kinn": _mnist1d_grid([64, 64, 64], "mean"), "kinn-flatten": _mnist1d_grid([64, 64, 10], "flatten"),
+                "kinn-static": _mnist1d_kinn_static,
+                "kinn-sequence": _mnist1d_kinn_sequence, "mlp": _mnist1d_mlp},
+        settings={"small": {"epochs": 5, "lr": 1e-2, "batch_size": 100, "optimizer": "adam",
+                            "schedule": {"kind": "cosine", "warmup_fraction": 0.03}},
+                  "full": {"epochs": 30, "lr": 1e-2, "batch_size": 100, "optimizer": "adam",
+                           "schedule": {"kind": "cosine", "warmup_fraction": 0.03}}},
+        baselines=_majority_baseline, data_seed=_MNIST1D_SEED),
     "oscillator": Task(
         "oscillator", "driven critically damped oscillator, sequence to sequence (held-out relative L2)",
         loss="mse", metric="relative_l2", make_data=_oscillator_data,

@@ -39,10 +39,10 @@ def first_step_seconds(trainer, x_train):
 
 
 def _prepare(task_name, model_name, size, seed, backend, out_dir, dataset, progress, overrides,
-             trainer_class=Trainer):
+             trainer_class=Trainer, data_seed=None):
     """Data, settings and a fresh :class:`Trainer` as :func:`train_task` uses them."""
     task = get_task(task_name)
-    data = dataset if dataset is not None else task.make_data(size, seed)
+    data = dataset if dataset is not None else task.make_data(size, task.seed_of_data(seed, data_seed))
     config, train, test = task.model(model_name, data)
     config = dict(config, seed=seed)
     settings = dict(task.settings[size])
@@ -72,8 +72,8 @@ def warm_up(task_name, model_name, *, backend="numpy"):
     return first_step_seconds(trainer, x_train)
 
 
-def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", out_dir=None, dataset=None,
-               resume=False, progress=True, warmup=True, trainer_class=Trainer, **overrides):
+def train_task(task_name, model_name, *, size="small", seed=0, data_seed=None, backend="numpy", out_dir=None,
+               dataset=None, resume=False, progress=True, warmup=True, trainer_class=Trainer, **overrides):
     """Train ``model_name`` on ``task_name`` with the task's settings (``overrides`` replace them).
 
     Parameters
@@ -81,7 +81,10 @@ def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", 
     task_name, model_name : str
     size : {"small", "full"}
     seed : int
-        Seed of the data, of the model's initial weights and of the batch order.
+        Seed of the model's initial weights and of the batch order, and of the data unless the task has
+        standard data (:attr:`Task.data_seed`) or ``data_seed`` is given.
+    data_seed : int, optional
+        Seed of the data (another draw of it than the task's standard one).
     backend : str
     out_dir : str or Path, optional
         Gets ``checkpoint.npz``, ``metrics.jsonl`` and ``result.json``.
@@ -111,7 +114,7 @@ def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", 
     trainer : Trainer
     """
     task, data, epochs, trainer, (x_train, y_train), (x_test, y_test) = _prepare(
-        task_name, model_name, size, seed, backend, out_dir, dataset, progress, overrides, trainer_class)
+        task_name, model_name, size, seed, backend, out_dir, dataset, progress, overrides, trainer_class, data_seed)
     compile_seconds = first_step_seconds(trainer, x_train) if warmup else None
     start = time.perf_counter()
     records = trainer.fit(x_train, y_train, epochs, validation=(x_test, y_test), resume=resume or None)
@@ -120,21 +123,22 @@ def train_task(task_name, model_name, *, size="small", seed=0, backend="numpy", 
               "metric": task.metric, "value": records[-1][f"val_{task.metric}"], "epochs": epochs,
               "compile_seconds": compile_seconds, "train_seconds": seconds,
               "parameters": int(sum(p.size for p in trainer.model.parameters().values())),
-              "n_train": int(len(x_train)), "n_test": int(len(x_test)), "seed": seed, "data": data.info,
+              "n_train": int(len(x_train)), "n_test": int(len(x_test)), "seed": seed,
+              "data_seed": None if dataset is not None else task.seed_of_data(seed, data_seed), "data": data.info,
               "baselines": task.baseline_scores(data)}
     if out_dir is not None and trainer.out_dir is not None:     # (a data-parallel run's rank 0 alone writes)
         atomic_write_text(Path(out_dir) / RESULT_NAME, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result, records, trainer
 
 
-def load_trained(task_name, model_name, out_dir, *, size="small", seed=0, backend="numpy", dataset=None,
-                 **overrides):
+def load_trained(task_name, model_name, out_dir, *, size="small", seed=0, data_seed=None, backend="numpy",
+                 dataset=None, **overrides):
     """A finished run of :func:`train_task` read back from its folder ``out_dir``: what ``train_task``
     returned when it trained it (used by ``kinn-ref demo`` for a run trained in a second process).
 
     Parameters
     ----------
-    task_name, model_name, size, seed, backend, dataset, **overrides
+    task_name, model_name, size, seed, data_seed, backend, dataset, **overrides
         As given to :func:`train_task` for the run.
     out_dir : str or Path
         The run's folder (``checkpoint.npz``, ``metrics.jsonl``, ``result.json``).
@@ -161,7 +165,8 @@ def load_trained(task_name, model_name, out_dir, *, size="small", seed=0, backen
         records = read_metrics(out_dir / METRICS_NAME)
     except (OSError, ValueError) as exc:
         raise ValueError(f"out_dir {out_dir} holds no finished run: {exc}") from None
-    trainer = _prepare(task_name, model_name, size, seed, backend, None, dataset, False, overrides)[3]
+    trainer = _prepare(task_name, model_name, size, seed, backend, None, dataset, False, overrides,
+                       data_seed=data_seed)[3]
     trainer.load(out_dir / CHECKPOINT_NAME)
     if (result.get("task"), result.get("model"), result.get("epochs")) != (task_name, model_name, trainer.epoch) \
             or [r.get("epoch") for r in records] != list(range(1, trainer.epoch + 1)):

@@ -4,15 +4,18 @@
 config as JSON) can be checked against the model it is loaded into.
 
 - ``{"model": "kinn", "input_dim", "hidden_dims", "output_dim", "dt", "n_steps", "activation", "head",
-  "seed", "dtype", "options": {LayerSpec options}}`` -> :class:`kinn_ref.network.KINN`;
+  "pool", "seed", "dtype", "init", "options": {LayerSpec options}}`` -> :class:`kinn_ref.network.KINN`, with
+  ``init`` (optional) the initial circuit of every layer in place of :func:`~kinn_ref.init_params`'
+  (``{"leak_conductance": g, "edge_conductance": grid edge conductance}``, each > 0);
 - ``{"model": "mlp", "input_dim", "hidden_dims", "output_dim", "activation", "seed", "dtype"}``
   -> :class:`MLP`.
 """
 import numpy as np
 
-from .._checks import check_choice, check_positive_int
+from .._checks import check_choice, check_positive_float, check_positive_int
 from ..activations import ACTIVATIONS, activation
 from ..network import KINN, Linear
+from ..parameterization import softplus_inverse
 
 
 class MLP:
@@ -78,8 +81,8 @@ class MLP:
 
 
 _DTYPES = {"float64": np.float64, "float32": np.float32}
-_KINN_KEYS = {"model", "input_dim", "hidden_dims", "output_dim", "dt", "n_steps", "activation", "head", "seed",
-              "dtype", "options"}
+_KINN_KEYS = {"model", "input_dim", "hidden_dims", "output_dim", "dt", "n_steps", "activation", "head", "pool",
+              "seed", "dtype", "init", "options"}
 _MLP_KEYS = {"model", "input_dim", "hidden_dims", "output_dim", "activation", "seed", "dtype"}
 
 
@@ -109,6 +112,27 @@ def build_model(config, backend="numpy", checkpoint_every=None):
     common = dict(activation=config.get("activation", "relu"), seed=config.get("seed", 0), dtype=dtype)
     if config["model"] == "mlp":
         return MLP(config["input_dim"], config.get("hidden_dims", []), config["output_dim"], **common)
-    return KINN(config["input_dim"], config.get("hidden_dims", []), config["output_dim"],
-                dt=config.get("dt", 0.1), n_steps=config.get("n_steps", 10), head=config.get("head", False),
-                backend=backend, checkpoint_every=checkpoint_every, **common, **config.get("options", {}))
+    model = KINN(config["input_dim"], config.get("hidden_dims", []), config["output_dim"],
+                 dt=config.get("dt", 0.1), n_steps=config.get("n_steps", 10), head=config.get("head", False),
+                 pool=config.get("pool", "points"), backend=backend, checkpoint_every=checkpoint_every, **common,
+                 **config.get("options", {}))
+    _initial_circuit(model, config.get("init", {}))
+    return model
+
+
+#: ``init`` key -> (raw parameter it sets, couplings that have it; None: every coupling).
+_INIT_KEYS = {"leak_conductance": ("g_raw", None), "edge_conductance": ("G_raw", ("grid",))}
+
+
+def _initial_circuit(model, init):
+    """Set every layer's initial conductances to ``init``'s values (see the module docstring)."""
+    if not isinstance(init, dict) or set(init) - set(_INIT_KEYS):
+        raise ValueError(f"config['init'] must be a dict with keys among {sorted(_INIT_KEYS)}, got {init!r}")
+    for key, value in init.items():
+        value = check_positive_float(f"config['init'][{key!r}]", value)
+        name, couplings = _INIT_KEYS[key]
+        if couplings is not None and any(layer.spec.coupling not in couplings for layer in model.layers):
+            raise ValueError(f"config['init'][{key!r}] needs coupling in {list(couplings)} in every layer")
+        for layer in model.layers:
+            raw = softplus_inverse(value) if layer.spec.param == "positive" else value
+            layer.params[name][...] = raw

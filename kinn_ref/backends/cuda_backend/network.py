@@ -24,6 +24,8 @@ from .regroup import from_points, to_points
 
 def unsupported(model):
     """Why ``model`` cannot run on the device network, or None."""
+    if getattr(model, "pool", "points") != "points":
+        return f"its grid readout is pooled (pool={model.pool!r}), which the device network does not do"
     for prefix, module in model.modules():
         if not isinstance(module, (KINNLayer, Linear)):
             return f"{prefix} is a {type(module).__name__}, not a KINN or linear layer"
