@@ -14,11 +14,11 @@ import pytest
 import kinn_ref as kr
 from helpers import (COUPLING_CASES, check_backward_refuses_mismatches, check_tape_owns_its_inputs, make_case,
                      option_matrix, rel_error)
+from helpers import CUDA_TOLERANCE as TOLERANCE
 
 pytestmark = pytest.mark.skipif("cuda" not in kr.available_backends(),
                                 reason="cuda backend not usable here (no GPU, no simulator)")
 
-TOLERANCE = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 1e-5}  # SPEC section 3, GPU
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
-from helpers import rel_error
+from helpers import CUDA_TOLERANCE as TOLERANCE, rel_error
 from kinn_ref.scaleout.device_allreduce import SingleProcessSum
 from kinn_ref.scaleout.mpi import DistributedTrainingError
 from kinn_ref.training.trainer import Trainer
@@ -16,7 +16,6 @@ from kinn_ref.training.trainer import Trainer
 pytestmark = pytest.mark.skipif("cuda" not in kr.available_backends(),
                                 reason="cuda backend not usable here (no GPU, no simulator)")
 
-TOLERANCE = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 1e-5}
 
 
 class SingleRank:

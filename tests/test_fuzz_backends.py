@@ -14,14 +14,12 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
-from helpers import (COUPLING_CASES, INTEGRATOR_NAMES, PARAM_NAMES, READOUT_NAMES, TOLERANCE, is_default_kernel,
-                     make_case, rel_error)
+from helpers import (COUPLING_CASES, CUDA_TOLERANCE, INTEGRATOR_NAMES, PARAM_NAMES, READOUT_NAMES, TOLERANCE,
+                     is_default_kernel, make_case, rel_error)
 from kinn_ref.linear_analysis import max_stable_dt
 
 DEFAULT_SEEDS = range(6)
 SLOW_SEEDS = range(10, 310)
-#: The cuda backend's tolerance (SPEC section 3, GPU); numba is held to the suite's own (helpers.TOLERANCE).
-CUDA_TOLERANCE = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 1e-5}
 #: In the default run, cuda takes part where nodes x cells x steps is at most this (the simulator runs a
 #: Python thread per node and step, so the large draws are left to --runslow).
 SIMULATOR_WORK = 200

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
-from helpers import assert_close, default_kernel, random_params
-from test_fuzz_backends import CUDA_TOLERANCE
+from helpers import CUDA_TOLERANCE, assert_close, default_kernel, random_params
 
 SHAPES = ((1,), (1, 3), (3, 1))
 BOUNDARIES = ("periodic", "neumann", "dirichlet")
