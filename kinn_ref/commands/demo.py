@@ -226,9 +226,12 @@ def _train(rows, task, model, size, out, args, data, overrides):
 
 def _second_process_jobs(out, args, overrides):
     """The :class:`~kinn_ref.tasks.background.BackgroundWarmUp` ``train`` jobs of :data:`SECOND_PROCESS_RUNS`."""
-    return [{"task": t, "model": m, "size": _sizes(t, args.quick)[0], "data_size": _sizes(t, args.quick)[1],
-             "seed": args.seed, "out_dir": str(out / f"{t}-{m}"), "overrides": overrides}
-            for t, m in SECOND_PROCESS_RUNS]
+    jobs = []
+    for t, m in SECOND_PROCESS_RUNS:
+        size, data_size = _sizes(t, args.quick)
+        jobs.append({"task": t, "model": m, "size": size, "data_size": data_size, "seed": args.seed,
+                     "out_dir": str(out / f"{t}-{m}"), "overrides": overrides})
+    return jobs
 
 
 def _sizes(task_name, quick):
