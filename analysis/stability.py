@@ -204,9 +204,26 @@ def _boundary_coefficients(name):
     return [sympy.lambdify((s["x"], s["y"]), c, "numpy") for c in boundary_polynomial(name)]
 
 
-@functools.lru_cache(maxsize=None)
+#: ``R(z)`` of the integrators whose map depends on ``z`` alone, as NumPy code: the closed forms of
+#: :func:`stability_function` (``tests/test_analysis_stability.py`` checks that they agree), so that the
+#: divergence check of a layer's first pass does not import SymPy and derive them (0.7 s per process).
+_CLOSED_FORMS = {
+    "euler": lambda z: 1 + z,
+    "implicit": lambda z: 1 / (1 - z),
+    "rk4": lambda z: 1 + z * (1 + z * (1 / 2 + z * (1 / 6 + z / 24))),
+}
+
+
 def stability_function_numeric(name):
     """``R`` as a NumPy function: ``R(z)``, or ``R(w, z)`` for expeuler."""
+    if name in _CLOSED_FORMS:
+        return _CLOSED_FORMS[name]
+    return derived_stability_function_numeric(name)
+
+
+@functools.lru_cache(maxsize=None)
+def derived_stability_function_numeric(name):
+    """``R`` of :func:`stability_function` (the SymPy derivation) turned into a NumPy function."""
     import sympy
     s = symbols()
     args = (s["w"], s["z"]) if name == "expeuler" else (s["z"],)

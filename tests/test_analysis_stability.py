@@ -10,8 +10,9 @@ import sympy
 
 import kinn_ref as kr
 from kinn_ref.analysis.discrete_map import grid_laplacian
-from kinn_ref.analysis.stability import (cell_dt_max, dt_max_table, layer_cells, layer_dt_max, layer_spectral_radius,
-                                ray_exit, scale_conductances, unit_laplacian_eigenvalues)
+from kinn_ref.analysis.stability import (cell_dt_max, derived_stability_function_numeric, dt_max_table, layer_cells,
+                                         layer_dt_max, layer_spectral_radius, ray_exit, scale_conductances,
+                                         stability_function_numeric, unit_laplacian_eigenvalues)
 from kinn_ref.analysis.stability_functions import (boundary_polynomial, one_step_map, real_stability_limit,
                                           stability_function, symbols, uncoupled_dt_max,
                                           uncoupled_stability_function)
@@ -33,6 +34,15 @@ def test_stability_functions_derived_from_kcl():
     assert sympy.simplify(R - (sympy.exp(w) + (sympy.exp(w) - 1) / w * (z - w))) == 0
     assert sympy.simplify(uncoupled_stability_function("expeuler") - sympy.exp(z)) == 0
     assert sympy.limit(R, w, 0) == 1 + z            # nothing integrated exactly: explicit Euler
+
+
+def test_numeric_stability_functions_are_the_derived_ones():
+    """The NumPy closed forms the divergence check uses equal the SymPy derivation (and fail if one drifts)."""
+    zs = np.random.default_rng(5).standard_normal(50) * 3 + 1j * np.random.default_rng(6).standard_normal(50) * 3
+    for name in ("euler", "implicit", "rk4"):
+        fast, derived = stability_function_numeric(name)(zs), derived_stability_function_numeric(name)(zs)
+        np.testing.assert_allclose(fast, derived, rtol=1e-13, atol=0, err_msg=name)
+    assert stability_function_numeric("expeuler") is derived_stability_function_numeric("expeuler")
 
 
 def test_one_step_maps_are_consistent_with_the_ode():
