@@ -21,8 +21,11 @@ from ..functional import backward, forward  # noqa: E402
 from ..spec import LayerSpec  # noqa: E402
 from .gpu import GpuConfig, gpu_configs, make_inputs  # noqa: E402
 
-#: Cases besides the benchmark's: a second-order dense layer with RK4 and the derivative readout, an implicit grid.
+#: Cases besides the benchmark's: second-order uncoupled and dense layers with RK4 and the derivative readout,
+#: an implicit grid.
 EXTRA = {
+    "cell_rk4_deriv": LayerSpec(32, 256, order=2, coupling="none", integrator="rk4", readout="derivatives",
+                                n_steps=32),
     "dense_rk4_deriv": LayerSpec(32, 128, order=2, coupling="dense", integrator="rk4", readout="derivatives",
                                  n_steps=16),
     "grid_implicit": LayerSpec(4, 64, order=1, coupling="grid", grid_shape=(4096,), boundary="periodic",
