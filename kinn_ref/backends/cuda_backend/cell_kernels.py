@@ -22,7 +22,6 @@ from .slots import N_SLOTS, block_reducer
 cuda = cuda_module()
 
 CODES = {"linear": 0, "implicit": 1, "rk4": 2}
-READOUTS = {"last": 0, "cells": 1, "derivatives": 2}
 
 
 def launch_bounds():
@@ -34,11 +33,10 @@ def launch_bounds():
 
 
 @kernel_cache
-def cell_parts(dtype, K, integrator, D, readout):
+def cell_parts(dtype, K, integrator, D):
     """Device functions the fused kernels share (one node's cascade; see :func:`cell_kernels` for ``D``):
     ``load_node``, ``load_weights``, ``current``, ``step``, ``step_vjp``, ``write_readout``, ``readout_vjp``,
-    ``all_finite``, ``report_nonfinite``. ``readout`` (a code of :data:`READOUTS`) picks the readout functions
-    here, so a kernel compiles only its own readout (the ``derivatives`` adjoint is most of a kernel's code)."""
+    ``all_finite``, ``report_nonfinite``."""
     code = CODES[integrator]
     m = cell_math(dtype, K)  # kernels may only reference device functions, not a namespace of them
     linear_step, linear_step_vjp = m.linear_step, m.linear_step_vjp
@@ -86,23 +84,18 @@ def cell_parts(dtype, K, integrator, D, readout):
             beta[k] = beta_[k, n]
 
     @cuda.jit(device=True, inline=True)
-    def write_last(V, I, y, b, t, n, N, C, g, leak, beta):
-        y[b, t, n] = V[K - 1]
-
-    @cuda.jit(device=True, inline=True)
-    def write_cells(V, I, y, b, t, n, N, C, g, leak, beta):
-        for k in range(K):
-            y[b, t, k * N + n] = V[k]
-
-    @cuda.jit(device=True, inline=True)
-    def write_derivatives(V, I, y, b, t, n, N, C, g, leak, beta):
-        Z = cuda.local.array((K, K), nb)
-        derivatives(V, I, Z, C, g, leak, beta)
-        y[b, t, n] = V[K - 1]
-        for j in range(K):
-            y[b, t, (j + 1) * N + n] = Z[j, K - 1]
-
-    write_readout = (write_last, write_cells, write_derivatives)[readout]
+    def write_readout(V, I, y, b, t, n, N, readout, C, g, leak, beta):
+        if readout == 0:
+            y[b, t, n] = V[K - 1]
+        elif readout == 1:
+            for k in range(K):
+                y[b, t, k * N + n] = V[k]
+        else:
+            Z = cuda.local.array((K, K), nb)
+            derivatives(V, I, Z, C, g, leak, beta)
+            y[b, t, n] = V[K - 1]
+            for j in range(K):
+                y[b, t, (j + 1) * N + n] = Z[j, K - 1]
 
     @cuda.jit(device=True, inline=True)
     def step_vjp(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc):
@@ -113,24 +106,18 @@ def cell_parts(dtype, K, integrator, D, readout):
         return rk4_step_vjp(Vo, I, dt, dV, C, g, leak, beta, acc)
 
     @cuda.jit(device=True, inline=True)
-    def last_vjp(V, I, dy, b, t, n, N, dV, C, g, leak, beta, acc):
-        dV[K - 1] += dy[b, t, n]
-        return zero
-
-    @cuda.jit(device=True, inline=True)
-    def cells_vjp(V, I, dy, b, t, n, N, dV, C, g, leak, beta, acc):
-        for k in range(K):
-            dV[k] += dy[b, t, k * N + n]
-        return zero
-
-    @cuda.jit(device=True, inline=True)
-    def derivatives_readout_vjp(V, I, dy, b, t, n, N, dV, C, g, leak, beta, acc):
+    def readout_vjp(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc):
+        if readout == 0:
+            dV[K - 1] += dy[b, t, n]
+            return zero
+        if readout == 1:
+            for k in range(K):
+                dV[k] += dy[b, t, k * N + n]
+            return zero
         blocks = cuda.local.array(K1, nb)
         for j in range(K + 1):
             blocks[j] = dy[b, t, j * N + n]
         return derivatives_vjp(V, I, blocks, dV, C, g, leak, beta, acc)
-
-    readout_vjp = (last_vjp, cells_vjp, derivatives_readout_vjp)[readout]
 
     first_nonfinite = m.first_nonfinite
 
@@ -157,14 +144,13 @@ def cell_parts(dtype, K, integrator, D, readout):
 
 
 @kernel_cache
-def cell_kernels(dtype, K, integrator, D, readout):
-    """``(forward, backward)`` kernels for ``K`` cells, ``integrator`` in ``"linear", "implicit", "rk4"`` and
-    ``readout`` a code of :data:`READOUTS`.
+def cell_kernels(dtype, K, integrator, D):
+    """``(forward, backward)`` kernels for ``K`` cells, ``integrator`` in ``"linear", "implicit", "rk4"``.
 
     ``D`` > 0: the kernels project ``D`` input features themselves (a thread keeps its node's row of ``W`` in
     registers); ``D = 0``: they read the projected current from a buffer.
     """
-    p = cell_parts(dtype, K, integrator, D, readout)
+    p = cell_parts(dtype, K, integrator, D)
     load_node, load_weights, current, step = p.load_node, p.load_weights, p.current, p.step
     step_vjp, write_readout, readout_vjp = p.step_vjp, p.write_readout, p.readout_vjp
     all_finite, report_nonfinite = p.all_finite, p.report_nonfinite
@@ -179,7 +165,7 @@ def cell_kernels(dtype, K, integrator, D, readout):
 
     @cuda.jit(**bounds)
     def forward(x, Wt, bvec, Ibuf, seq, n0, n1, T, dt, Ystart, has_start, c1_, c2_, C_, g_, leak_, beta_,
-                store, every, y, ret_seq, flag):
+                store, every, y, readout, ret_seq, flag):
         N = c1_.shape[1]
         n = cuda.blockIdx.x * TX + cuda.threadIdx.x
         if n >= N:
@@ -214,8 +200,10 @@ def cell_kernels(dtype, K, integrator, D, readout):
                     j += 1
                     if phase == every:
                         phase = 0
-                if ret_seq or s + 1 == T:  # one call site: the readout is inlined once
-                    write_readout(V, I, y, b, s if ret_seq else 0, n, N, C, g, leak, beta)
+                if ret_seq:
+                    write_readout(V, I, y, b, s, n, N, readout, C, g, leak, beta)
+                elif s + 1 == T:
+                    write_readout(V, I, y, b, 0, n, N, readout, C, g, leak, beta)
             if not all_finite(V):  # rare: replay the row to find its first non-finite step
                 I = zero if seq else current(x, Wn, bn, Ibuf, b, 0, n)
                 report_nonfinite(V, I, x, Wn, bn, Ibuf, seq, b, n, n0, n1, Ystart, has_start, dt, c1, c2, C, g,
@@ -224,7 +212,7 @@ def cell_kernels(dtype, K, integrator, D, readout):
 
     @cuda.jit(**bounds)
     def backward(x, Wt, bvec, Ibuf, seq, n0, n1, T, dt, Ystart, has_start, dYend, has_dYend,
-                 c1_, c2_, C_, g_, leak_, beta_, dy, ret_seq, dYstart, write_dYstart, dI, accumulate_dI,
+                 c1_, c2_, C_, g_, leak_, beta_, dy, readout, ret_seq, dYstart, write_dYstart, dI, accumulate_dI,
                  partial):
         N = c1_.shape[1]
         B = x.shape[0]
@@ -287,9 +275,10 @@ def cell_kernels(dtype, K, integrator, D, readout):
                         if seq:
                             I = current(x, Wn, bn, Ibuf, b, s, n)
                         dIs = zero
-                        if ret_seq or s + 1 == T:  # one call site: the readout's adjoint is inlined once
-                            dIs += readout_vjp(seg[i + 1], I, dy, b, s if ret_seq else 0, n, N, dV, C, g, leak,
-                                               beta, acc)
+                        if ret_seq:
+                            dIs += readout_vjp(seg[i + 1], I, dy, b, s, n, N, readout, dV, C, g, leak, beta, acc)
+                        elif s + 1 == T:
+                            dIs += readout_vjp(seg[i + 1], I, dy, b, 0, n, N, readout, dV, C, g, leak, beta, acc)
                         dIs += step_vjp(seg[i], seg[i + 1], I, dt, dV, c1, c2, C, g, leak, beta, acc)
                         if seq:
                             dI[b, s, n] = dIs
@@ -316,9 +305,8 @@ def fused_projection(in_features):
     return in_features <= config.FUSED_PROJECTION_MAX_D
 
 
-def kernels_for(dtype, K, integrator, in_features, readout):
-    """``(forward, backward, fused)``: :func:`cell_kernels` for a layer with ``in_features`` inputs and
-    readout ``readout`` (a name)."""
+def kernels_for(dtype, K, integrator, in_features):
+    """``(forward, backward, fused)``: :func:`cell_kernels` for a layer with ``in_features`` inputs."""
     fused = fused_projection(in_features)
-    fwd, bwd = cell_kernels(dtype, K, integrator, in_features if fused else 0, READOUTS[readout])
+    fwd, bwd = cell_kernels(dtype, K, integrator, in_features if fused else 0)
     return fwd, bwd, fused

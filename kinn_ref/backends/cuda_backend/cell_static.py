@@ -71,9 +71,9 @@ def backward_source(T, seg, ret_seq):
         for i in reversed(range(length)):  # and differentiated, latest step first
             s = first + i
             if ret_seq:
-                put(f"dIsum += readout_vjp(S{i + 1}, I, dy, b, {s}, n, N, dV, C, g, leak, beta, acc)")
+                put(f"dIsum += readout_vjp(S{i + 1}, I, dy, b, {s}, n, N, READOUT, dV, C, g, leak, beta, acc)")
             elif s + 1 == T:
-                put(f"dIsum += readout_vjp(S{i + 1}, I, dy, b, 0, n, N, dV, C, g, leak, beta, acc)")
+                put(f"dIsum += readout_vjp(S{i + 1}, I, dy, b, 0, n, N, READOUT, dV, C, g, leak, beta, acc)")
             put(f"dIsum += step_vjp(S{i}, S{i + 1}, I, dt, dV, c1, c2, C, g, leak, beta, acc)")
     put("if write_dYstart:")
     put("    for k in range(K):")
@@ -132,7 +132,7 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
     """
     if D < 1:
         raise ValueError(f"D must be >= 1 (the kernels project the input themselves), got {D}")
-    p = cell_parts(dtype, K, integrator, D, readout)
+    p = cell_parts(dtype, K, integrator, D)
     load_node, load_weights, current, step = p.load_node, p.load_weights, p.current, p.step
     step_vjp, write_readout, readout_vjp = p.step_vjp, p.write_readout, p.readout_vjp
     all_finite, report_nonfinite = p.all_finite, p.report_nonfinite
@@ -166,9 +166,9 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
             for s in range(T):
                 step(V, I, dt, c1, c2, C, g, leak, beta)
                 if ret_seq:
-                    write_readout(V, I, y, b, s, n, N, C, g, leak, beta)
+                    write_readout(V, I, y, b, s, n, N, readout, C, g, leak, beta)
             if not ret_seq:
-                write_readout(V, I, y, b, 0, n, N, C, g, leak, beta)
+                write_readout(V, I, y, b, 0, n, N, readout, C, g, leak, beta)
             if not all_finite(V):  # rare: replay the row to find its first non-finite step
                 report_nonfinite(V, I, x, Wn, bn, x, False, b, n, 0, T, Ystart, has_start, dt, c1, c2, C, g,
                                  leak, beta, flag)
@@ -186,10 +186,10 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
         return step_vjp(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc)
 
     @nvvm_inlined()
-    def readout_vjp_w(V, I, dy, b, t, n, N, dV, C, g, leak, beta, acc):
-        return readout_vjp(V, I, dy, b, t, n, N, dV, C, g, leak, beta, acc)
+    def readout_vjp_w(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc):
+        return readout_vjp(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc)
 
-    namespace = dict(cuda=cuda, K=K, D=D, D1=D + 1, T=T, TX=TX, TY=TY, N_SLOTS=N_SLOTS, nb=nb,
+    namespace = dict(cuda=cuda, K=K, D=D, D1=D + 1, T=T, TX=TX, TY=TY, N_SLOTS=N_SLOTS, READOUT=readout, nb=nb,
                      zero=zero, load_node=load_node, load_weights=load_weights, current=current, step=step_w,
                      step_vjp=step_vjp_w, readout_vjp=readout_vjp_w, block_reduce=block_reducer(dtype, K),
                      proj_reduce=block_reducer(dtype, 1, D + 1))

@@ -10,13 +10,14 @@ from types import SimpleNamespace
 
 from . import cell_static
 from . import gemm as mm
-from .cell_kernels import READOUTS, kernels_for, span_capacity
+from .cell_kernels import kernels_for, span_capacity
 from .device import empty, new_flag, node_grid, scalar, transposed, zeros
 from .projection import project
 from .slots import N_SLOTS
 from .spans import groups, n_stores, spans, store_index, stored_states
 
 KINDS = {"euler": "linear", "expeuler": "linear", "implicit": "implicit", "rk4": "rk4"}
+READOUTS = {"last": 0, "cells": 1, "derivatives": 2}
 
 
 def _inputs(spec, x, sequence, T):
@@ -63,7 +64,7 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
                          V0 is not None, consts.c1, consts.c2, circuit.C, circuit.g, circuit.leak, circuit.beta,
                          y, flag)
         return y, {0: V0}, SimpleNamespace(currents=None, weights=weights, static=True)
-    fwd, _, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features, spec.readout)
+    fwd, _, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
     Ibuf = _dummy(3, dtype) if fused else project(x3.reshape(B * Tin, spec.in_features), dp["W"],
                                                   dp["b"]).reshape(B, Tin, N)
     y = empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
@@ -71,7 +72,7 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     weights = transposed(dp["W"]) if fused else dp["W"]
     fwd[grid, block](x3, weights, dp["b"], Ibuf, sequence, 0, T, T, scalar(dtype, spec.dt),
                      V0 if V0 is not None else _dummy(3, dtype), V0 is not None, consts.c1, consts.c2, circuit.C,
-                     circuit.g, circuit.leak, circuit.beta, store, every, y,
+                     circuit.g, circuit.leak, circuit.beta, store, every, y, READOUTS[spec.readout],
                      spec.return_sequences, flag)
     states = {0: V0}
     states.update(stored_states(store, 0, T, every))
@@ -111,7 +112,7 @@ def backward(spec, tape, dy3):
         proj = mm.sum_splits(pproj, empty((D + 1, N), dtype))
         dW_db = (transposed(proj[:D]), proj[D])
         return _sums(partial, K, N, dtype), dI, (dY if tape.has_V0 else None), dW_db
-    fwd, bwd, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features, spec.readout)
+    fwd, bwd, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
     Ibuf = _dummy(3, dtype) if fused else tape.aux.currents
     cap = span_capacity()
     stops = dict(spans(T, cap))
@@ -126,12 +127,12 @@ def backward(spec, tape, dy3):
             Ys = tape.states[source]
             sub = empty((n_stores(source, later[-1], cap), B, K, N), dtype)
             fwd[grid, block](*common, source, later[-1], -1, dt, Ys if Ys is not None else dummy3, Ys is not None,
-                             *consts_args, sub, cap, dummy3, False, new_flag())  # T = -1: no readout
+                             *consts_args, sub, cap, dummy3, 0, False, new_flag())  # T = -1: no readout
             start_states.update({s: sub[store_index(s, source, cap)] for s in later})
         for n0 in reversed(starts):
             Ystart = start_states[n0]
             bwd[grid, block](*common, n0, stops[n0], T, dt, Ystart if Ystart is not None else dummy3,
-                             Ystart is not None, dY, not first, *consts_args, dy3,
+                             Ystart is not None, dY, not first, *consts_args, dy3, READOUTS[spec.readout],
                              spec.return_sequences, dY, n0 > 0 or tape.has_V0, dI, not first, partial)
             first = False
     return _sums(partial, K, N, dtype), dI, (dY if tape.has_V0 else None)
