@@ -230,6 +230,8 @@ def kernel_resources():
         for key, built in builder.cache.items():
             for kern in kernels_in(built):
                 for ovl in kern.overloads.values():
+                    if not hasattr(ovl, "regs_per_thread"):
+                        continue  # a device function compiled in this process: part of the kernels that call it
                     out.append({"builder": name.rsplit(".", 2)[-2] + "." + name.rsplit(".", 1)[-1],
                                 "kernel": kern.__name__, "key": repr(key[0]), "registers": ovl.regs_per_thread,
                                 "local_bytes": ovl.local_mem_per_thread, "shared_bytes": ovl.shared_mem_per_block})
