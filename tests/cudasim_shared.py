@@ -7,26 +7,26 @@ computes wrong values. The window is rare at Python's default 5 ms switch interv
 interval the tests use; holding a lock over the look-up and the store makes every thread of a block get the
 same array, as on a GPU. Dynamic shared memory (``shape == 0``) is one buffer per block already.
 """
+import sys
 import threading
+
+import numpy as np
 
 
 def make_shared_arrays_thread_safe():
     """Replace ``FakeCUDAShared.array`` by the same allocation (by call site; dynamic memory from the block's
     buffer) under a lock."""
-    import sys
-
-    import numpy as np
     from numba.cuda.simulator import kernelapi
 
     shared = kernelapi.FakeCUDAShared
     if getattr(shared.array, "locked", False):
         return
-    dynamic = shared.array
+    original = shared.array
     lock = threading.Lock()
 
     def array(self, shape, dtype, alignment=None):
         if shape == 0 or alignment is not None:
-            return dynamic(self, shape, dtype, alignment)
+            return original(self, shape, dtype, alignment)  # one buffer per block, or refused
         if isinstance(dtype, kernelapi.types.Type):
             dtype = kernelapi.numpy_support.as_dtype(dtype)
         frame = sys._getframe(1)

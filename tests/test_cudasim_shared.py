@@ -7,29 +7,29 @@ from numba import cuda
 
 pytestmark = pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1", reason="simulator only")
 
+N = 48  # threads of a block, and the length of each shared array
+
 
 def test_every_thread_of_a_block_shares_each_static_array_and_two_arrays_do_not_alias():
-    n = 48
-
     @cuda.jit
     def kernel(out):
-        a = cuda.shared.array(48, np.float64)
-        b = cuda.shared.array(48, np.float64)
+        a = cuda.shared.array(N, np.float64)
+        b = cuda.shared.array(N, np.float64)
         t = cuda.threadIdx.x
         a[t] = t
         b[t] = 2.0 * t
         cuda.syncthreads()
         sa = 0.0
         sb = 0.0
-        for i in range(48):
+        for i in range(N):
             sa += a[i]
             sb += b[i]
         out[cuda.blockIdx.x, t, 0] = sa
         out[cuda.blockIdx.x, t, 1] = sb
 
-    out = np.zeros((2, n, 2))
+    out = np.zeros((2, N, 2))
     for _ in range(3):
-        kernel[2, n](out)
-        total = n * (n - 1) / 2
+        kernel[2, N](out)
+        total = N * (N - 1) / 2
         np.testing.assert_array_equal(out[..., 0], total)
         np.testing.assert_array_equal(out[..., 1], 2 * total)

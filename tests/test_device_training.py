@@ -141,12 +141,16 @@ def test_device_step_equals_host_trainer(config, loss, settings, dtype):
             assert rel_error(device.optimizer.slots[slot][k], v) <= tol * (2 if slot == "v" else 1), (slot, k)
 
 
+@pytest.mark.parametrize("layer,n_kinn", [
+    (KINN_HEAD_CELLS, 6),                                       # W, b, C_raw, g_raw, leak, beta
+    pytest.param(KINN_HEAD, 7, marks=pytest.mark.slow)],        # and the dense coupling's G_raw
+    ids=["cells", "dense"])
 @pytest.mark.parametrize("guard", [False, True])
-def test_copies_per_step(guard):
+def test_copies_per_step(guard, layer, n_kinn):
     """One copy to the host per step (the report); none to the device once the data and the epoch's order are
     there; with the guard, also one per KINN parameter (the guard reads them on the host)."""
     from kinn_ref.backends.cuda_backend.transfers import count_transfers
-    config = dict(KINN_HEAD_CELLS, hidden_dims=[])
+    config = dict(layer, hidden_dims=[])
     x, y = _data(config, "mse", np.random.default_rng(1))
     trainer = device_trainer(config, loss="mse", batch_size=4, guard=guard)
     order = np.arange(8)
@@ -157,7 +161,7 @@ def test_copies_per_step(guard):
     kinn = len(trainer.network.kinn_names()) if guard else 0
     assert count.to_device == 0, count.events
     assert count.to_host == 2 * (1 + kinn), count.events
-    assert kinn == 0 or kinn == 6           # one layer of cells: W, b, C_raw, g_raw, leak, beta
+    assert kinn == (n_kinn if guard else 0)
 
 
 def test_warm_up_pass_changes_nothing():
