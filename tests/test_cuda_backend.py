@@ -172,9 +172,15 @@ STATIC_CASES = [
 
 
 @pytest.mark.parametrize("integrator,readout,order,return_sequences,with_V0,n_steps,dtype", STATIC_CASES)
-def test_static_input_kernels_built_for_T(integrator, readout, order, return_sequences, with_V0, n_steps, dtype):
+def test_static_input_kernels_built_for_T(monkeypatch, integrator, readout, order, return_sequences, with_V0,
+                                          n_steps, dtype):
     """Static input, at most ``CELL_STATIC_MAX_T`` steps: the kernels of ``cell_static`` (all steps written
-    out, segments of ``CELL_STATIC_SEGMENT``, a ragged last segment), and none with ``checkpoint_every``."""
+    out, segments of ``CELL_STATIC_SEGMENT``, a ragged last segment), and none with ``checkpoint_every``.
+    RK4 and the ``derivatives`` readout, which run on the span kernels by default, are let onto them through
+    the tunables."""
+    from kinn_ref.backends.cuda_backend import config
+    monkeypatch.setattr(config, "CELL_STATIC_INTEGRATORS", ("linear", "implicit", "rk4"))
+    monkeypatch.setattr(config, "CELL_STATIC_READOUTS", ("last", "cells", "derivatives"))
     spec, params, x, V0 = make_case("none", integrator, readout, order=order, return_sequences=return_sequences,
                                     with_V0=with_V0, n_steps=n_steps, batch=3, dtype=dtype, seed=n_steps)
     tape, grads = check_against_reference(spec, params, x, V0)
@@ -183,6 +189,17 @@ def test_static_input_kernels_built_for_T(integrator, readout, order, return_seq
     assert not tape_c.aux.static and n_steps in tape_c.states
     for k in grads:
         assert rel_error(grads_c[k], grads[k]) <= TOLERANCE[np.dtype(dtype)], k
+
+
+@pytest.mark.parametrize("integrator,readout,static", [
+    ("euler", "last", True), ("expeuler", "cells", True), ("implicit", "last", True), ("rk4", "last", False),
+    ("expeuler", "derivatives", False)])
+def test_static_kernels_are_chosen_by_integrator_and_readout(integrator, readout, static):
+    """By default a short static input runs on ``cell_static`` for the single-stage integrators read out as
+    states only."""
+    spec, params, x, V0 = make_case("none", integrator, readout, order=2, n_steps=2, batch=2)
+    _, tape = kr.forward(spec, params, x, V0, backend="cuda")
+    assert tape.aux.static is static
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ..launch_warnings import quiet_launches
-from .compat import cuda_module
+from .compat import cuda_module, nvvm_inlined
 from .device import empty, flat, kernel_cache, launch_1d
 from .devmath import scalar_functions
 
@@ -25,35 +25,35 @@ def _activation_kernels(name, dtype):
     softplus, sigmoid = fn.softplus, fn.sigmoid
 
     if name == "relu":
-        @cuda.jit(device=True, inline=True)
+        @nvvm_inlined()
         def value(z):
             return zero if z <= zero else z      # NaN stays NaN, as in numpy.maximum
 
-        @cuda.jit(device=True, inline=True)
+        @nvvm_inlined()
         def vjp(dy, z, fz):
             return dy * (one if z > zero else zero)
     elif name == "tanh":
-        @cuda.jit(device=True, inline=True)
+        @nvvm_inlined()
         def value(z):
             return math.tanh(z)
 
-        @cuda.jit(device=True, inline=True)
+        @nvvm_inlined()
         def vjp(dy, z, fz):
             return dy * (one - fz * fz)
     elif name == "sigmoid":
-        @cuda.jit(device=True, inline=True)
+        @nvvm_inlined()
         def value(z):
             return sigmoid(z)
 
-        @cuda.jit(device=True, inline=True)
+        @nvvm_inlined()
         def vjp(dy, z, fz):
             return dy * fz * (one - fz)
     elif name == "softplus":
-        @cuda.jit(device=True, inline=True)
+        @nvvm_inlined()
         def value(z):
             return softplus(z)
 
-        @cuda.jit(device=True, inline=True)
+        @nvvm_inlined()
         def vjp(dy, z, fz):
             return dy * sigmoid(z)
     else:

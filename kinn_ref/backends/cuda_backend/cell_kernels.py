@@ -15,7 +15,7 @@ import numpy as np
 
 from . import config
 from .cell_math import cell_math
-from .compat import cuda_module, simulator_active
+from .compat import cuda_module, simulator_active, nvvm_inlined
 from .device import kernel_cache
 from .slots import N_SLOTS, block_reducer
 
@@ -48,14 +48,14 @@ def cell_parts(dtype, K, integrator, D):
     nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
     K1 = K + 1  # local array shapes must be compile-time literals
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def load_weights(Wt, bvec, n, Wn):
         """Node ``n``'s row of ``W`` into ``Wn`` (read from ``Wt = W^T``: coalesced); returns ``b[n]``."""
         for d in range(D):
             Wn[d] = Wt[d, n]
         return bvec[n] if D > 0 else zero
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def current(x, Wn, bn, Ibuf, b, t, n):
         if D > 0:
             s = bn
@@ -64,7 +64,7 @@ def cell_parts(dtype, K, integrator, D):
             return s
         return Ibuf[b, t, n]
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def step(V, I, dt, c1, c2, C, g, leak, beta):
         if code == 0:
             linear_step(V, I, c1, c2, leak, beta)
@@ -73,7 +73,7 @@ def cell_parts(dtype, K, integrator, D):
         else:
             rk4_step(V, I, dt, C, g, leak, beta)
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def load_node(n, c1_, c2_, C_, g_, leak_, beta_, c1, c2, C, g, leak, beta):
         for k in range(K):
             c1[k] = c1_[k, n]
@@ -83,7 +83,7 @@ def cell_parts(dtype, K, integrator, D):
             leak[k] = leak_[k, n]
             beta[k] = beta_[k, n]
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def write_readout(V, I, y, b, t, n, N, readout, C, g, leak, beta):
         if readout == 0:
             y[b, t, n] = V[K - 1]
@@ -97,7 +97,7 @@ def cell_parts(dtype, K, integrator, D):
             for j in range(K):
                 y[b, t, (j + 1) * N + n] = Z[j, K - 1]
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def step_vjp(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc):
         if code == 0:
             return linear_step_vjp(Vo, I, dV, c1, c2, beta, acc)
@@ -105,7 +105,7 @@ def cell_parts(dtype, K, integrator, D):
             return implicit_step_vjp(Vo, Vn, I, dV, c1, c2, beta, acc)
         return rk4_step_vjp(Vo, I, dt, dV, C, g, leak, beta, acc)
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def readout_vjp(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc):
         if readout == 0:
             dV[K - 1] += dy[b, t, n]
@@ -121,7 +121,7 @@ def cell_parts(dtype, K, integrator, D):
 
     first_nonfinite = m.first_nonfinite
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def report_nonfinite(V, I, x, Wn, bn, Ibuf, seq, b, n, n0, n1, Ystart, has_start, dt, c1, c2, C, g, leak,
                          beta, flag):
         """Replay row ``b`` of a launch over steps ``n0..n1`` (rare: its end state was not finite) and record

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .compat import cuda_module
+from .compat import cuda_module, nvvm_inlined
 from .device import kernel_cache
 from .slots import RHS
 
@@ -28,7 +28,7 @@ def cell_math(dtype, K):
     w = tuple(f(x) for x in RK4_WEIGHTS)
     nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def all_finite(V):
         ok = True
         for k in range(K):
@@ -36,7 +36,7 @@ def cell_math(dtype, K):
                 ok = False
         return ok
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def first_nonfinite(V):
         for k in range(K):
             if not math.isfinite(V[k]):
@@ -44,14 +44,14 @@ def cell_math(dtype, K):
         return -1
 
     # ---- euler / expeuler: V_k <- E_k V_k + p_k (u_k - leak_k)  (eqs. 12-13 with A = 0)
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def linear_step(V, I, c1, c2, leak, beta):
         for kk in range(K):
             k = K - 1 - kk  # downwards, so the drive beta_k V_{k-1} uses the old V_{k-1}
             u = I if k == 0 else beta[k] * V[k - 1]
             V[k] = c1[k] * V[k] + c2[k] * (u - leak[k])
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def linear_step_vjp(V, I, dV, c1, c2, beta, acc):
         """``dV`` in: cotangent of the new state; out: of the old one ``V``. Returns ``dI`` (eq. 28)."""
         for k in range(K):
@@ -66,13 +66,13 @@ def cell_math(dtype, K):
         return dI
 
     # ---- implicit: (C_k/dt + g_k) V_k' = (C_k/dt) V_k - leak_k + u_k'  (eq. 15 with A = 0)
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def implicit_step(V, I, c1, c2, leak, beta):
         for k in range(K):
             u = I if k == 0 else beta[k] * V[k - 1]  # V[k-1] is already the new value
             V[k] = c2[k] * (c1[k] * V[k] - leak[k] + u)
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def implicit_step_vjp(V, Vn, I, dV, c1, c2, beta, acc):
         """``c1 = C/dt``, ``c2 = 1/(C/dt + g)``; ``Vn`` the new state. Returns ``dI`` (eq. 30)."""
         dI = zero
@@ -91,7 +91,7 @@ def cell_math(dtype, K):
         return dI
 
     # ---- right-hand side F (eqs. 1-3 with A = 0) and its adjoint (eq. 26)
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def rhs(S, I, out, affine, C, g, leak, beta):
         for k in range(K):
             cur = -g[k] * S[k]
@@ -103,7 +103,7 @@ def cell_math(dtype, K):
                 cur += beta[k] * S[k - 1]
             out[k] = cur / C[k]
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def rhs_vjp(S, I, dF, dS, affine, C, g, leak, beta, acc):
         """``dS = (dF/dS)^T dF`` (overwritten); gradient sums into ``acc``; returns ``dI``."""
         dI = zero
@@ -131,7 +131,7 @@ def cell_math(dtype, K):
         return dI
 
     # ---- rk4 (eq. 16) and its adjoint (eq. 31)
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def rk4_step(V, I, dt, C, g, leak, beta):
         S = cuda.local.array(K, nb)
         F = cuda.local.array(K, nb)
@@ -148,7 +148,7 @@ def cell_math(dtype, K):
         for k in range(K):
             V[k] = V[k] + dt * tot[k]
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def rk4_step_vjp(V, I, dt, dV, C, g, leak, beta, acc):
         """``dV`` in: cotangent of the new state; out: of ``V``. Returns ``dI``."""
         S = cuda.local.array((4, K), nb)
@@ -176,14 +176,14 @@ def cell_math(dtype, K):
         return dI
 
     # ---- derivative readout (eq. 20) and its adjoint (eq. 32)
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def derivatives(V, I, Z, C, g, leak, beta):
         """``Z[m]`` = ``Y^(m+1)``, m = 0..K-1 (K x K local array)."""
         rhs(V, I, Z[0], True, C, g, leak, beta)
         for m in range(1, K):
             rhs(Z[m - 1], I, Z[m], False, C, g, leak, beta)
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def derivatives_vjp(V, I, dblocks, dV, C, g, leak, beta, acc):
         """Add the cotangent of ``V`` to ``dV`` for readout cotangents ``dblocks`` (K+1); returns ``dI``."""
         Z = cuda.local.array((K, K), nb)

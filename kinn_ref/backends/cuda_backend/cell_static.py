@@ -25,10 +25,12 @@ from .slots import N_SLOTS, block_reducer
 cuda = cuda_module()
 
 
-def eligible(spec, sequence, T, explicit_interval):
+def eligible(spec, kind, sequence, T, explicit_interval):
     """Whether a pass runs on these kernels: static input projected in the kernel, at most
-    ``CELL_STATIC_MAX_T`` steps, and no states asked for (``checkpoint_every`` not given)."""
+    ``CELL_STATIC_MAX_T`` steps, an integrator ``kind`` in ``CELL_STATIC_INTEGRATORS`` and a readout in
+    ``CELL_STATIC_READOUTS``, and no states asked for (``checkpoint_every`` not given)."""
     return (not sequence and not explicit_interval and T <= config.CELL_STATIC_MAX_T
+            and kind in config.CELL_STATIC_INTEGRATORS and spec.readout in config.CELL_STATIC_READOUTS
             and fused_projection(spec.in_features))
 
 

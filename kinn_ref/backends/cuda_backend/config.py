@@ -25,6 +25,12 @@ CELL_MIN_BLOCKS = None if _SIM else 2
 #: Static inputs of at most CELL_STATIC_MAX_T steps run on kernels built for their T (:mod:`.cell_static`), whose
 #: backward keeps a checkpoint every CELL_STATIC_SEGMENT steps and the states of one segment in registers.
 CELL_STATIC_MAX_T = 64
+#: ... and only for these integrator kinds (of :data:`.family_cell.KINDS`) and readouts. Measured on an H200
+#: (docs/benchmarks.md, 2026-12-04), the written-out backward pays for one-stage steps read out at the last cell
+#: (2.5x faster than the span kernels) but is slower to run and to build for RK4 (21.1 against 19.8 ms, first
+#: call 41 against 15 s) and for the ``derivatives`` readout (8.4 against 5.8 ms, 19 against 13 s).
+CELL_STATIC_INTEGRATORS = ("linear", "implicit")
+CELL_STATIC_READOUTS = ("last", "cells")
 CELL_STATIC_SEGMENT = 2 if _SIM else 8
 #: The fused ``none`` kernels compute the input projection themselves up to this many input features (above,
 #: it is one matrix product before the kernels).
@@ -56,7 +62,8 @@ PERSISTENT_MAX_SHARED = 220 * 1024
 INVERSE_BLOCK = 4 if _SIM else 256
 
 _NAMES = ("NODE_BLOCK", "THREADS_PER_SM", "CELL_SEGMENT", "CELL_CHECKPOINTS", "CELL_MIN_BLOCKS",
-          "CELL_STATIC_MAX_T", "CELL_STATIC_SEGMENT",
+          "CELL_STATIC_MAX_T", "CELL_STATIC_INTEGRATORS", "CELL_STATIC_READOUTS",
+          "CELL_STATIC_SEGMENT",
           "FUSED_PROJECTION_MAX_D", "GEMM_TILE", "GEMM_NARROW_TILE", "GEMM_SPLIT_MIN",
           "PROJECTION_THIN_MAX_D", "PROJECTION_TILE", "FLAT_BLOCK", "PERSISTENT_MAX_N",
           "PERSISTENT_GROUPS", "PERSISTENT_ROWS", "PERSISTENT_SPAN", "PERSISTENT_MAX_SHARED",

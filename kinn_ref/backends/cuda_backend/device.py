@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from . import config, disk_cache
-from .compat import cuda_module, simulator_active
+from .compat import cuda_module, simulator_active, nvvm_inlined
 
 cuda = cuda_module()
 
@@ -14,7 +14,7 @@ cuda = cuda_module()
 BUILDERS = {}
 
 
-@cuda.jit(device=True, inline=True)
+@nvvm_inlined()
 def block_sum(red, tid):
     """Sum the shared array ``red`` of the block (one entry per thread, a power-of-two length) into ``red[0]``,
     pairwise in a fixed order (the tree of every reduction kernel here); every thread of the block calls it."""

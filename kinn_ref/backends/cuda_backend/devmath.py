@@ -10,7 +10,7 @@ import numpy as np
 
 from kinn_ref.integrators import _PHI1_SERIES
 
-from .compat import cuda_module
+from .compat import cuda_module, nvvm_inlined
 from .device import kernel_cache
 
 cuda = cuda_module()
@@ -24,23 +24,23 @@ def scalar_functions(dtype):
     series = tuple(f(c) for c in _PHI1_SERIES)
     n_series = len(series)
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def softplus(z):
         """``log(1 + exp(z))`` as ``max(z, 0) + log1p(exp(-|z|))`` (twin of parameterization.softplus)."""
         return max(z, zero) + math.log1p(math.exp(-abs(z)))
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def sigmoid(z):
         """``softplus'(z)`` without overflow (twin of parameterization.softplus_grad)."""
         e = math.exp(-abs(z))
         return one / (one + e) if z >= zero else e / (one + e)
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def phi1(a):
         """``-expm1(-a)/a``, 1 at 0 (twin of integrators.phi1)."""
         return one if a == zero else -math.expm1(-a) / a
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def phi1_grad(a):
         """``(exp(-a) - phi1(a))/a``; Horner series below 0.1 (twin of integrators.phi1_grad)."""
         if abs(a) < small:

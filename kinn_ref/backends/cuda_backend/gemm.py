@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import config
-from .compat import cuda_module
+from .compat import cuda_module, nvvm_inlined
 from .device import flat, kernel_cache, launch_1d, multiprocessors, scalar
 
 cuda = cuda_module()
@@ -79,7 +79,7 @@ def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
     nb_dtype = {4: np.float32, 8: np.float64}[itemsize]
     U = np.uint32
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def load_a(A, base, sAm, sAk, m0, kt, M, k1, e):
         if a_k_contiguous:
             kk = e % BK
@@ -93,7 +93,7 @@ def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
             return A[base + gm * sAm + gk * sAk]
         return zero
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def load_b(B, base, sBk, sBn, n0, kt, N, k1, e):
         if b_k_contiguous:
             kk = e % BK
@@ -107,19 +107,19 @@ def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
             return B[base + gk * sBk + gn * sBn]
         return zero
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def a_slot(e):
         if a_k_contiguous:
             return e % BK, e // BK
         return e // BM, e % BM
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def b_slot(e):
         if b_k_contiguous:
             return e % BK, e // BK
         return e // BN, e % BN
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def rank1(As, Bs, acol, bcol, af, bf, acc, kk):
         """``acc += As[kk, acol] (x) Bs[kk, bcol]``."""
         for i in range(TM):

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import config, gemm as mm
-from .compat import cuda_module
+from .compat import cuda_module, nvvm_inlined
 from .device import allow_shared, empty, kernel_cache, max_shared_per_block, multiprocessors, new_flag, zeros
 from .family_step import _currents
 from .slots import N_SLOTS
@@ -61,7 +61,7 @@ def _kernels(dtype, N):
     BIG = np.int32(2 ** 31 - 1)
     U = np.uint32  # shared-memory offsets of the inner loops: unsigned, so numba adds no negative-index wrap
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def spaced(first, scale, out):
         """``out[i] = (first + G*i) * scale``: a thread's rows (scale NP) or columns (scale 1) in a shared tile."""
         for i in range(out.shape[0]):

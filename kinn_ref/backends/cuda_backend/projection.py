@@ -15,7 +15,7 @@ import numpy as np
 
 from . import config
 from . import gemm as mm
-from .compat import cuda_module
+from .compat import cuda_module, nvvm_inlined
 from .device import empty, fill, kernel_cache, launch_1d, multiprocessors, zeros
 
 cuda = cuda_module()
@@ -45,7 +45,7 @@ def _thin_kernels(dtype, D):
     nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
     zero = np.dtype(dtype).type(0.0)
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def stage_x(x2, xs, r0, R):
         """Rows ``r0 .. r0+RT`` of ``x2`` into shared ``xs`` (zeros past ``R``)."""
         t = cuda.threadIdx.x

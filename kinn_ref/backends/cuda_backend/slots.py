@@ -19,7 +19,7 @@ slot    euler / expeuler (eq. 28)   implicit (eq. 30)             rhs adjoint, c
 import numpy as np
 
 from . import config
-from .compat import cuda_module, simulator_active
+from .compat import cuda_module, simulator_active, nvvm_inlined
 from .device import kernel_cache
 
 cuda = cuda_module()
@@ -44,7 +44,7 @@ def block_reducer(dtype, K, cols=N_SLOTS):
     # one kernel share it there: give them one shape (the loops below stop at ``total``)
     chunk = min(64, most) if simulator_active() else min(total, most)
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def block_reduce(acc, partial, n, active):
         red = cuda.shared.array((chunk, TY, TX), nb)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y

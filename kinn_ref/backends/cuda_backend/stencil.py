@@ -6,7 +6,7 @@ has ``n0 = 1, n1 = P``); node ``p*H + h`` with ``p = i0*n1 + i1``.
 """
 import numpy as np
 
-from .compat import cuda_module
+from .compat import cuda_module, nvvm_inlined
 from .device import kernel_cache
 
 cuda = cuda_module()
@@ -36,11 +36,11 @@ def stencil_functions(dtype):
     f = np.dtype(dtype).type
     zero, one, two = f(0.0), f(1.0), f(2.0)
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def val(X, sc, use_sc, b, k, i):
         return X[b, k, i] * sc[k, i] if use_sc else X[b, k, i]
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def axis(i, m, stride, base, bnd):
         """Neighbours and edge count along one axis: index ``i`` of ``m``, neighbours ``base +- stride``."""
         if bnd == 0:
@@ -56,7 +56,7 @@ def stencil_functions(dtype):
             cnt = two
         return lo, hi, cnt
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def neighbours(n, geo):
         H, n0, n1, two_d, bnd = geo
         p = n // H
@@ -68,12 +68,12 @@ def stencil_functions(dtype):
             cnt += c0
         return n - p * H, lo1, hi1, lo0, hi0, cnt, two_d
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def pair(X, sc, use_sc, b, k, lo, hi):
         a = val(X, sc, use_sc, b, k, lo) if lo >= 0 else zero
         return a + (val(X, sc, use_sc, b, k, hi) if hi >= 0 else zero)
 
-    @cuda.jit(device=True, inline=True)
+    @nvvm_inlined()
     def lap(X, sc, use_sc, b, k, n, nbr, full):
         acc = pair(X, sc, use_sc, b, k, nbr[1], nbr[2])
         if nbr[6]:

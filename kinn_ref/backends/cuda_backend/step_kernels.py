@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import config
-from .compat import cuda_module
+from .compat import cuda_module, nvvm_inlined
 from .device import kernel_cache
 from .slots import N_SLOTS, RHS, block_reducer
 from .stencil import stencil_functions
@@ -37,7 +37,7 @@ def step_kernels(dtype, K, grid):
         return (cuda.blockIdx.x * TX + cuda.threadIdx.x, cuda.blockIdx.y * TY + cuda.threadIdx.y,
                 cuda.gridDim.y * TY)
 
-    rows = cuda.jit(device=True, inline=True)(rows)
+    rows = nvvm_inlined()(rows)
 
     @cuda.jit
     def linear_fwd(Y, Ynew, P, I, t, c1, c2, leak, beta, s, geo, full, flag, step):
