@@ -18,7 +18,7 @@ import numpy as np
 
 from . import config
 from .cell_kernels import cell_parts, fused_projection, launch_bounds
-from .compat import cuda_module, nvvm_inlined
+from .compat import cuda_module
 from .device import kernel_cache
 from .slots import N_SLOTS, block_reducer
 
@@ -176,24 +176,12 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
                                  leak, beta, flag)
             b += cuda.gridDim.y * TY
 
-    # The written-out body calls these once per step. Inlined by numba (its IR), every call site would
-    # re-run numba's liveness analysis over the whole growing kernel (about 70 s for T = 32); these wrappers
-    # are typed once and inlined by NVVM instead, into the same code (seconds).
-    @nvvm_inlined()
-    def step_w(V, I, dt, c1, c2, C, g, leak, beta):
-        step(V, I, dt, c1, c2, C, g, leak, beta)
-
-    @nvvm_inlined()
-    def step_vjp_w(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc):
-        return step_vjp(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc)
-
-    @nvvm_inlined()
-    def readout_vjp_w(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc):
-        return readout_vjp(V, I, dy, b, t, n, N, readout, dV, C, g, leak, beta, acc)
-
+    # The written-out body calls step, step_vjp and readout_vjp once per step: they are inlined by NVVM, not by
+    # numba, whose IR inlining re-ran its liveness analysis over the whole growing kernel at every call site
+    # (about 70 s for T = 32).
     namespace = dict(cuda=cuda, K=K, D=D, D1=D + 1, T=T, TX=TX, TY=TY, N_SLOTS=N_SLOTS, READOUT=readout, nb=nb,
-                     zero=zero, load_node=load_node, load_weights=load_weights, current=current, step=step_w,
-                     step_vjp=step_vjp_w, readout_vjp=readout_vjp_w, block_reduce=block_reducer(dtype, K),
+                     zero=zero, load_node=load_node, load_weights=load_weights, current=current, step=step,
+                     step_vjp=step_vjp, readout_vjp=readout_vjp, block_reduce=block_reducer(dtype, K),
                      proj_reduce=block_reducer(dtype, 1, D + 1))
     source = BACKWARD_TEMPLATE.format(body=backward_source(T, config.CELL_STATIC_SEGMENT, ret_seq))
     exec(compile(source, f"<cell_static backward T={T} K={K}>", "exec"), namespace)
