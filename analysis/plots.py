@@ -80,7 +80,10 @@ def plot_stability_regions(spec, params, dt, path, title=""):
     xs = np.linspace(-reach, 0.35 * reach, 500)
     ys = np.linspace(-0.75 * reach, 0.75 * reach, 400)
     Z = xs[None, :] + 1j * ys[:, None]
-    fig, axes = plt.subplots(2, 2, figsize=(10.5, 8.5), squeeze=False, layout="constrained")
+    rows = math.ceil(len(INTEGRATORS) / 2)
+    fig, axes = plt.subplots(rows, 2, figsize=(10.5, 4.25 * rows), squeeze=False, layout="constrained")
+    for ax in list(axes.flat)[len(INTEGRATORS):]:
+        ax.axis("off")
     for ax, name in zip(axes.flat, INTEGRATORS):
         R = stability_function_numeric(name)
         label = name

@@ -4,7 +4,7 @@ The stacked system is block lower triangular (cell k is driven by cell k-1 only)
 Jacobian ``J`` and for every integrator's amplification matrix ``M``; so the spectrum of ``M`` is the union of
 the spectra of the cells' diagonal blocks, and a layer's ``dt_max`` is the smallest of its cells'.
 
-For euler, implicit and rk4, ``M = R(dt J)`` exactly (``R`` from :mod:`analysis.stability_functions`), so a
+For the integrators whose map is a function of ``dt J`` (euler, implicit, rk4), ``M = R(dt J)`` exactly (``R`` from :mod:`analysis.stability_functions`), so a
 cell is stable for ``dt`` when every eigenvalue ``lam`` of its Jacobian block has ``|R(dt lam)| <= 1``: each
 eigenvalue's ray ``dt lam`` leaves the stability region at a root of the SymPy-derived boundary polynomial.
 The eigenvalues are closed forms for uncoupled cells (``-g/C``) and grids (Fourier modes of the mesh) and
@@ -20,11 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinn_ref.coupling import make_coupling
+from kinn_ref.integrators import INTEGRATORS as METHODS
 from kinn_ref.parameterization import check_params, make_circuit, softplus, softplus_inverse
 from kinn_ref.spec import INTEGRATORS
 
 from .discrete_map import grid_laplacian
-from .stability_functions import boundary_polynomial, stability_function, symbols, uncoupled_dt_max
+from .stability_functions import (boundary_polynomial, real_stability_limit, stability_function, symbols,
+                                  uncoupled_dt_max)
 
 SCALE_TARGETS = ("coupling", "leak", "all")
 MARGIN = 1e-10          # spectral radius <= 1 + MARGIN counts as stable (marginal modes, e.g. g = 0)
@@ -204,20 +206,16 @@ def _boundary_coefficients(name):
     return [sympy.lambdify((s["x"], s["y"]), c, "numpy") for c in boundary_polynomial(name)]
 
 
-#: ``R(z)`` of the integrators whose map depends on ``z`` alone, as NumPy code: the closed forms of
-#: :func:`stability_function` (``tests/test_analysis_stability.py`` checks that they agree), so that the
-#: divergence check of a layer's first pass does not import SymPy and derive them (0.7 s per process).
-_CLOSED_FORMS = {
-    "euler": lambda z: 1 + z,
-    "implicit": lambda z: 1 / (1 - z),
-    "rk4": lambda z: 1 + z * (1 + z * (1 / 2 + z * (1 / 6 + z / 24))),
-}
-
-
 def stability_function_numeric(name):
-    """``R`` as a NumPy function: ``R(z)``, or ``R(w, z)`` for expeuler."""
-    if name in _CLOSED_FORMS:
-        return _CLOSED_FORMS[name]
+    """``R`` as a NumPy function: ``R(z)``, or ``R(w, z)`` for expeuler.
+
+    For the integrators whose map depends on ``z`` alone, the closed form the integrator carries
+    (:meth:`kinn_ref.integrators.Method.stability_function`, checked against :func:`stability_function` in
+    ``tests/test_analysis_stability.py``), so that the divergence check of a layer's first pass does not
+    import SymPy and derive it (0.7 s per process)."""
+    method = METHODS[name]
+    if method.function_of_dtJ:
+        return method.stability_function
     return derived_stability_function_numeric(name)
 
 
@@ -226,7 +224,7 @@ def derived_stability_function_numeric(name):
     """``R`` of :func:`stability_function` (the SymPy derivation) turned into a NumPy function."""
     import sympy
     s = symbols()
-    args = (s["w"], s["z"]) if name == "expeuler" else (s["z"],)
+    args = (s["z"],) if METHODS[name].function_of_dtJ else (s["w"], s["z"])
     return sympy.lambdify(args, stability_function(name), "numpy")
 
 
@@ -277,32 +275,24 @@ def _clean(eigs):
 def amplification_block(cell, name, dt):
     """The cell's diagonal block of the amplification matrix ``M`` (eq. 22), shape ``(N, N)``.
 
-    euler ``I + dt J``; implicit ``(I - dt J)^-1``; rk4 ``R(dt J)``; expeuler ``diag(E) + diag(p) O``.
+    ``R(dt J)`` of the integrator (euler ``I + dt J``, implicit ``(I - dt J)^-1``, rk4 its polynomial);
+    expeuler ``diag(E) + diag(p) O``.
     """
-    eye = np.eye(cell.N)
-    if name == "expeuler":
-        A = cell.coupling_matrix()
-        d = np.diagonal(A)
-        a = dt * (cell.g - d) / cell.C
-        phi = np.where(a == 0, 1.0, -np.expm1(-a) / np.where(a == 0, 1.0, a))
-        return np.diag(np.exp(-a)) + (dt * phi / cell.C)[:, None] * (A - np.diag(d))
-    Z = dt * cell.jacobian()
-    if name == "euler":
-        return eye + Z
-    if name == "implicit":
-        return np.linalg.inv(eye - Z)
-    out, term = eye.copy(), eye.copy()
-    for j in range(1, 5):
-        term = term @ Z / j
-        out = out + term
-    return out
+    method = METHODS[name]
+    if method.function_of_dtJ:
+        return method.amplification_matrix(dt * cell.jacobian())
+    A = cell.coupling_matrix()
+    d = np.diagonal(A)
+    a = dt * (cell.g - d) / cell.C
+    phi = np.where(a == 0, 1.0, -np.expm1(-a) / np.where(a == 0, 1.0, a))
+    return np.diag(np.exp(-a)) + (dt * phi / cell.C)[:, None] * (A - np.diag(d))
 
 
 def cell_spectral_radius(cell, name, dt):
     """Spectral radius of the cell's amplification block at ``dt``: ``max |R(dt lam)|`` over the eigenvalues of
     ``J`` for euler, implicit and rk4; the eigenvalues of ``M`` itself for expeuler."""
     with np.errstate(all="ignore"):      # a growing mode may overflow: its radius is then inf
-        if name == "expeuler":
+        if not METHODS[name].function_of_dtJ:
             return finite_spectral_radius(amplification_block(cell, name, dt))
         R = stability_function_numeric(name)
         rho = float(np.max(np.abs(R(dt * cell.eigenvalues()))))
@@ -344,26 +334,33 @@ def cell_dt_max(cell, name, index=0):
     """:class:`StableStep` of integrator ``name`` on ``cell`` (see the module docstring for the methods)."""
     if name not in INTEGRATORS:
         raise ValueError(f"integrator must be one of {sorted(INTEGRATORS)}, got {name!r}")
-    if name == "expeuler":
+    integrator = METHODS[name]
+    if not integrator.function_of_dtJ:
         if cell.is_passive():
             return StableStep(name, index, math.inf, "passive cell: M >= 0 with row sums <= 1 for every dt")
         return StableStep(name, index, _first_unstable_dt(cell, name), "spectral radius of M(dt)")
     eigs = _clean(cell.eigenvalues())
     if cell.kind == "none":
         exits = [uncoupled_dt_max(name, C, g) for C, g in zip(cell.C, cell.g)]
-        method = {"euler": "closed form 2C/g per node", "rk4": "closed form |z*| C/g per node, z* = -2.7853",
-                  "implicit": "A-stable, g >= 0"}[name]
+        if integrator.a_stable:
+            method = "A-stable, g >= 0"
+        else:
+            method = f"closed form |z*| C/g per node, z* = {float(real_stability_limit(name)):.5g}"
     else:
         exits = [ray_exit(name, lam) for lam in eigs]
         method = ("closed form on the Fourier modes of the grid" if cell.kind == "grid" else
                   "R(dt lam) on the eigenvalues of J")
     dt_max = float(min(exits))
     stable_from = None
-    if name == "implicit":
+    if integrator.a_stable:
         growing = eigs[eigs.real > 0]
         if growing.size:
-            stable_from = float(np.max(2 * growing.real / np.abs(growing) ** 2))
-            method = "growing mode: stable only for dt >= 2 Re(lam)/|lam|^2"
+            starts = [integrator.stable_from(lam) for lam in growing]
+            if all(start is not None for start in starts):
+                stable_from = float(max(starts))
+                method = f"growing mode: stable only for dt >= {stable_from:.6g}"
+            else:
+                method = "growing mode: unstable for every dt"
         elif cell.kind != "none":
             method = "A-stable, Re(lam) <= 0"
     return StableStep(name, index, dt_max, method, stable_from)

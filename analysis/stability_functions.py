@@ -14,6 +14,7 @@ Derivations are cached: each runs once per process.
 """
 import functools
 
+from kinn_ref.integrators import INTEGRATORS as METHODS
 from kinn_ref.spec import INTEGRATORS
 
 
@@ -44,41 +45,26 @@ def _check_integrator(name):
 
 @functools.lru_cache(maxsize=None)
 def one_step_map(name):
-    """``V^{n+1}`` of one KCL node as a SymPy expression of ``V, dt, C, G, w_o, i`` (eqs. 12-16).
+    """``V^{n+1}`` of one KCL node as a SymPy expression of ``V, dt, C, G, w_o, i`` (eqs. 12-16), derived
+    from the integrator's defining rule (:meth:`kinn_ref.integrators.Method.defining_rule`).
 
     Parameters
     ----------
-    name : {"euler", "expeuler", "implicit", "rk4"}
+    name : str
+        A registered integrator (:data:`kinn_ref.spec.INTEGRATORS`).
 
     Returns
     -------
     sympy.Expr
     """
     _check_integrator(name)
-    sp = _sympy()
     s = symbols()
-    C, G, dt, w_o, i, V = s["C"], s["G"], s["dt"], s["w_o"], s["i"], s["V"]
+    C, G, w_o, i = s["C"], s["G"], s["w_o"], s["i"]
 
     def f(v):                                   # KCL: dV/dt = (-G V + w_o V + i) / C
         return (-G * v + w_o * v + i) / C
 
-    if name == "euler":                         # forward difference: C (V' - V)/dt = current at V
-        Vn = sp.Symbol("V_next")
-        return sp.solve(sp.Eq(C * (Vn - V) / dt, C * f(V)), Vn)[0]
-    if name == "implicit":                      # backward difference: C (V' - V)/dt = current at V'
-        Vn = sp.Symbol("V_next")
-        return sp.simplify(sp.solve(sp.Eq(C * (Vn - V) / dt, C * f(Vn)), Vn)[0])
-    if name == "rk4":                           # classical Runge-Kutta tableau
-        k1 = f(V)
-        k2 = f(V + dt / 2 * k1)
-        k3 = f(V + dt / 2 * k2)
-        k4 = f(V + dt * k3)
-        return sp.expand(V + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4))
-    # exponential Euler: solve C dU/dt = -G U + q exactly, q = w_o V + i frozen at the start of the step
-    tau, U = sp.Symbol("tau", positive=True), sp.Function("U")
-    q = w_o * V + i
-    solution = sp.dsolve(sp.Eq(C * U(tau).diff(tau), -G * U(tau) + q), U(tau), ics={U(0): V})
-    return sp.simplify(solution.rhs.subs(tau, dt))
+    return METHODS[name].defining_rule(_sympy(), s, f)
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,7 +84,7 @@ def stability_function(name):
     R = (one_step_map(name) / s["V"]).subs(s["i"], 0)
     # G = -w C / dt and w_o = (z - w) C / dt express the map in the dimensionless step sizes
     R = sp.simplify(R.subs({G: -w * C / dt, w_o: (z - w) * C / dt}, simultaneous=True))
-    if name != "expeuler":
+    if METHODS[name].function_of_dtJ:
         assert not R.has(w), (name, R)          # the derivation must give a function of z alone
     return R
 
@@ -185,8 +171,8 @@ def boundary_polynomial(name):
     list of sympy.Expr
         Coefficients in ``x, y``, lowest power of ``t`` first.
     """
-    if name == "expeuler":
-        raise ValueError("the expeuler step is not a function of dt*J (it splits the conductance); "
+    if not METHODS[name].function_of_dtJ:
+        raise ValueError(f"the {name} step is not a function of dt*J (it splits the conductance); "
                          "use the amplification matrix instead")
     sp = _sympy()
     s = symbols()

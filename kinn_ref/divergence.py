@@ -6,9 +6,10 @@ map ``M`` is the union of the cells' spectra and every cell is judged on its own
 
 - uncoupled cells from the closed form per node (eigenvalues ``-g/C``); grid cells from the closed-form
   Fourier modes of the mesh; dense and kirchhoff cells from the eigenvalues of their Jacobian block;
-- euler and rk4: ``rho = max |R(dt lam)|`` over those eigenvalues; expeuler: 1 on a passive cell, else the
-  eigenvalues of the cell's own ``M``; implicit integrators and the layers stable for every ``dt`` by
-  construction (:func:`unconditionally_stable`) are not checked at all.
+- integrators whose map is ``R(dt J)`` (euler, rk4): ``rho = max |R(dt lam)|`` over those eigenvalues;
+  expeuler: 1 on a passive cell, else the eigenvalues of the cell's own ``M``; A-stable integrators
+  (implicit) and the layers stable for every ``dt`` by construction (:func:`unconditionally_stable`) are not
+  checked at all. What each integrator is, it says itself (:class:`kinn_ref.integrators.Method`).
 
 A cell whose continuous system has a growing mode (an eigenvalue with positive real part: no step size
 makes it decay) is not an error: one :class:`~kinn_ref.errors.UnstableStepWarning`, and the pass runs. A
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DivergentStepError, UnstableStepWarning
+from .integrators import INTEGRATORS
 
 #: A pass is refused once the unstable mode could have grown by this factor (a few steps just above the limit
 #: grow less and run).
@@ -54,9 +56,7 @@ def unconditionally_stable(spec):
     """True when the layer's scheme is stable for every ``dt`` (passive circuit, A-stable step)."""
     if spec.param != "positive":
         return False
-    if spec.integrator == "implicit":
-        return spec.coupling != "dense"
-    return spec.integrator == "expeuler" and spec.coupling in ("none", "kirchhoff")
+    return INTEGRATORS[spec.integrator].unconditionally_stable(spec.coupling)
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def _assess(spec, params):
             if eigs.size and float(np.max(eigs.real)) > ZERO * scale:
                 growing.append(k)
                 continue
-            if name == "expeuler":
+            if not INTEGRATORS[name].function_of_dtJ:
                 rho = 1.0 if cell.is_passive() else finite_spectral_radius(amplification_block(cell, name, dt))
             else:
                 rho = float(np.max(np.abs(stability_function_numeric(name)(dt * eigs))))
@@ -162,7 +162,7 @@ def _dt_max(spec, cells, verdict):
     for k, cell in enumerate(cells):
         if k in verdict.growing:
             continue
-        if name != "expeuler" or cell.is_passive():
+        if INTEGRATORS[name].function_of_dtJ or cell.is_passive():
             out = min(out, cell_dt_max(cell, name, k).dt_max)
             continue
         lo, hi = 0.0, float(spec.dt)        # geometric bisection of rho(M(dt)) = 1 below an unstable dt
@@ -210,8 +210,8 @@ def check_divergence(spec, params, on_nonfinite, n_steps=None):
         With ``"raise"``, when ``dt`` is outside the stable region of a cell that decays in continuous time
         and the pass runs past the step where the growth reaches :data:`GROWTH`.
     """
-    if spec.integrator == "implicit" or unconditionally_stable(spec):
-        return None
+    if INTEGRATORS[spec.integrator].a_stable or unconditionally_stable(spec):
+        return None  # an A-stable step damps every decaying mode, and growing ones are not checked
     key = fingerprint(spec, params)
     with _lock:
         verdict = _cache.get(key)

@@ -9,6 +9,12 @@ An integrator is a stateless object with
   terms and chained once by ``finalize_vjp``);
 - ``start_vjp(ctx)``: reset the per-pass accumulators before a backward pass;
 - ``finalize_vjp(ctx, acc)``: chain the accumulated per-pass terms into ``acc``.
+
+and it carries what the rest of the package knows about the method (:class:`Method`): its order, its
+stability function ``R`` (eq. 24) as NumPy code and as the defining rule the SymPy analysis derives ``R``
+from, whether it is A-stable, the re-entry step of a growing mode, its Butcher nodes and weights. The
+analysis, the divergence check, the training guard and the command line ask :data:`INTEGRATORS` for these
+instead of deciding by name.
 """
 from types import SimpleNamespace
 
@@ -39,6 +45,56 @@ def phi1_grad(a):
     return np.where(small, series, direct).astype(a.dtype, copy=False)
 
 
+class Method:
+    """What every integrator states about itself (defaults: an explicit method whose map is ``R(dt J)``).
+
+    Attributes
+    ----------
+    name : str
+    order : int
+        Global order of accuracy (measured in ``tests/test_convergence.py``).
+    function_of_dtJ : bool
+        Whether the step's amplification matrix is ``R(dt J)`` of the stacked Jacobian (eq. 22). False for
+        exponential Euler, which splits each node's own conductance from the rest.
+    a_stable : bool
+        ``|R(z)| <= 1`` on the closed left half-plane: stable for every ``dt`` on a cell whose modes decay.
+    tableau : tuple or None
+        ``(nodes, weights)`` of an explicit Runge-Kutta method whose stage ``i`` is
+        ``Y + dt nodes[i] k_{i-1}``.
+    """
+
+    name, order = None, None
+    function_of_dtJ = True
+    a_stable = False
+    tableau = None
+
+    def stability_function(self, z):
+        """``R(z)`` as NumPy code (eq. 24); the SymPy derivation from :meth:`defining_rule` agrees
+        (``tests/test_analysis_stability.py``)."""
+        raise NotImplementedError(f"the {self.name} step is not a function of dt*J")
+
+    def amplification_matrix(self, Z):
+        """``R(Z)`` for the square matrix ``Z = dt J`` (eq. 22)."""
+        raise NotImplementedError(f"the {self.name} step is not a function of dt*J")
+
+    def defining_rule(self, sp, s, f):
+        """``V^{n+1}`` of one KCL node as a SymPy expression, derived from the method's defining rule.
+
+        ``sp`` is SymPy, ``s`` the symbols of :func:`analysis.stability_functions.symbols` and ``f(v)`` the
+        node's KCL right-hand side ``(-G v + w_o v + i) / C``."""
+        raise NotImplementedError
+
+    def stable_from(self, lam):
+        """For a growing mode ``lam`` (``Re lam > 0``): the step size from which the step damps it, or None
+        when no step size does."""
+        return None
+
+    def unconditionally_stable(self, coupling):
+        """Whether the step is stable for every ``dt`` on a passive circuit (``g >= 0``, ``C > 0``) with
+        ``coupling``, whose continuous-time modes then decay (a ``dense`` coupling's need not)."""
+        return self.a_stable and coupling != "dense"
+
+
 class _NoPassTerms:
     """Mixin for integrators whose gradients need no per-pass accumulators."""
 
@@ -49,10 +105,21 @@ class _NoPassTerms:
         pass
 
 
-class Euler(_NoPassTerms):
+class Euler(Method, _NoPassTerms):
     """Explicit Euler, ``Y <- Y + dt F(Y, I)`` (eq. 12). Order 1."""
 
     name, order = "euler", 1
+
+    def stability_function(self, z):
+        return 1 + z
+
+    def amplification_matrix(self, Z):
+        return np.eye(Z.shape[0]) + Z
+
+    def defining_rule(self, sp, s, f):
+        Vn = sp.Symbol("V_next")              # forward difference: C (V' - V)/dt = current at V
+        C, dt, V = s["C"], s["dt"], s["V"]
+        return sp.solve(sp.Eq(C * (Vn - V) / dt, C * f(V)), Vn)[0]
 
     def prepare(self, circuit, coupling, dt):
         return SimpleNamespace(circuit=circuit, coupling=coupling, dt=dt)
@@ -65,7 +132,7 @@ class Euler(_NoPassTerms):
         return dY + dY_next, dI
 
 
-class ExpEuler:
+class ExpEuler(Method):
     """Exponential Euler, exact for each node's own conductance (eqs. 13-14). Order 1.
 
     ``V_k <- E_k V_k + p_k (V_k O_k^T - leak_k + u_k^n)`` with ``a_k = dt (g_k - d_k) / C_k``,
@@ -73,6 +140,19 @@ class ExpEuler:
     """
 
     name, order = "expeuler", 1
+    function_of_dtJ = False
+
+    def defining_rule(self, sp, s, f):
+        # solve C dU/dt = -G U + q exactly, q = w_o V + i frozen at the start of the step
+        C, G, dt, V = s["C"], s["G"], s["dt"], s["V"]
+        tau, U = sp.Symbol("tau", positive=True), sp.Function("U")
+        q = s["w_o"] * V + s["i"]
+        solution = sp.dsolve(sp.Eq(C * U(tau).diff(tau), -G * U(tau) + q), U(tau), ics={U(0): V})
+        return sp.simplify(solution.rhs.subs(tau, dt))
+
+    def unconditionally_stable(self, coupling):
+        """Passive uncoupled and kirchhoff cells: ``M >= 0`` with row sums <= 1 for every ``dt``."""
+        return coupling in ("none", "kirchhoff")
 
     def prepare(self, circuit, coupling, dt):
         K = circuit.C.shape[0]
@@ -123,7 +203,7 @@ class ExpEuler:
             add_coupling_grad(acc, k, ctx.coupling.diag_grad(k, dd[k]))
 
 
-class Implicit:
+class Implicit(Method):
     """Backward Euler with block forward substitution over the cascade (eq. 15). Order 1.
 
     ``(C_k/dt + g_k) V_k' - V_k' A_k^T = (C_k/dt) V_k - leak_k + u_k'``, ``u_1' = I^n``,
@@ -131,6 +211,22 @@ class Implicit:
     """
 
     name, order = "implicit", 1
+    a_stable = True
+
+    def stability_function(self, z):
+        return 1 / (1 - z)
+
+    def amplification_matrix(self, Z):
+        return np.linalg.inv(np.eye(Z.shape[0]) - Z)
+
+    def defining_rule(self, sp, s, f):
+        Vn = sp.Symbol("V_next")              # backward difference: C (V' - V)/dt = current at V'
+        C, dt, V = s["C"], s["dt"], s["V"]
+        return sp.simplify(sp.solve(sp.Eq(C * (Vn - V) / dt, C * f(Vn)), Vn)[0])
+
+    def stable_from(self, lam):
+        """``|1 - dt lam| >= 1`` from ``dt = 2 Re(lam) / |lam|^2`` on."""
+        return 2 * lam.real / abs(lam) ** 2
 
     def prepare(self, circuit, coupling, dt):
         h = circuit.C / dt
@@ -172,12 +268,35 @@ class Implicit:
         acc.g += ctx.dc
 
 
-class RK4(_NoPassTerms):
+class RK4(Method, _NoPassTerms):
     """Classical Runge-Kutta 4 with the input held at ``I^n`` over the step (eq. 16). Order 4."""
 
     name, order = "rk4", 4
     nodes = (0.0, 0.5, 0.5, 1.0)
     weights = (1 / 6, 1 / 3, 1 / 3, 1 / 6)
+    tableau = (nodes, weights)
+
+    def stability_function(self, z):
+        return 1 + z * (1 + z * (1 / 2 + z * (1 / 6 + z / 24)))
+
+    def amplification_matrix(self, Z):
+        eye = np.eye(Z.shape[0])
+        out, term = eye.copy(), eye.copy()
+        for j in range(1, 5):
+            term = term @ Z / j
+            out = out + term
+        return out
+
+    def defining_rule(self, sp, s, f):
+        """The stages of :attr:`tableau`, in exact fractions."""
+        dt, V = s["dt"], s["V"]
+        nodes = [sp.nsimplify(c) for c in self.nodes]
+        weights = [sp.nsimplify(w) for w in self.weights]
+        slope, total = None, 0
+        for c, w in zip(nodes, weights):
+            slope = f(V if slope is None else V + dt * c * slope)
+            total += w * slope
+        return sp.expand(V + dt * total)
 
     def prepare(self, circuit, coupling, dt):
         return SimpleNamespace(circuit=circuit, coupling=coupling, dt=dt)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
+from kinn_ref.integrators import INTEGRATORS
 from kinn_ref.parameterization import softplus_inverse
 
 # norm-wise relative error bounds (SPEC section 3)
@@ -38,9 +39,11 @@ COUPLING_CASES = {
     "grid2d-neumann": {"coupling": "grid", "grid_shape": (3, 4), "boundary": "neumann"},
     "grid2d-periodic": {"coupling": "grid", "grid_shape": (3, 3), "boundary": "periodic"},
 }
-INTEGRATOR_NAMES = ("euler", "expeuler", "implicit", "rk4")
-READOUT_NAMES = ("last", "cells", "derivatives")
-PARAM_NAMES = ("positive", "raw")
+INTEGRATOR_NAMES = kr.spec.INTEGRATORS
+READOUT_NAMES = kr.spec.READOUTS
+PARAM_NAMES = kr.spec.PARAMETERIZATIONS
+#: (integrator, its order), from the registry: what the convergence tests measure
+INTEGRATOR_ORDERS = [(name, method.order) for name, method in INTEGRATORS.items()]
 COUPLING_KINDS = ("none", "matrix", "grid")     # what the numba backend compiles per coupling
 
 

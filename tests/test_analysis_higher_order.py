@@ -9,7 +9,7 @@ from kinn_ref.analysis.higher_order import (cascade_ode, cascade_response, chara
                                    convergence_errors, exact_derivatives, impulse_response, inverse_laplace,
                                    stacked_system, step_response, transfer_function,
                                    uncoupled_cascade_layer)
-from helpers import make_case
+from helpers import INTEGRATOR_ORDERS, make_case
 
 C = sympy.symbols("C1:4", positive=True)
 g = sympy.symbols("g1:4", positive=True)
@@ -80,13 +80,13 @@ def _trajectory_error(integrator, backend, dt, t_end=0.5):
 
 
 @pytest.mark.parametrize("backend", kr.available_backends())
-@pytest.mark.parametrize("integrator,order", [("euler", 1), ("expeuler", 1), ("implicit", 1), ("rk4", 4)])
+@pytest.mark.parametrize("integrator,order", INTEGRATOR_ORDERS)
 def test_trajectory_follows_the_analytic_response_at_the_integrators_order(integrator, order, backend):
     coarse, fine = (_trajectory_error(integrator, backend, dt) for dt in (0.05, 0.025))
     assert coarse < 0.05 and 2 ** order * 0.8 < coarse / fine < 2 ** order * 1.25, (coarse, fine)
 
 
-@pytest.mark.parametrize("integrator,order", [("euler", 1), ("expeuler", 1), ("implicit", 1), ("rk4", 4)])
+@pytest.mark.parametrize("integrator,order", INTEGRATOR_ORDERS)
 @pytest.mark.parametrize("poles", ["distinct", "repeated"])
 def test_measured_order_against_the_analytic_response(integrator, order, poles):
     Cs, gs = ([1.0, 0.5], [1.0, 2.0]) if poles == "distinct" else ([1.0, 0.5], [1.0, 0.5])

@@ -10,6 +10,7 @@ import sympy
 
 import kinn_ref as kr
 from kinn_ref.analysis.discrete_map import grid_laplacian
+from kinn_ref.integrators import INTEGRATORS
 from kinn_ref.analysis.stability import (cell_dt_max, derived_stability_function_numeric, dt_max_table, layer_cells,
                                          layer_dt_max, layer_spectral_radius, ray_exit, scale_conductances,
                                          stability_function_numeric, unit_laplacian_eigenvalues)
@@ -39,15 +40,41 @@ def test_stability_functions_derived_from_kcl():
 def test_numeric_stability_functions_are_the_derived_ones():
     """The NumPy closed forms the divergence check uses equal the SymPy derivation (and fail if one drifts)."""
     zs = np.random.default_rng(5).standard_normal(50) * 3 + 1j * np.random.default_rng(6).standard_normal(50) * 3
-    for name in ("euler", "implicit", "rk4"):
+    for name, method in INTEGRATORS.items():
+        if not method.function_of_dtJ:
+            assert stability_function_numeric(name) is derived_stability_function_numeric(name)
+            continue
         fast, derived = stability_function_numeric(name)(zs), derived_stability_function_numeric(name)(zs)
         np.testing.assert_allclose(fast, derived, rtol=1e-13, atol=0, err_msg=name)
-    assert stability_function_numeric("expeuler") is derived_stability_function_numeric("expeuler")
+
+
+@pytest.mark.parametrize("name", [n for n, m in INTEGRATORS.items() if m.function_of_dtJ])
+def test_each_integrator_states_its_own_stability_correctly(name):
+    """What an integrator says of itself (kinn_ref.integrators.Method) holds: ``R(Z)`` of a matrix is ``R`` on
+    its eigenvalues, A-stability is what ``|R|`` shows on the left half-plane, and ``stable_from`` is where
+    ``|R(dt lam)|`` of a growing mode drops to 1."""
+    method = INTEGRATORS[name]
+    rng = np.random.default_rng(3)
+    Z = 0.4 * rng.standard_normal((4, 4)) - 0.5 * np.eye(4)        # a real matrix, complex eigenvalues
+    lam, basis = np.linalg.eig(Z)
+    expected = basis @ np.diag(method.stability_function(lam)) @ np.linalg.inv(basis)
+    assert np.iscomplexobj(lam) and np.abs(expected.imag).max() < 1e-12
+    np.testing.assert_allclose(method.amplification_matrix(Z), expected.real, rtol=0, atol=1e-12)
+    left = np.concatenate([-rng.exponential(3.0, 400) + 1j * rng.standard_normal(400) * 4,
+                           1j * np.linspace(-20, 20, 81), -np.logspace(-3, 3, 61)])
+    assert bool(np.all(np.abs(method.stability_function(left)) <= 1 + 1e-12)) is method.a_stable
+    for grow in (0.5 + 2j, 1.0, 0.1 - 0.3j):
+        start = method.stable_from(grow)
+        if start is None:
+            assert np.all(np.abs(method.stability_function(np.logspace(-3, 3, 61) * grow)) > 1)
+            continue
+        assert abs(method.stability_function(start * 1.001 * grow)) <= 1
+        assert abs(method.stability_function(start * 0.999 * grow)) > 1
 
 
 def test_one_step_maps_are_consistent_with_the_ode():
     s = symbols()
-    for name in ("euler", "expeuler", "implicit", "rk4"):
+    for name in INTEGRATORS:
         step = one_step_map(name)
         slope = sympy.limit(sympy.diff(step, s["dt"]), s["dt"], 0)       # first-order consistency
         assert sympy.simplify(slope - (-s["G"] * s["V"] + s["w_o"] * s["V"] + s["i"]) / s["C"]) == 0, name

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
-from helpers import assert_close
+from helpers import INTEGRATOR_ORDERS, assert_close
 from kinn_ref.cli import main
 from kinn_ref.errors import UnstableStepError, UnstableStepWarning
 from kinn_ref.tasks.heat import dc_solution, pde_grid, solve_pde_with_kinn
@@ -40,7 +40,7 @@ def test_space_error_is_second_order(boundary):
     assert 1.9 < _slope(hs, errors) < 2.1
 
 
-@pytest.mark.parametrize("integrator,order", [("implicit", 1), ("expeuler", 1), ("euler", 1), ("rk4", 4)])
+@pytest.mark.parametrize("integrator,order", INTEGRATOR_ORDERS)
 def test_time_error_has_the_integrator_order(integrator, order):
     """Against the exact solution of the semi-discrete mesh (the discrete Fourier mode), so only time errors remain."""
     mode, _, discrete = MODES["dirichlet"]

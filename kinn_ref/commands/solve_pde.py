@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from ..spec import INTEGRATORS
 from .output import add_output_argument, default_out, prepare_output_dir
 
 
@@ -23,7 +24,8 @@ def add_arguments(parser):
     parser.add_argument("--t-end", type=float, default=0.1, help="final time (default 0.1)")
     parser.add_argument("--dt", type=float, default=1e-3,
                         help="time step; must divide --t-end and be stable for the integrator (default 1e-3)")
-    parser.add_argument("--integrator", choices=("implicit", "expeuler", "euler", "rk4"), default="implicit")
+    parser.add_argument("--integrator", choices=INTEGRATORS, default="implicit",
+                        help="one-step method in time (default implicit: A-stable)")
     parser.add_argument("--allow-unstable", action="store_true",
                         help="run a --dt beyond the integrator's largest stable step anyway (with a warning)")
     parser.add_argument("--backend", default="auto", help="numpy, numba, cuda or auto (default auto)")

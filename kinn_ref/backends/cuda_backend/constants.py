@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..codes import INTEGRATOR_CODES
 from .compat import cuda_module
 from .devmath import scalar_functions
 from .device import empty, kernel_cache, launch_1d, scalar
@@ -14,7 +15,7 @@ from .slots import RHS
 
 cuda = cuda_module()
 
-CODES = {"euler": 0, "expeuler": 1, "implicit": 2, "rk4": 3}
+CODES = INTEGRATOR_CODES  # the kernels' integrator codes (eq. 12-16), shared with the numba backend
 
 
 @kernel_cache

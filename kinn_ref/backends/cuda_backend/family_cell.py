@@ -8,6 +8,7 @@ recomputed by the forward kernel from the last kept state before it.
 """
 from types import SimpleNamespace
 
+from ..codes import READOUT_CODES
 from . import cell_static
 from . import gemm as mm
 from .cell_kernels import kernels_for, span_capacity
@@ -17,7 +18,7 @@ from .slots import N_SLOTS
 from .spans import groups, n_stores, spans, store_index, stored_states
 
 KINDS = {"euler": "linear", "expeuler": "linear", "implicit": "implicit", "rk4": "rk4"}
-READOUTS = {"last": 0, "cells": 1, "derivatives": 2}
+READOUTS = READOUT_CODES
 
 
 def _inputs(spec, x, sequence, T):

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..codes import READOUT_CODES
 from . import gemm as mm
 from .cell_math import RK4_NODES, RK4_WEIGHTS
 from .dense import invert
@@ -21,7 +22,7 @@ from .spans import n_stores, store_index
 from .step_kernels import step_kernels
 from .stencil import geometry
 
-READOUTS = {"last": 0, "cells": 1, "derivatives": 2}
+READOUTS = READOUT_CODES
 
 
 def default_interval(T):

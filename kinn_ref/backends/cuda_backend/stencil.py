@@ -6,12 +6,12 @@ has ``n0 = 1, n1 = P``); node ``p*H + h`` with ``p = i0*n1 + i1``.
 """
 import numpy as np
 
+from ..codes import BOUNDARY_CODES
 from .compat import cuda_module, nvvm_inlined
 from .device import kernel_cache
 
 cuda = cuda_module()
 
-BOUNDARY_CODES = {"periodic": 0, "neumann": 1, "dirichlet": 2}
 
 
 def geometry(spec):

@@ -1,16 +1,12 @@
 """Integer codes shared by the compiled kernels (the kernels branch on these at run time, so one
 compilation per dtype serves every coupling, integrator and readout)."""
 
-# couplings (kinn_ref.spec.COUPLINGS order)
-NONE, DENSE, KIRCHHOFF, GRID = 0, 1, 2, 3
-# integrators (kinn_ref.spec.INTEGRATORS order)
-EULER, EXPEULER, IMPLICIT, RK4 = 0, 1, 2, 3
-# readouts (kinn_ref.spec.READOUTS order)
-LAST, CELLS, DERIVATIVES = 0, 1, 2
+from ..codes import COUPLING_CODES, INTEGRATOR_CODES, READOUT_CODES
 
-COUPLING_CODES = {"none": NONE, "dense": DENSE, "kirchhoff": KIRCHHOFF, "grid": GRID}
-INTEGRATOR_CODES = {"euler": EULER, "expeuler": EXPEULER, "implicit": IMPLICIT, "rk4": RK4}
-READOUT_CODES = {"last": LAST, "cells": CELLS, "derivatives": DERIVATIVES}
+# the codes as the module constants the kernels compare against (numba freezes globals at compile time)
+NONE, DENSE, KIRCHHOFF, GRID = (COUPLING_CODES[n] for n in ("none", "dense", "kirchhoff", "grid"))
+EULER, EXPEULER, IMPLICIT, RK4 = (INTEGRATOR_CODES[n] for n in ("euler", "expeuler", "implicit", "rk4"))
+LAST, CELLS, DERIVATIVES = (READOUT_CODES[n] for n in ("last", "cells", "derivatives"))
 
 # rows of the per-group accumulator of per-node sums, shape (n_groups, N_NODE_SUMS, K, N), float64
 SUM_C = 0        # d/dC                    (reference: acc.C)
