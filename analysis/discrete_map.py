@@ -255,7 +255,7 @@ def _drive(circuit, Y, I, k):
 
 
 def step(spec, arith, circuit, Y, I, dt=None):
-    """One step ``Y^n -> Y^{n+1}`` of ``spec.integrator`` (eqs. 12-16).
+    """One step ``Y^n -> Y^{n+1}`` of ``spec.integrator`` (eqs. 12-16, 36).
 
     Parameters
     ----------
@@ -285,11 +285,22 @@ def step(spec, arith, circuit, Y, I, dt=None):
             a = dt * (g - d) / C
             q = Y[:, k] @ O.T - leak + _drive(circuit, Y, I, k)
             Y_next[:, k] = arith.exp(-a) * Y[:, k] + dt * arith.phi1(a) / C * q
-        else:                                                                        # eq. 15
+        elif spec.integrator == "implicit":                                          # eq. 15
             M = np.diag(C / dt + g) - A
             rhs = C / dt * Y[:, k] - leak + _drive(circuit, Y_next, I, k)
             for b in range(Y.shape[0]):
                 Y_next[b, k] = arith.solve(M, rhs[b])
+        elif spec.integrator == "trapezoidal":                                       # eq. 36
+            # C (V' - V)/dt = (current at V + current at V')/2, the input I^n at both ends
+            half = arith.fraction(1, 2)
+            M = np.diag(C / dt + half * g) - half * A
+            V = Y[:, k]
+            rhs = (C / dt * V + half * (V @ A.T - g * V) - leak
+                   + half * (_drive(circuit, Y, I, k) + _drive(circuit, Y_next, I, k)))
+            for b in range(Y.shape[0]):
+                Y_next[b, k] = arith.solve(M, rhs[b])
+        else:
+            raise ValueError(f"no discrete map for integrator {spec.integrator!r}")
     return Y_next
 
 

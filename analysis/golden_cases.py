@@ -24,7 +24,7 @@ from kinn_ref.spec import INTEGRATORS, LayerSpec, PARAMETERIZATIONS, READOUTS
 SCHEMA_VERSION = 1
 # the suite's own version (calendar versioning, YEAR.MONTH.PATCH), apart from the package version;
 # docs/golden_changelog.md says what changed in each
-SUITE_VERSION = "2026.12.1"
+SUITE_VERSION = "2026.12.2"
 TIERS = ("basic", "stiff", "long", "edge", "float32")
 
 # name -> LayerSpec options and nodes per cell (channels per point for grids)

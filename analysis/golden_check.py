@@ -281,6 +281,8 @@ def _verify_cases(backend, cases, progress):
     def run(case):
         try:
             y, grads = run_backend(case, backend)
+        except NotImplementedError as exc:          # BackendUnsupportedError: a layer the backend lacks
+            return Outcome("unsupported", detail=str(exc))
         except (ValueError, FloatingPointError, ArithmeticError) as exc:
             return Outcome("error", detail=f"{type(exc).__name__}: {exc}")
         return Outcome("result", y=y, grads=grads)

@@ -137,3 +137,19 @@ class TapeMismatchError(ValueError):
     def __init__(self, message, argument):
         self.argument = argument
         super().__init__(message)
+
+
+class BackendUnsupportedError(ValueError, NotImplementedError):
+    """A backend was asked for a layer it does not implement (e.g. an integrator only the CPU backends have).
+
+    A ValueError, since the ``backend`` argument names a backend that cannot run the ``spec``; and a
+    NotImplementedError, so that ``kinn-ref golden verify`` lists such a case as unsupported, not failed.
+
+    Attributes
+    ----------
+    backend : str
+    """
+
+    def __init__(self, message, backend):
+        self.backend = backend
+        super().__init__(message)

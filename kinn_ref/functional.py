@@ -8,8 +8,8 @@ def forward(spec, params, x, V0=None, backend="numpy", *, checkpoint_every=None,
     See :func:`kinn_ref.reference.forward` for the arguments; every backend accepts the same ones and
     returns ``(y, tape)``.
     """
-    return get_backend(resolve(backend)).forward(spec, params, x, V0, checkpoint_every=checkpoint_every,
-                                                 on_nonfinite=on_nonfinite)
+    return get_backend(resolve(backend, spec)).forward(spec, params, x, V0, checkpoint_every=checkpoint_every,
+                                                       on_nonfinite=on_nonfinite)
 
 
 def backward(spec, params, tape, dy):

@@ -1,4 +1,5 @@
-"""One-step methods on the stacked system (docs/math.md, section 4, eqs. 12-17; adjoints eqs. 27-31), each beside its adjoint.
+"""One-step methods on the stacked system (docs/math.md, section 4, eqs. 12-16 and 36; adjoints eqs. 27-31 and
+37), each beside its adjoint.
 
 An integrator is a stateless object with
 
@@ -61,12 +62,16 @@ class Method:
     tableau : tuple or None
         ``(nodes, weights)`` of an explicit Runge-Kutta method whose stage ``i`` is
         ``Y + dt nodes[i] k_{i-1}``.
+    capacitance_scale : int or None
+        For a method that solves one linear system per cell and step: the ``s`` of its matrix
+        ``diag(s C_k/dt + g_k) - A_k`` (the compiled backends factorise it once per pass); None otherwise.
     """
 
     name, order = None, None
     function_of_dtJ = True
     a_stable = False
     tableau = None
+    capacitance_scale = None
 
     def stability_function(self, z):
         """``R(z)`` as NumPy code (eq. 24); the SymPy derivation from :meth:`defining_rule` agrees
@@ -212,6 +217,7 @@ class Implicit(Method):
 
     name, order = "implicit", 1
     a_stable = True
+    capacitance_scale = 1
 
     def stability_function(self, z):
         return 1 / (1 - z)
@@ -229,7 +235,7 @@ class Implicit(Method):
         return 2 * lam.real / abs(lam) ** 2
 
     def prepare(self, circuit, coupling, dt):
-        h = circuit.C / dt
+        h = self.capacitance_scale * circuit.C / dt
         c = h + circuit.g
         solvers = [coupling.solver(k, c[k]) for k in range(c.shape[0])]
         return SimpleNamespace(circuit=circuit, coupling=coupling, dt=dt, h=h, solvers=solvers)
@@ -264,7 +270,7 @@ class Implicit(Method):
         return dY, dI
 
     def finalize_vjp(self, ctx, acc):
-        acc.C += (ctx.dh + ctx.dc) / ctx.dt
+        acc.C += self.capacitance_scale * (ctx.dh + ctx.dc) / ctx.dt
         acc.g += ctx.dc
 
 
@@ -330,4 +336,73 @@ class RK4(Method, _NoPassTerms):
         return dY, dI
 
 
-INTEGRATORS = {cls.name: cls() for cls in (Euler, ExpEuler, Implicit, RK4)}
+class Trapezoidal(Implicit):
+    """Trapezoidal rule (Crank-Nicolson) with the input held at ``I^n`` over the step (eq. 36). Order 2.
+
+    On the stacked linear system ``Y' = J Y + c(I^n)``: ``(I - dt/2 J) Y^{n+1} = (I + dt/2 J) Y^n + dt c(I^n)``,
+    solved cell by cell by block forward substitution, cell ``k`` taking ``beta_k V_{k-1}`` at both ends of
+    the step. Multiplied by ``2 C_k / dt``, cell ``k``'s system is that of :class:`Implicit` with ``2 C_k/dt``
+    in place of ``C_k/dt``:
+
+        ``(2 C_k/dt + g_k) V_k' - V_k' A_k^T = (2 C_k/dt) V_k + q_k(Y, I^n) - leak_k + u_k'``
+
+    with ``q_k = C_k F_k(Y, I^n)`` the cell's current at the start of the step (eq. 1) and ``u_k'`` its drive
+    at the end (``I^n`` for the first cell). Each cell's matrix is factorised once per pass (``prepare``,
+    ``start_vjp`` and ``finalize_vjp`` of :class:`Implicit`, with ``h = 2 C / dt``).
+    """
+
+    name, order = "trapezoidal", 2
+    capacitance_scale = 2
+
+    def stability_function(self, z):
+        return (1 + z / 2) / (1 - z / 2)
+
+    def amplification_matrix(self, Z):
+        eye = np.eye(Z.shape[0])
+        return np.linalg.solve(eye - Z / 2, eye + Z / 2)
+
+    def defining_rule(self, sp, s, f):
+        Vn = sp.Symbol("V_next")              # the mean of both ends: C (V' - V)/dt = C (f(V) + f(V'))/2
+        C, dt, V = s["C"], s["dt"], s["V"]
+        return sp.simplify(sp.solve(sp.Eq(C * (Vn - V) / dt, C * (f(V) + f(Vn)) / 2), Vn)[0])
+
+    def stable_from(self, lam):
+        return None                           # |R(z)| > 1 for every Re z > 0
+
+    def step(self, ctx, Y, I):
+        circuit = ctx.circuit
+        F = rhs(circuit, ctx.coupling, Y, I)
+        Y_next = np.empty_like(Y)
+        for k in range(Y.shape[1]):
+            rhs_k = ctx.h[k] * Y[:, k] + circuit.C[k] * F[:, k] - circuit.leak[k] + drive(circuit, Y_next, I, k)
+            Y_next[:, k] = ctx.solvers[k].solve(rhs_k)
+        return Y_next
+
+    def step_vjp(self, ctx, Y, I, Y_next, dY_next, acc):
+        """Cells in reverse: ``lam_k = solve_T(dV'_k)``, then the start-of-step current through
+        :func:`rhs_vjp` with the cotangent ``C_k lam_k`` (eq. 37)."""
+        circuit = ctx.circuit
+        F = rhs(circuit, ctx.coupling, Y, I)
+        dY1 = dY_next.copy()
+        dY = np.empty_like(Y)
+        dF = np.empty_like(Y)
+        dI = None
+        for k in reversed(range(Y.shape[1])):
+            lam = ctx.solvers[k].solve_T(dY1[:, k])
+            dY[:, k] = ctx.h[k] * lam
+            ctx.dh[k] += (lam * Y[:, k]).sum(axis=0)
+            ctx.dc[k] -= (lam * Y_next[:, k]).sum(axis=0)
+            add_coupling_grad(acc, k, ctx.coupling.grad(k, lam, Y_next[:, k]))
+            acc.leak[k] -= lam.sum(axis=0)
+            acc.C[k] += (lam * F[:, k]).sum(axis=0)
+            dF[:, k] = circuit.C[k] * lam
+            if k == 0:
+                dI = lam
+            else:
+                acc.beta[k] += (lam * Y_next[:, k - 1]).sum(axis=0)
+                dY1[:, k - 1] += circuit.beta[k] * lam
+        dY_start, dI_start = rhs_vjp(circuit, ctx.coupling, Y, I, dF, acc)
+        return dY + dY_start, dI + dI_start
+
+
+INTEGRATORS = {cls.name: cls() for cls in (Euler, ExpEuler, Implicit, RK4, Trapezoidal)}

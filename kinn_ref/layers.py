@@ -40,7 +40,7 @@ class KINNLayer:
     def __init__(self, in_features, n_nodes, *, seed=0, dtype=np.float64, backend="numpy",
                  checkpoint_every=None, params=None, **options):
         self.spec = LayerSpec(in_features, n_nodes, **options)
-        self.backend = resolve(backend)
+        self.backend = resolve(backend, self.spec)
         self.checkpoint_every = checkpoint_every
         self.params = init_params(self.spec, seed=seed, dtype=dtype) if params is None else \
             {k: np.array(v) for k, v in params.items()}

@@ -6,7 +6,7 @@ from math import prod
 from ._checks import check_choice, check_positive_float, check_positive_int, check_step
 
 COUPLINGS = ("none", "dense", "kirchhoff", "grid")
-INTEGRATORS = ("euler", "expeuler", "implicit", "rk4")
+INTEGRATORS = ("euler", "expeuler", "implicit", "rk4", "trapezoidal")
 READOUTS = ("last", "cells", "derivatives")
 PARAMETERIZATIONS = ("positive", "raw")
 BOUNDARIES = ("periodic", "neumann", "dirichlet")
@@ -27,7 +27,7 @@ class LayerSpec:
         Cells ``K`` in the cascade.
     coupling : {"none", "dense", "kirchhoff", "grid"}
         Coupling ``A_k`` between the nodes of a cell (math.md eq. 4-7).
-    integrator : {"euler", "expeuler", "implicit", "rk4"}
+    integrator : {"euler", "expeuler", "implicit", "rk4", "trapezoidal"}
         One-step method (math.md section 4).
     dt : float
         Step size: finite, > 0 and a normal float64 (at least ``numpy.finfo(numpy.float64).tiny``).

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
+from kinn_ref.backends import implemented_integrators
 from kinn_ref.integrators import INTEGRATORS
 from kinn_ref.parameterization import softplus_inverse
 
@@ -68,9 +69,10 @@ def is_default_kernel(integrator, readout, coupling, dtype):
     return default_kernel(integrator, coupling_kind(coupling)) == (readout, np.dtype(dtype))
 
 
-def option_matrix():
-    """All (coupling case, integrator, readout, parameterization) combinations."""
-    return list(itertools.product(COUPLING_CASES, INTEGRATOR_NAMES, READOUT_NAMES, PARAM_NAMES))
+def option_matrix(backend=None):
+    """All (coupling case, integrator, readout, parameterization) combinations (those ``backend`` implements)."""
+    integrators = INTEGRATOR_NAMES if backend is None else implemented_integrators(backend)
+    return list(itertools.product(COUPLING_CASES, integrators, READOUT_NAMES, PARAM_NAMES))
 
 
 def random_params(spec, rng, dtype=np.float64):

@@ -100,7 +100,7 @@ def test_float32_matches_reference(coupling, integrator, readout, order):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("coupling,integrator,readout,param", option_matrix())
+@pytest.mark.parametrize("coupling,integrator,readout,param", option_matrix("cuda"))
 def test_option_matrix_matches_reference(coupling, integrator, readout, param, dtype):
     for order in (1, 2):
         spec, params, x, V0 = make_case(coupling, integrator, readout, param, order=order, dtype=dtype,
@@ -189,6 +189,21 @@ def test_static_input_kernels_built_for_T(monkeypatch, integrator, readout, orde
     assert not tape_c.aux.static and n_steps in tape_c.states
     for k in grads:
         assert rel_error(grads_c[k], grads[k]) <= TOLERANCE[np.dtype(dtype)], k
+
+
+def test_an_integrator_the_backend_lacks_is_refused_by_name():
+    """The trapezoidal rule runs on the CPU backends only: an explicit cuda backend names what it lacks (a
+    BackendUnsupportedError, both a ValueError and a NotImplementedError), and "auto" passes over cuda."""
+    from kinn_ref.backends import resolve
+    from kinn_ref.errors import BackendUnsupportedError
+    spec, params, x, V0 = make_case("none", "trapezoidal", "last", n_steps=2, batch=2)
+    with pytest.raises(BackendUnsupportedError, match="integrator='trapezoidal'") as info:
+        kr.forward(spec, params, x, V0, backend="cuda")
+    assert isinstance(info.value, ValueError) and isinstance(info.value, NotImplementedError)
+    with pytest.raises(BackendUnsupportedError, match="numba backends implement every integrator"):
+        kr.KINNLayer(2, 3, backend="cuda", integrator="trapezoidal")
+    assert resolve("auto", spec) != "cuda"
+    assert resolve("auto", spec.replace(integrator="implicit")) in ("cuda", "numba", "numpy")
 
 
 @pytest.mark.parametrize("integrator,readout,static", [

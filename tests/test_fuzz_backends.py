@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import kinn_ref as kr
+from kinn_ref.backends import spec_reason
 from helpers import (COUPLING_CASES, CUDA_TOLERANCE, INTEGRATOR_NAMES, PARAM_NAMES, READOUT_NAMES, TOLERANCE,
                      is_default_kernel, make_case, rel_error)
 from kinn_ref.linear_analysis import max_stable_dt
@@ -89,7 +90,8 @@ def _compare(seed, everywhere):
         floor = {"y": rel_error(y_ref, truth[0]), **{k: rel_error(g_ref[k], truth[1][k]) for k in g_ref}}
         y_ref, g_ref = truth
     backends = []
-    if "cuda" in kr.available_backends() and (everywhere or _simulator_work(spec) <= SIMULATOR_WORK):
+    if ("cuda" in kr.available_backends() and spec_reason("cuda", spec) is None
+            and (everywhere or _simulator_work(spec) <= SIMULATOR_WORK)):
         backends.append("cuda")
     if everywhere or is_default_kernel(spec.integrator, _numba_kernel_readout(spec), spec.coupling, dtype):
         backends.append("numba")

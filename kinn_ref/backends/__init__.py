@@ -13,7 +13,7 @@ _REGISTRY = {}
 AUTO_PREFERENCE = ("cuda", "numba", "numpy")
 
 
-def register(name, loader, probe=None, auto_probe=None):
+def register(name, loader, probe=None, auto_probe=None, integrators=None):
     """Register backend ``name``.
 
     Parameters
@@ -26,9 +26,27 @@ def register(name, loader, probe=None, auto_probe=None):
     auto_probe : callable, optional
         Like ``probe``, for ``backend="auto"``, which may decline what an explicit choice accepts (the CUDA
         simulator); defaults to ``probe``.
+    integrators : tuple of str, optional
+        The integrators the backend implements; None (the default) for every registered one.
     """
     _REGISTRY[name] = {"loader": loader, "probe": probe or (lambda: None), "auto_probe": auto_probe,
-                       "module": None}
+                       "integrators": integrators, "module": None}
+
+
+def implemented_integrators(name):
+    """The integrators backend ``name`` implements, in the order of :data:`kinn_ref.spec.INTEGRATORS`."""
+    from ..spec import INTEGRATORS
+    implemented = _REGISTRY[name]["integrators"]
+    return tuple(i for i in INTEGRATORS if implemented is None or i in implemented)
+
+
+def spec_reason(name, spec):
+    """None when backend ``name`` implements what ``spec`` asks for (None: any spec), else why not."""
+    implemented = _REGISTRY[name]["integrators"]
+    if spec is None or implemented is None or spec.integrator in implemented:
+        return None
+    return (f"it does not implement integrator={spec.integrator!r} (it implements "
+            f"{', '.join(map(repr, implemented))}; the numpy and numba backends implement every integrator)")
 
 
 def registered_backends():
@@ -51,12 +69,17 @@ def available_backends():
     return tuple(n for n in _REGISTRY if unavailable_reason(n) is None)
 
 
-def resolve(name):
-    """Resolve a backend name (``"auto"`` picks the first working one of :data:`AUTO_PREFERENCE`)."""
+def resolve(name, spec=None):
+    """Resolve a backend name (``"auto"`` picks the first working one of :data:`AUTO_PREFERENCE`).
+
+    With a ``spec`` (a :class:`~kinn_ref.spec.LayerSpec`), ``"auto"`` passes over the backends that do not
+    implement it and an explicit name that does not raises :class:`~kinn_ref.errors.BackendUnsupportedError`
+    (a ValueError) saying so.
+    """
     if name == "auto":
         for candidate in AUTO_PREFERENCE:
             if candidate in _REGISTRY:
-                reason = unavailable_reason(candidate, auto=True)
+                reason = unavailable_reason(candidate, auto=True) or spec_reason(candidate, spec)
                 if reason is None:
                     return candidate
                 logger.info("backend 'auto': %s not used (%s)", candidate, reason)
@@ -66,7 +89,17 @@ def resolve(name):
     reason = unavailable_reason(name)
     if reason is not None:
         raise ValueError(f"backend {name!r} is not usable here: {reason}")
+    check_implements(name, spec)
     return name
+
+
+def check_implements(name, spec):
+    """Raise :class:`~kinn_ref.errors.BackendUnsupportedError` when backend ``name`` does not implement
+    ``spec``."""
+    reason = spec_reason(name, spec)
+    if reason is not None:
+        from ..errors import BackendUnsupportedError
+        raise BackendUnsupportedError(f"backend {name!r} cannot run this layer: {reason}", name)
 
 
 def get_backend(name):
@@ -114,4 +147,5 @@ def _auto_probe_cuda():
     return auto_reason()
 
 
-register("cuda", _load_cuda, _probe_cuda, _auto_probe_cuda)
+register("cuda", _load_cuda, _probe_cuda, _auto_probe_cuda,
+         integrators=("euler", "expeuler", "implicit", "rk4"))

@@ -130,9 +130,11 @@ class TorchLayer:
 
     # implicit solvers (eq. 15) -------------------------------------------------------------------
     def _implicit_solvers(self, circ):
+        """``h = s C / dt`` and per-cell solvers of ``diag(h + g) - A`` (``s`` the integrator's
+        ``capacitance_scale``: 1 implicit, 2 trapezoidal)."""
         torch = _torch()
         C, g, leak, beta, A = circ
-        h = C / self.spec.dt
+        h = INTEGRATORS[self.spec.integrator].capacitance_scale * C / self.spec.dt
         c = h + g
         kind = self.spec.coupling
         if kind == "none":
@@ -205,7 +207,7 @@ class TorchLayer:
 
         return solve
 
-    # integrators (eqs. 12-17) --------------------------------------------------------------------
+    # integrators (eqs. 12-16, 36) ----------------------------------------------------------------
     def _step_fn(self, circ):
         torch = _torch()
         spec, dt = self.spec, self.spec.dt
@@ -229,16 +231,21 @@ class TorchLayer:
                     out.append(E[k] * Y[k] + p[k] * q)
                 return out
             return expeuler
-        if spec.integrator == "implicit":
+        if spec.integrator in ("implicit", "trapezoidal"):            # eqs. 15 and 36
             h, solvers = self._implicit_solvers(circ)
+            trapezoidal = spec.integrator == "trapezoidal"
 
             def implicit(Y, I):
+                F = self.rhs(circ, Y, I) if trapezoidal else None
                 out = []
                 for k in range(K):
                     u = I if k == 0 else beta[k] * out[k - 1]
-                    out.append(solvers[k](h[k] * Y[k] - leak[k] + u))
+                    r = h[k] * Y[k] - leak[k] + u
+                    out.append(solvers[k](r + C[k] * F[k] if trapezoidal else r))
                 return out
             return implicit
+        if spec.integrator != "rk4":
+            raise ValueError(f"the PyTorch port has no integrator {spec.integrator!r}")
         rk4 = INTEGRATORS["rk4"]
 
         def runge_kutta(Y, I):

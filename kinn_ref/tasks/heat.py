@@ -22,9 +22,10 @@ edges, as the core's grid has):
   (the face flux divided by the cell volume, with ``C = 1`` per unit volume).
 
 In 2-D both axes share one conductance, so the spacing must be equal (``dx = dy``). The semi-discrete
-error is ``O(dx^2)``; the time error is that of the integrator (implicit/expeuler/euler order 1, rk4
-order 4), and each integrator has its own stable ``dt``. The mesh is passive with a real spectrum, so implicit
-and expeuler are stable for every ``dt``, and the explicit methods for ``dt <= |z*| / |lambda_max|`` with
+error is ``O(dx^2)``; the time error is that of the integrator (implicit/expeuler/euler order 1,
+trapezoidal order 2, rk4 order 4), and each integrator has its own stable ``dt``. The mesh is passive with a
+real spectrum, so implicit, trapezoidal (Crank-Nicolson: second order and A-stable) and expeuler are stable
+for every ``dt``, and the explicit methods for ``dt <= |z*| / |lambda_max|`` with
 ``lambda_max`` the Laplacian's extreme eigenvalue times ``kappa / dx^2`` (about ``-4 d kappa / dx^2``) and
 ``z* = -2`` (euler) or ``-2.7853`` (rk4). :func:`solve_pde_with_kinn` asks
 :func:`kinn_ref.analysis.stability.layer_dt_max` for that bound and refuses a larger step
@@ -311,13 +312,13 @@ def solve_pde_with_kinn(spatial_grid, initial_condition, boundary_conditions, n_
     dt : float
         Time step. It is checked against the largest stable step of ``integrator`` on this mesh
         (:func:`largest_stable_dt`; recorded as ``HeatSolution.dt_max``): euler ``dt <= 2 / |lambda_max|``,
-        rk4 ``dt <= 2.7853 / |lambda_max|``, implicit and expeuler every ``dt``.
+        rk4 ``dt <= 2.7853 / |lambda_max|``, implicit, trapezoidal and expeuler every ``dt``.
     diffusivity : float
         ``kappa`` > 0.
     source : ndarray or callable, optional
         ``f(x)`` (grid shape or callable of the coordinates), or an array ``(n_time_steps, *grid shape)``
         of per-step values (held over each step).
-    integrator : {"implicit", "expeuler", "euler", "rk4"}
+    integrator : {"implicit", "trapezoidal", "expeuler", "euler", "rk4"}
     backend : str
     return_history : bool
         Keep every step's state.

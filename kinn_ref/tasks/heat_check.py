@@ -87,7 +87,7 @@ def mode_error(boundary, dim, points, dt, t_end, diffusivity=1.0, integrator="im
         unless ``allow_unstable``.
     t_end : float
     diffusivity : float
-    integrator : {"implicit", "expeuler", "euler", "rk4"}
+    integrator : {"implicit", "trapezoidal", "expeuler", "euler", "rk4"}
     backend : str
     allow_unstable : bool
         Passed to :func:`~kinn_ref.tasks.heat.solve_pde_with_kinn`.

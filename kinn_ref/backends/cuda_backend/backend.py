@@ -40,6 +40,7 @@ from kinn_ref.reference import input_layout
 from kinn_ref.tape_checks import check_dtype_matches, check_spec_matches, check_tape, copy_params
 
 from . import disk_cache, family_cell
+from .. import check_implements
 from ..compile_notice import first_call
 from ..launch_warnings import quiet_launches
 from .compat import cuda_module, simulator_active
@@ -139,6 +140,7 @@ def forward_device(spec, dparams, x, V0=None, *, checkpoint_every=None):
 def run_forward(spec, dparams, x, V0, checkpoint_every, own_inputs):
     """:func:`forward_device`; with ``own_inputs=False`` the tape refers to the arrays given instead of copies
     (for callers whose arrays are the tape's already, or stay unchanged until the backward pass)."""
+    check_implements(NAME, spec)
     dtype, sequence, B, T = _device_layout(spec, dparams, x, V0)
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)

@@ -5,7 +5,8 @@ from ..codes import COUPLING_CODES, INTEGRATOR_CODES, READOUT_CODES
 
 # the codes as the module constants the kernels compare against (numba freezes globals at compile time)
 NONE, DENSE, KIRCHHOFF, GRID = (COUPLING_CODES[n] for n in ("none", "dense", "kirchhoff", "grid"))
-EULER, EXPEULER, IMPLICIT, RK4 = (INTEGRATOR_CODES[n] for n in ("euler", "expeuler", "implicit", "rk4"))
+EULER, EXPEULER, IMPLICIT, RK4, TRAPEZOIDAL = (INTEGRATOR_CODES[n] for n in
+                                               ("euler", "expeuler", "implicit", "rk4", "trapezoidal"))
 LAST, CELLS, DERIVATIVES = (READOUT_CODES[n] for n in ("last", "cells", "derivatives"))
 
 # rows of the per-group accumulator of per-node sums, shape (n_groups, N_NODE_SUMS, K, N), float64
@@ -13,8 +14,8 @@ SUM_C = 0        # d/dC                    (reference: acc.C)
 SUM_G = 1        # d/dg                    (acc.g)
 SUM_LEAK = 2     # d/dleak                 (acc.leak)
 SUM_BETA = 3     # d/dbeta                 (acc.beta)
-SUM_PASS1 = 4    # expeuler dE, implicit dh (the integrator's per-pass terms)
-SUM_PASS2 = 5    # expeuler dp, implicit dc
+SUM_PASS1 = 4    # expeuler dE, implicit and trapezoidal dh (the integrator's per-pass terms)
+SUM_PASS2 = 5    # expeuler dp, implicit and trapezoidal dc
 SUM_ZV = 6       # sum z*V of the contributions that differentiate the full coupling A (not only O)
 SUM_GRID_OFF = 7  # grid: sum z * (off-diagonal unit Laplacian applied to V), per node
 N_NODE_SUMS = 8

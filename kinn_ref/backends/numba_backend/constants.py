@@ -24,7 +24,8 @@ KernelConstants = namedtuple("KernelConstants", [
     # step size in the computation dtype; Runge-Kutta dt*b_i and dt*c_i (2, 4)
     "dt", "rk4",
     # per-node quantities (N_NODE_PLANES, K, N), planes NODE_*: circuit C, g, leak, beta; expeuler decay E
-    # and input weight p; implicit h = C/dt and c = h + g; grid per-node edge conductance s
+    # and input weight p; implicit and trapezoidal h = s C/dt (s their capacitance_scale) and c = h + g; grid
+    # per-node edge conductance s
     "node",
     # dense/kirchhoff coupling matrices (4, K, N, N), planes COUP_*: A_k, A_k^T, the off-diagonal part
     # O_k and O_k^T; (4, 0, 0, 0) otherwise
@@ -217,8 +218,8 @@ def prepare_constants(spec, circuit, coupling, dtype):
     if spec.integrator == "expeuler":
         integrator_ctx = INTEGRATORS["expeuler"].prepare(circuit, coupling, spec.dt)
         node[NODE_E], node[NODE_P] = integrator_ctx.E, integrator_ctx.p
-    elif spec.integrator == "implicit":
-        h = circuit.C / spec.dt
+    elif INTEGRATORS[spec.integrator].capacitance_scale is not None:   # implicit, trapezoidal
+        h = INTEGRATORS[spec.integrator].capacitance_scale * circuit.C / spec.dt
         c = h + circuit.g
         node[NODE_H], node[NODE_CI] = h, c
         if spec.coupling in ("dense", "kirchhoff"):

@@ -63,7 +63,7 @@ def circuit_gradients(spec, tape_ctx, coupling, node_sums, mat_sums, dtype):
         ctx = SimpleNamespace(**vars(tape_ctx.integrator_ctx))
         ctx.dE, ctx.dp = S[SUM_PASS1].astype(dtype), (S[SUM_PASS2] + dp_coupling).astype(dtype)
         integrator.finalize_vjp(ctx, acc)
-    elif spec.integrator == "implicit":
+    elif integrator.capacitance_scale is not None:       # implicit, trapezoidal: dh and dc
         ctx = SimpleNamespace(dt=spec.dt, dh=S[SUM_PASS1].astype(dtype), dc=S[SUM_PASS2].astype(dtype))
         integrator.finalize_vjp(ctx, acc)
     return acc

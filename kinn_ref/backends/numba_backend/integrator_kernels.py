@@ -1,5 +1,5 @@
 """Compiled one-step methods and their adjoints on a chunk (twins of the integrators of
-:mod:`kinn_ref.integrators`, eqs. 12-17).
+:mod:`kinn_ref.integrators`, eqs. 12-16 and 36).
 
 Chunk states are ``(K, rows, N)``; ``ws`` is a workspace of shape ``(N_WORKSPACES, K, rows, N)``,
 ``work`` one of ``(rows, N)`` and ``work_nn`` one of ``(N, N)`` (dense/kirchhoff only). Gradient sums go
@@ -7,8 +7,8 @@ to one slot's ``node_sums`` ``(N_NODE_SUMS, K, N)`` and ``mat_sums`` ``(N_MATRIX
 """
 import numpy as np
 
-from .codes import (GRID, MAT_EXP, NODE_BETA, NODE_E, NODE_H,
-                    NODE_LEAK, NODE_P, NODE_S, NONE, SUM_BETA, SUM_GRID_OFF, SUM_LEAK, SUM_PASS1, SUM_PASS2)
+from .codes import (GRID, MAT_EXP, NODE_BETA, NODE_C, NODE_E, NODE_H, NODE_LEAK, NODE_P, NODE_S, NONE, SUM_BETA,
+                    SUM_C, SUM_GRID_OFF, SUM_LEAK, SUM_PASS1, SUM_PASS2)
 from .coupling_kernels import accumulate_grad, add_matrix_sum, apply, apply_T, grid_offdiag_rows
 from .dynamics_kernels import rhs, rhs_vjp
 from .jit import inner
@@ -72,6 +72,23 @@ def implicit_step(cs, Y, cur, b0, t, Yn, work):
             for j in range(N):
                 u = cur[b0 + i, t, j] if k == 0 else beta[j] * Yn[k - 1, i, j]
                 R[i, j] = (h[j] * Y[k, i, j] - leak[j]) + u
+        solve(cs, k, R, work)
+
+
+@inner
+def trapezoidal_step(cs, Y, cur, b0, t, Yn, ws, work):
+    """Trapezoidal rule, cells in order: the system of :func:`implicit_step` (``h = 2 C/dt``) with the
+    start-of-step current ``C_k F_k(Y, I)`` added to its right-hand side (eq. 36)."""
+    F = ws[0]
+    rhs(cs, Y, cur, b0, t, True, F, work)
+    K, rows, N = Y.shape
+    for k in range(K):
+        h, C, leak, beta = cs.node[NODE_H, k], cs.node[NODE_C, k], cs.node[NODE_LEAK, k], cs.node[NODE_BETA, k]
+        R, Fk = Yn[k], F[k]
+        for i in range(rows):
+            for j in range(N):
+                u = cur[b0 + i, t, j] if k == 0 else beta[j] * Yn[k - 1, i, j]
+                R[i, j] = ((h[j] * Y[k, i, j] + C[j] * Fk[i, j]) - leak[j]) + u
         solve(cs, k, R, work)
 
 
@@ -215,6 +232,53 @@ def implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, m
                     sbeta[j] += l_[j] * yp_[j]
                     dp_[j] += beta[j] * l_[j]
         accumulate_grad(cs, k, lam, Yn[k], node_sums, mat_sums, True, work, work_nn)
+
+
+@inner
+def trapezoidal_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
+    """Adjoint of :func:`trapezoidal_step` (eq. 37): the sums of :func:`implicit_step_vjp` for
+    ``lam_k = solve_T(dV'_k)``, ``dC_k += sum lam_k F_k``, then the start-of-step current through
+    :func:`rhs_vjp` with the cotangent ``C_k lam_k``; ``dV_k = h_k lam_k`` plus what that returns."""
+    K, rows, N = Y.shape
+    D, F = ws[0], ws[1]
+    rhs(cs, Y, cur, b0, t, True, F, work)
+    _copy(dYn, D)
+    for k in range(K - 1, -1, -1):
+        lam = D[k]
+        solve_T(cs, k, lam, work)
+        beta = cs.node[NODE_BETA, k]
+        sh, sc, sC = node_sums[SUM_PASS1, k], node_sums[SUM_PASS2, k], node_sums[SUM_C, k]
+        sleak, sbeta = node_sums[SUM_LEAK, k], node_sums[SUM_BETA, k]
+        for i in range(rows):
+            l_, y_, yn_, f_ = lam[i], Y[k, i], Yn[k, i], F[k, i]
+            for j in range(N):
+                lj = l_[j]
+                sh[j] += lj * y_[j]
+                sc[j] -= lj * yn_[j]
+                sC[j] += lj * f_[j]
+                sleak[j] -= lj
+            if k == 0:
+                di_ = dI[b0 + i, t]
+                for j in range(N):
+                    di_[j] += l_[j]
+            else:
+                yp_, dp_ = Yn[k - 1, i], D[k - 1, i]
+                for j in range(N):
+                    sbeta[j] += l_[j] * yp_[j]
+                    dp_[j] += beta[j] * l_[j]
+        accumulate_grad(cs, k, lam, Yn[k], node_sums, mat_sums, True, work, work_nn)
+    dF = F                                             # F is no longer needed: it holds C_k lam_k now
+    for k in range(K):
+        C = cs.node[NODE_C, k]
+        for i in range(rows):
+            for j in range(N):
+                dF[k, i, j] = C[j] * D[k, i, j]
+    rhs_vjp(cs, Y, cur, b0, t, dF, True, dY, dI, ws[2], ws[3], work, node_sums, mat_sums, work_nn)
+    for k in range(K):
+        h = cs.node[NODE_H, k]
+        for i in range(rows):
+            for j in range(N):
+                dY[k, i, j] += h[j] * D[k, i, j]
 
 
 @inner

@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from .codes import CELLS, EULER, EXPEULER, IMPLICIT, INTEGRATOR_CODES, LAST, READOUT_CODES
+from .codes import CELLS, EULER, EXPEULER, IMPLICIT, INTEGRATOR_CODES, LAST, READOUT_CODES, RK4
 from .jit import inner
 from .integrator_kernels import (N_WORKSPACES, euler_step, euler_step_vjp, expeuler_step, expeuler_step_vjp,
-                                 implicit_step, implicit_step_vjp, rk4_step, rk4_step_vjp)
+                                 implicit_step, implicit_step_vjp, rk4_step, rk4_step_vjp, trapezoidal_step,
+                                 trapezoidal_step_vjp)
 from .readout_kernels import (readout_cells, readout_cells_vjp, readout_derivatives, readout_derivatives_vjp,
                               readout_last, readout_last_vjp)
 
@@ -88,7 +89,7 @@ def pass_kernels(integrator, readout):
 
     Parameters
     ----------
-    integrator : {"euler", "expeuler", "implicit", "rk4"}
+    integrator : {"euler", "expeuler", "implicit", "rk4", "trapezoidal"}
     readout : {"last", "cells", "derivatives"}
 
     Returns
@@ -140,8 +141,10 @@ def pass_kernels(integrator, readout):
                     expeuler_step(cs, Y, cur, b0, t, Yn, work)
                 elif integ == IMPLICIT:
                     implicit_step(cs, Y, cur, b0, t, Yn, work)
-                else:
+                elif integ == RK4:
                     rk4_step(cs, Y, cur, b0, t, Yn, ws, work)
+                else:
+                    trapezoidal_step(cs, Y, cur, b0, t, Yn, ws, work)
                 if bad_step < 0:
                     cell = first_nonfinite_cell(Yn)
                     if cell >= 0:
@@ -214,8 +217,10 @@ def pass_kernels(integrator, readout):
                         expeuler_step(cs, seg[j - 1], cur, b0, t, seg[j], work)
                     elif integ == IMPLICIT:
                         implicit_step(cs, seg[j - 1], cur, b0, t, seg[j], work)
-                    else:
+                    elif integ == RK4:
                         rk4_step(cs, seg[j - 1], cur, b0, t, seg[j], ws, work)
+                    else:
+                        trapezoidal_step(cs, seg[j - 1], cur, b0, t, seg[j], ws, work)
                 for n in range(stop - 1, start - 1, -1):
                     t = _input_step(n, cur)
                     Yc, Yn = seg[n - start], seg[n + 1 - start]
@@ -236,8 +241,11 @@ def pass_kernels(integrator, readout):
                     elif integ == IMPLICIT:
                         implicit_step_vjp(cs, Yc, Yn, cur, b0, t, dY, dYp, dI, ws, work, node_sums, mat_sums,
                                           work_nn)
-                    else:
+                    elif integ == RK4:
                         rk4_step_vjp(cs, Yc, cur, b0, t, dY, dYp, dI, ws, work, node_sums, mat_sums, work_nn)
+                    else:
+                        trapezoidal_step_vjp(cs, Yc, Yn, cur, b0, t, dY, dYp, dI, ws, work, node_sums, mat_sums,
+                                             work_nn)
                     dY, dYp = dYp, dY
             _store_state(dY, b0, dV0)
 
