@@ -34,6 +34,7 @@ import numpy as np
 
 import kinn_ref
 from kinn_ref.layers import KINNLayers
+from kinn_ref.tolerances import relative_error
 
 from .golden_adapter import AdapterError, BadArray, CaseInfo, Outcome, declaration, load_adapter, run_case
 from .golden_cases import spec_to_dict
@@ -58,16 +59,6 @@ def digits_of_agreement(error):
     if not np.isfinite(error):
         return 0.0
     return DIGITS_CAP if error <= 10.0 ** -DIGITS_CAP else float(-np.log10(error))
-
-
-def relative_error(actual, expected):
-    """``||actual - expected|| / ||expected||`` (``||actual||`` when ``expected`` is all zeros), in float64."""
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    if actual.shape != expected.shape:
-        raise ValueError(f"shape {actual.shape} differs from the expected {expected.shape}")
-    scale = np.linalg.norm(expected)
-    diff = np.linalg.norm(actual - expected)
-    return float(diff / scale) if scale > 0 else float(diff)
 
 
 @dataclass

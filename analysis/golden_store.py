@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinn_ref.tolerances import TOLERANCES
 from kinn_ref.training.atomic import atomic_write
 
 from .golden_cases import SCHEMA_VERSION, SUITE_VERSION, TIERS, spec_from_dict, spec_to_dict
@@ -30,9 +31,8 @@ PACKAGED_DIGESTS = {"npz": "44c0042cea5184624feab54ab217c4b7c65260f43cce277899a0
 #: Largest tolerance a manifest may state.
 MAX_TOLERANCE = 0.01
 
-# norm-wise relative error bounds (SPEC section 3): CPU and GPU backends, by computation dtype; a case's own
-# tolerance follows its condition (analysis.golden_tolerance) and is never below the float64 ones
-TOLERANCES = {"float64": {"cpu": 1e-12, "gpu": 1e-11}, "float32": {"cpu": 1e-5, "gpu": 1e-5}}
+# TOLERANCES (kinn_ref.tolerances): the norm-wise relative error bounds of CPU and GPU backends, by computation
+# dtype; a case's own tolerance follows its condition (analysis.golden_tolerance) and is never below them
 
 
 class GoldenIntegrityError(ValueError):

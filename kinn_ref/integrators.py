@@ -251,12 +251,19 @@ class Implicit(Method):
         return Y_next
 
     def step_vjp(self, ctx, Y, I, Y_next, dY_next, acc):
+        return self._system_vjp(ctx, Y, Y_next, dY_next, acc)
+
+    def _system_vjp(self, ctx, Y, Y_next, dY_next, acc, lams=None):
+        """Adjoint of the cell-by-cell solves (eq. 30): ``(dY, dI)``; each cell's ``lambda_k`` into ``lams``
+        when given."""
         circuit = ctx.circuit
         dY1 = dY_next.copy()
         dY = np.empty_like(Y)
         dI = None
         for k in reversed(range(Y.shape[1])):
             lam = ctx.solvers[k].solve_T(dY1[:, k])
+            if lams is not None:
+                lams[:, k] = lam
             dY[:, k] = ctx.h[k] * lam
             ctx.dh[k] += (lam * Y[:, k]).sum(axis=0)
             ctx.dc[k] -= (lam * Y_next[:, k]).sum(axis=0)
@@ -379,28 +386,13 @@ class Trapezoidal(Implicit):
         return Y_next
 
     def step_vjp(self, ctx, Y, I, Y_next, dY_next, acc):
-        """Cells in reverse: ``lam_k = solve_T(dV'_k)``, then the start-of-step current through
-        :func:`rhs_vjp` with the cotangent ``C_k lam_k`` (eq. 37)."""
+        """The solves' adjoint of :class:`Implicit` (``lambda_k``, eq. 30), then the start-of-step current
+        ``C_k F_k`` through :func:`rhs_vjp` with the cotangent ``C_k lambda_k`` (eq. 37)."""
         circuit = ctx.circuit
-        F = rhs(circuit, ctx.coupling, Y, I)
-        dY1 = dY_next.copy()
-        dY = np.empty_like(Y)
-        dF = np.empty_like(Y)
-        dI = None
-        for k in reversed(range(Y.shape[1])):
-            lam = ctx.solvers[k].solve_T(dY1[:, k])
-            dY[:, k] = ctx.h[k] * lam
-            ctx.dh[k] += (lam * Y[:, k]).sum(axis=0)
-            ctx.dc[k] -= (lam * Y_next[:, k]).sum(axis=0)
-            add_coupling_grad(acc, k, ctx.coupling.grad(k, lam, Y_next[:, k]))
-            acc.leak[k] -= lam.sum(axis=0)
-            acc.C[k] += (lam * F[:, k]).sum(axis=0)
-            dF[:, k] = circuit.C[k] * lam
-            if k == 0:
-                dI = lam
-            else:
-                acc.beta[k] += (lam * Y_next[:, k - 1]).sum(axis=0)
-                dY1[:, k - 1] += circuit.beta[k] * lam
+        lams = np.empty_like(Y)
+        dY, dI = self._system_vjp(ctx, Y, Y_next, dY_next, acc, lams)
+        acc.C += (lams * rhs(circuit, ctx.coupling, Y, I)).sum(axis=0)
+        dF = circuit.C * lams
         dY_start, dI_start = rhs_vjp(circuit, ctx.coupling, Y, I, dF, acc)
         return dY + dY_start, dI + dI_start
 

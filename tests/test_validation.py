@@ -273,3 +273,16 @@ def test_a_layer_updated_after_backward_trains_on_and_one_updated_before_is_refu
     layer.params["b"] += 0.01
     with pytest.raises(kr.TapeMismatchError, match=r"params\['b'\] changed since the forward pass"):
         layer.backward(np.ones_like(y))
+
+
+def test_the_tolerance_policy_names_what_it_lacks():
+    from kinn_ref.tolerances import relative_error, tolerance
+    assert tolerance("float64") == 1e-12 and tolerance(np.float32, "gpu") == 1e-5
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        tolerance(np.float16)
+    with pytest.raises(ValueError, match="device 'cpu' or 'gpu'"):
+        tolerance("float64", "tpu")
+    with pytest.raises(ValueError, match=r"shape \(2,\) differs from the expected \(3,\)"):
+        relative_error(np.zeros(2), np.zeros(3))
+    assert relative_error(np.array([3.0, 4.0]), np.zeros(2)) == 5.0      # all-zero expected: absolute
+    assert relative_error(np.array([1.0, 1.0]), np.array([1.0, 2.0])) == pytest.approx(1 / np.sqrt(5))

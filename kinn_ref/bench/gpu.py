@@ -22,6 +22,7 @@ import numpy as np
 
 from ..parameterization import init_params
 from ..spec import LayerSpec
+from ..tolerances import relative_error
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +96,8 @@ def make_inputs(config, seed=0, dtype=np.float32):
 
 
 def rel(a, b):
-    """Norm-wise relative difference of two arrays (float64 arithmetic)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+    """Norm-wise relative difference of two arrays (:func:`kinn_ref.tolerances.relative_error`)."""
+    return relative_error(a, b)
 
 
 # ---- the cuda backend ---------------------------------------------------------------------------------

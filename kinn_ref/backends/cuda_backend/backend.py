@@ -33,11 +33,11 @@ import contextlib
 import numpy as np
 
 from kinn_ref._checks import check_array, check_choice, check_positive_int
-from kinn_ref.divergence import check_divergence, refuse_unstable_tape
+from kinn_ref.divergence import check_divergence
 from kinn_ref.errors import NonFiniteStateError
+from kinn_ref.contract import check_backward, input_layout
 from kinn_ref.parameterization import check_params
-from kinn_ref.reference import input_layout
-from kinn_ref.tape_checks import check_dtype_matches, check_spec_matches, check_tape, copy_params
+from kinn_ref.tape_checks import check_dtype_matches, check_spec_matches, copy_params
 
 from . import disk_cache, family_cell
 from .. import check_implements
@@ -257,11 +257,6 @@ def backward(spec, params, tape, dy):
     if not isinstance(tape, DeviceTape) or tape.params_copy is None:
         raise ValueError(f"tape must be the tape returned by the cuda forward, got {type(tape).__name__}"
                          + (" from forward_device (use backward_device)" if isinstance(tape, DeviceTape) else ""))
-    dtype = check_tape(tape, spec, params)
-    if tape.nonfinite is not None:
-        raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
-                         f"{tape.nonfinite[1]}); there is no gradient to compute")
-    refuse_unstable_tape(tape)
-    check_array("dy", dy, tape.output_shape, dtype)
+    check_backward(tape, spec, params, dy)
     grads = run_backward(spec, tape, upload(dy))
     return {k: v.copy_to_host() for k, v in grads.items()}

@@ -1,4 +1,4 @@
-"""The tape of a ``cuda`` forward pass: the reference's :class:`~kinn_ref.reference.Tape` with device arrays."""
+"""The tape of a ``cuda`` forward pass: the contract's :class:`~kinn_ref.contract.Tape` with device arrays."""
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,7 +72,7 @@ class DeviceTape:
     _nonfinite: object = field(default=False, repr=False)
 
     def __repr__(self):
-        from kinn_ref.reference import tape_repr
+        from kinn_ref.contract import tape_repr
         known = None if self._nonfinite is False else self._nonfinite     # never read the device for a repr
         text = tape_repr(self, self.x.dtype, {"x": self.x}, known)
         return f"{text[:-1]}, family={self.family!r}, interval={self.interval})"

@@ -13,11 +13,12 @@ import numpy as np
 
 from ..._checks import check_array, check_choice, check_positive_int
 from ...coupling import make_coupling
-from ...divergence import check_divergence, refuse_unstable_tape
+from ...divergence import check_divergence
 from ...errors import NonFiniteStateError
 from ...parameterization import check_params, circuit_vjp, make_circuit
-from ...reference import Tape, input_currents_vjp, input_layout
-from ...tape_checks import check_tape, copy_params
+from ...contract import Tape, check_backward, input_layout
+from ...reference import input_currents_vjp
+from ...tape_checks import copy_params
 from ...tape_memory import check_tape_memory
 from ..launch_warnings import quiet_launches
 from . import config
@@ -203,12 +204,7 @@ def backward(spec, params, tape, dy):
     if not isinstance(tape, Tape) or tape.backend != NAME:
         raise ValueError(f"tape must come from the numba backend's forward, got "
                          f"{getattr(tape, 'backend', type(tape).__name__)!r}")
-    dtype = check_tape(tape, spec, params)
-    if tape.nonfinite is not None:
-        raise ValueError(f"tape holds a non-finite forward pass (step {tape.nonfinite[0]}, cell "
-                         f"{tape.nonfinite[1]}); there is no gradient to compute")
-    refuse_unstable_tape(tape)
-    check_array("dy", dy, tape.output_shape, dtype)
+    dtype = check_backward(tape, spec, params, dy)
     ctx = tape.ctx
     B, K, N = tape.x.shape[0], spec.order, spec.total_nodes
     dy3 = np.ascontiguousarray(dy if spec.return_sequences else dy[:, None, :])

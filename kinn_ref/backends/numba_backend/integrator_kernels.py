@@ -14,7 +14,7 @@ from .dynamics_kernels import rhs, rhs_vjp
 from .jit import inner
 from .solver_kernels import solve, solve_T
 
-N_WORKSPACES = 4
+N_WORKSPACES = 5   # trapezoidal's adjoint uses all five; the others up to four
 
 
 @inner
@@ -204,7 +204,7 @@ def implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, m
     """Adjoint of :func:`implicit_step`, cells in reverse: ``lam_k = solve_T(dV'_k)``,
     ``dV_k = h_k lam_k``, ``dh_k += sum lam_k V_k``, ``dc_k -= sum lam_k V'_k``, coupling gradient of
     ``(lam_k, V'_k)``, ``dleak_k -= sum lam_k``, ``dbeta_k += sum lam_k V'_{k-1}``,
-    ``dV'_{k-1} += beta_k lam_k``, ``dI += lam_1``."""
+    ``dV'_{k-1} += beta_k lam_k``, ``dI += lam_1``; leaves ``lam`` in ``ws[0]``."""
     K, rows, N = Y.shape
     D = ws[0]
     _copy(dYn, D)
@@ -236,49 +236,24 @@ def implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, m
 
 @inner
 def trapezoidal_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn):
-    """Adjoint of :func:`trapezoidal_step` (eq. 37): the sums of :func:`implicit_step_vjp` for
-    ``lam_k = solve_T(dV'_k)``, ``dC_k += sum lam_k F_k``, then the start-of-step current through
-    :func:`rhs_vjp` with the cotangent ``C_k lam_k``; ``dV_k = h_k lam_k`` plus what that returns."""
+    """Adjoint of :func:`trapezoidal_step` (eq. 37): :func:`implicit_step_vjp` of the solves
+    (``lam_k`` left in ``ws[0]``), ``dC_k += sum lam_k F_k``, then the start-of-step current through
+    :func:`rhs_vjp` with the cotangent ``C_k lam_k``, added to ``dY``."""
     K, rows, N = Y.shape
-    D, F = ws[0], ws[1]
+    implicit_step_vjp(cs, Y, Yn, cur, b0, t, dYn, dY, dI, ws, work, node_sums, mat_sums, work_nn)
+    D, F, dF, dYs = ws[0], ws[1], ws[2], ws[3]
     rhs(cs, Y, cur, b0, t, True, F, work)
-    _copy(dYn, D)
-    for k in range(K - 1, -1, -1):
-        lam = D[k]
-        solve_T(cs, k, lam, work)
-        beta = cs.node[NODE_BETA, k]
-        sh, sc, sC = node_sums[SUM_PASS1, k], node_sums[SUM_PASS2, k], node_sums[SUM_C, k]
-        sleak, sbeta = node_sums[SUM_LEAK, k], node_sums[SUM_BETA, k]
-        for i in range(rows):
-            l_, y_, yn_, f_ = lam[i], Y[k, i], Yn[k, i], F[k, i]
-            for j in range(N):
-                lj = l_[j]
-                sh[j] += lj * y_[j]
-                sc[j] -= lj * yn_[j]
-                sC[j] += lj * f_[j]
-                sleak[j] -= lj
-            if k == 0:
-                di_ = dI[b0 + i, t]
-                for j in range(N):
-                    di_[j] += l_[j]
-            else:
-                yp_, dp_ = Yn[k - 1, i], D[k - 1, i]
-                for j in range(N):
-                    sbeta[j] += l_[j] * yp_[j]
-                    dp_[j] += beta[j] * l_[j]
-        accumulate_grad(cs, k, lam, Yn[k], node_sums, mat_sums, True, work, work_nn)
-    dF = F                                             # F is no longer needed: it holds C_k lam_k now
     for k in range(K):
-        C = cs.node[NODE_C, k]
+        C, sC = cs.node[NODE_C, k], node_sums[SUM_C, k]
         for i in range(rows):
             for j in range(N):
+                sC[j] += D[k, i, j] * F[k, i, j]
                 dF[k, i, j] = C[j] * D[k, i, j]
-    rhs_vjp(cs, Y, cur, b0, t, dF, True, dY, dI, ws[2], ws[3], work, node_sums, mat_sums, work_nn)
+    rhs_vjp(cs, Y, cur, b0, t, dF, True, dYs, dI, F, ws[4], work, node_sums, mat_sums, work_nn)
     for k in range(K):
-        h = cs.node[NODE_H, k]
         for i in range(rows):
             for j in range(N):
-                dY[k, i, j] += h[j] * D[k, i, j]
+                dY[k, i, j] += dYs[k, i, j]
 
 
 @inner
