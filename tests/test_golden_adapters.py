@@ -22,7 +22,7 @@ EXAMPLES = ROOT / "docs" / "examples"
 HELPERS = Path(__file__).resolve().parent / "golden_adapters"
 MISBEHAVING = HELPERS / "misbehaving.py"
 BAD = "none-expeuler-cells-raw-K3-static-seq"       # the case misbehaving.py misbehaves on
-NONE_CASES = "none-[er]*"                             # four uncoupled cases (euler, expeuler twice, rk4), BAD among them
+NONE_CASES = "none-[er]*"        # four uncoupled cases (euler, expeuler twice, rk4), BAD among them
 N_NONE = len(load_suite(select=NONE_CASES)[1])
 
 
