@@ -137,23 +137,24 @@ def _print_report(name, report):
     print(f"{name}: coupling={spec.coupling}{grid} nodes={spec.total_nodes} order={spec.order} "
           f"param={spec.param} integrator={spec.integrator} dt={spec.dt:g}")
     K = spec.order
+    w = max(len("integrator"), *map(len, report.table))        # the name column fits every integrator
     print("largest stable dt per integrator and cell")
-    print(f"  {'integrator':<10} " + " ".join(f"{'cell ' + str(k + 1):>11}" for k in range(K)) +
+    print(f"  {'integrator':<{w}} " + " ".join(f"{'cell ' + str(k + 1):>11}" for k in range(K)) +
           f" {'layer':>11}  method")
     for integ, steps in report.table.items():
         methods = sorted({s.method for s in steps})
         note = "; ".join(methods)
         if any(s.stable_from is not None for s in steps):
             note += f" (stable for dt >= {max(s.stable_from or 0 for s in steps):.6g})"
-        print(f"  {integ:<10} " + " ".join(f"{_fmt(s.dt_max):>11}" for s in steps) +
+        print(f"  {integ:<{w}} " + " ".join(f"{_fmt(s.dt_max):>11}" for s in steps) +
               f" {_fmt(report.dt_max(integ)):>11}  {note}")
     from ..analysis.stability import verdict
     print(f"at dt = {report.dt:g}")
-    print(f"  {'integrator':<10} {'spectral radius':>16} {'(layer matrix)':>15}  verdict")
+    print(f"  {'integrator':<{w}} {'spectral radius':>16} {'(layer matrix)':>15}  verdict")
     for integ in report.table:
         layer = report.rho_layer.get(integ)
         marker = "  <- the layer's integrator" if integ == spec.integrator else ""
-        print(f"  {integ:<10} {report.rho[integ]:16.10f} {'-' if layer is None else f'{layer:.10f}':>15}  "
+        print(f"  {integ:<{w}} {report.rho[integ]:16.10f} {'-' if layer is None else f'{layer:.10f}':>15}  "
               f"{verdict(report.rho[integ])}{marker}")
 
 
