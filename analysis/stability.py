@@ -4,9 +4,10 @@ The stacked system is block lower triangular (cell k is driven by cell k-1 only)
 Jacobian ``J`` and for every integrator's amplification matrix ``M``; so the spectrum of ``M`` is the union of
 the spectra of the cells' diagonal blocks, and a layer's ``dt_max`` is the smallest of its cells'.
 
-For the integrators whose map is a function of ``dt J`` (euler, implicit, rk4), ``M = R(dt J)`` exactly (``R`` from :mod:`analysis.stability_functions`), so a
-cell is stable for ``dt`` when every eigenvalue ``lam`` of its Jacobian block has ``|R(dt lam)| <= 1``: each
-eigenvalue's ray ``dt lam`` leaves the stability region at a root of the SymPy-derived boundary polynomial.
+For the integrators whose map is a function of ``dt J`` (euler, implicit, rk4, trapezoidal), ``M = R(dt J)``
+exactly (``R`` from :mod:`analysis.stability_functions`), so a cell is stable for ``dt`` when every
+eigenvalue ``lam`` of its Jacobian block has ``|R(dt lam)| <= 1``: each eigenvalue's ray ``dt lam`` leaves
+the stability region at a root of the SymPy-derived boundary polynomial.
 The eigenvalues are closed forms for uncoupled cells (``-g/C``) and grids (Fourier modes of the mesh) and
 numerical otherwise. The expeuler step splits the conductance, so its ``M`` is not a function of ``J``: a
 cell whose coupling is passive (non-negative off-diagonal conductances, ``g >= 0``) has ``M >= 0`` with row

@@ -45,8 +45,10 @@ def spec_reason(name, spec):
     implemented = _REGISTRY[name]["integrators"]
     if spec is None or implemented is None or spec.integrator in implemented:
         return None
+    complete = [n for n, entry in _REGISTRY.items() if entry["integrators"] is None]
     return (f"it does not implement integrator={spec.integrator!r} (it implements "
-            f"{', '.join(map(repr, implemented))}; the numpy and numba backends implement every integrator)")
+            f"{', '.join(map(repr, implemented))}; the {' and '.join(complete)} backends implement every "
+            "integrator)")
 
 
 def registered_backends():

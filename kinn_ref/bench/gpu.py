@@ -95,11 +95,6 @@ def make_inputs(config, seed=0, dtype=np.float32):
     return params, x, dy
 
 
-def rel(a, b):
-    """Norm-wise relative difference of two arrays (:func:`kinn_ref.tolerances.relative_error`)."""
-    return relative_error(a, b)
-
-
 # ---- the cuda backend ---------------------------------------------------------------------------------
 
 def cuda_runner(config, params, x, dy):
@@ -204,7 +199,8 @@ def check(config, cuda_out, torch_out, params, x, dy, rows=2048):
     import torch
     yc, gc = _to_numpy(cuda_out)
     yt, gt = _to_numpy(torch_out)
-    result = {"y_vs_torch32": rel(yc, yt), "grads_vs_torch32": {k: rel(gc[k], gt[k]) for k in gt}}
+    result = {"y_vs_torch32": relative_error(yc, yt),
+              "grads_vs_torch32": {k: relative_error(gc[k], gt[k]) for k in gt}}
     sub = min(rows, config.batch)
     small = GpuConfig(config.name, config.spec, sub, config.goals)
     ref = torch_runner(small, params, x[:sub], dy[:sub], dtype="float64")
@@ -214,8 +210,10 @@ def check(config, cuda_out, torch_out, params, x, dy, rows=2048):
     t = torch_runner(small, params, x[:sub], dy[:sub])
     yc_s, gc_s = _to_numpy(c()[2])
     yt_s, gt_s = _to_numpy(t()[2])
-    result["cuda_vs_torch64"] = max([rel(yc_s, y64)] + [rel(gc_s[k], g64[k]) for k in g64])
-    result["torch32_vs_torch64"] = max([rel(yt_s, y64)] + [rel(gt_s[k], g64[k]) for k in g64])
+    result["cuda_vs_torch64"] = max([relative_error(yc_s, y64)]
+                                    + [relative_error(gc_s[k], g64[k]) for k in g64])
+    result["torch32_vs_torch64"] = max([relative_error(yt_s, y64)]
+                                       + [relative_error(gt_s[k], g64[k]) for k in g64])
     del ref, c, t
     torch.cuda.empty_cache()
     return result

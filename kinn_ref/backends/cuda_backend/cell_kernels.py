@@ -22,6 +22,8 @@ from .slots import N_SLOTS, block_reducer
 cuda = cuda_module()
 
 CODES = {"linear": 0, "implicit": 1, "rk4": 2}
+#: The kernel kind (a key of :data:`CODES`) of each integrator: euler and expeuler share the linear step.
+KINDS = {"euler": "linear", "expeuler": "linear", "implicit": "implicit", "rk4": "rk4"}
 
 
 def launch_bounds():

@@ -17,7 +17,7 @@ matrix product.
 import numpy as np
 
 from . import config
-from .cell_kernels import cell_parts, fused_projection, launch_bounds
+from .cell_kernels import KINDS, cell_parts, fused_projection, launch_bounds
 from .compat import cuda_module
 from .device import kernel_cache
 from .slots import N_SLOTS, block_reducer
@@ -25,12 +25,13 @@ from .slots import N_SLOTS, block_reducer
 cuda = cuda_module()
 
 
-def eligible(spec, kind, sequence, T, explicit_interval):
+def eligible(spec, sequence, T, explicit_interval):
     """Whether a pass runs on these kernels: static input projected in the kernel, at most
-    ``CELL_STATIC_MAX_T`` steps, an integrator ``kind`` in ``CELL_STATIC_INTEGRATORS`` and a readout in
-    ``CELL_STATIC_READOUTS``, and no states asked for (``checkpoint_every`` not given)."""
+    ``CELL_STATIC_MAX_T`` steps, an integrator whose kernel kind is in ``CELL_STATIC_INTEGRATORS`` and a
+    readout in ``CELL_STATIC_READOUTS``, and no states asked for (``checkpoint_every`` not given)."""
     return (not sequence and not explicit_interval and T <= config.CELL_STATIC_MAX_T
-            and kind in config.CELL_STATIC_INTEGRATORS and spec.readout in config.CELL_STATIC_READOUTS
+            and KINDS[spec.integrator] in config.CELL_STATIC_INTEGRATORS
+            and spec.readout in config.CELL_STATIC_READOUTS
             and fused_projection(spec.in_features))
 
 

@@ -1,8 +1,9 @@
 """The ``none`` coupling on the fused per-node kernels: forward and backward passes.
 
 A static input projected in the kernels, over at most ``config.CELL_STATIC_MAX_T`` steps of an integrator
-in ``config.CELL_STATIC_INTEGRATORS``, read out as in ``config.CELL_STATIC_READOUTS``, and with no ``checkpoint_every`` asked for, runs on the kernels built
-for its ``T`` (:mod:`.cell_static`): one launch each way, no state kept. Otherwise :mod:`.cell_kernels` run it: the backward runs one launch per span of
+in ``config.CELL_STATIC_INTEGRATORS``, read out as in ``config.CELL_STATIC_READOUTS``, and with no
+``checkpoint_every`` asked for, runs on the kernels built for its ``T`` (:mod:`.cell_static`): one launch
+each way, no state kept. Otherwise :mod:`.cell_kernels` run it: the backward runs one launch per span of
 ``span_capacity()`` steps (:mod:`.spans`), latest first; a span's first state is a kept state or is
 recomputed by the forward kernel from the last kept state before it.
 """
@@ -11,13 +12,12 @@ from types import SimpleNamespace
 from ..codes import READOUT_CODES
 from . import cell_static
 from . import gemm as mm
-from .cell_kernels import kernels_for, span_capacity
+from .cell_kernels import KINDS, kernels_for, span_capacity
 from .device import empty, new_flag, node_grid, scalar, transposed, zeros
 from .projection import project
 from .slots import N_SLOTS
 from .spans import groups, n_stores, spans, store_index, stored_states
 
-KINDS = {"euler": "linear", "expeuler": "linear", "implicit": "implicit", "rk4": "rk4"}
 READOUTS = READOUT_CODES
 
 
@@ -57,7 +57,7 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     B, K, N = x.shape[0], spec.order, spec.total_nodes
     x3, Tin = _inputs(spec, x, sequence, T)
     grid, block = node_grid(N, B)
-    if cell_static.eligible(spec, KINDS[spec.integrator], sequence, T, explicit_interval):
+    if cell_static.eligible(spec, sequence, T, explicit_interval):
         fwd, _ = _static_kernels(spec, dtype, T)
         y = empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
         weights = transposed(dp["W"])

@@ -218,8 +218,8 @@ def prepare_constants(spec, circuit, coupling, dtype):
     if spec.integrator == "expeuler":
         integrator_ctx = INTEGRATORS["expeuler"].prepare(circuit, coupling, spec.dt)
         node[NODE_E], node[NODE_P] = integrator_ctx.E, integrator_ctx.p
-    elif INTEGRATORS[spec.integrator].capacitance_scale is not None:   # implicit, trapezoidal
-        h = INTEGRATORS[spec.integrator].capacitance_scale * circuit.C / spec.dt
+    elif (scale := INTEGRATORS[spec.integrator].capacitance_scale) is not None:   # implicit, trapezoidal
+        h = scale * circuit.C / spec.dt
         c = h + circuit.g
         node[NODE_H], node[NODE_CI] = h, c
         if spec.coupling in ("dense", "kirchhoff"):
