@@ -59,6 +59,8 @@ DEFAULT_CASES = [
     ("none", "implicit", "derivatives", "positive", 2, False, True, True, 3),
     ("none", "rk4", "cells", "positive", 1, False, False, True, 3),
     ("none", "rk4", "derivatives", "positive", 2, True, True, True, 3),
+    ("none", "trapezoidal", "cells", "raw", 3, True, False, True, 3),
+    ("none", "trapezoidal", "derivatives", "positive", 2, False, True, False, 3),
     ("dense", "expeuler", "last", "positive", 1, False, False, True, 5),      # persistent
     ("dense", "euler", "cells", "raw", 1, True, True, False, 5),              # persistent
     ("kirchhoff", "expeuler", "last", "raw", 1, True, True, True, 3),         # persistent
@@ -67,6 +69,8 @@ DEFAULT_CASES = [
     ("kirchhoff", "euler", "derivatives", "positive", 2, False, False, True, 2),
     ("grid1d-periodic", "expeuler", "last", "positive", 2, False, False, True, 2),
     ("grid2d-neumann", "euler", "cells", "raw", 1, True, True, True, 2),
+    ("dense", "trapezoidal", "derivatives", "raw", 2, True, False, True, 2),
+    ("grid1d-neumann", "trapezoidal", "cells", "positive", 2, False, True, True, 2),
 ]
 SLOW_CASES = [
     ("dense", "euler", "derivatives", "raw", 2, True, True, True, 3),
@@ -75,6 +79,9 @@ SLOW_CASES = [
     ("grid1d-dirichlet", "implicit", "last", "positive", 2, False, False, True, 2),
     ("grid2d-periodic", "implicit", "cells", "positive", 1, False, False, False, 2),
     ("grid1d-periodic", "rk4", "derivatives", "positive", 2, False, False, True, 2),
+    ("kirchhoff", "trapezoidal", "last", "positive", 2, True, True, False, 2),
+    ("grid2d-periodic", "trapezoidal", "derivatives", "raw", 2, True, False, True, 2),
+    ("grid1d-dirichlet", "trapezoidal", "last", "positive", 1, False, False, True, 2),
 ]
 
 
@@ -166,6 +173,7 @@ STATIC_CASES = [
     ("expeuler", "derivatives", 2, True, False, 5, np.float32),
     ("implicit", "last", 2, False, True, 3, np.float64),
     ("rk4", "derivatives", 2, False, True, 1, np.float64),
+    ("trapezoidal", "cells", 3, False, True, 5, np.float64),
     pytest.param("implicit", "cells", 1, True, False, 6, np.float32, marks=pytest.mark.slow),
     pytest.param("rk4", "last", 3, True, True, 9, np.float64, marks=pytest.mark.slow),
 ]
@@ -179,7 +187,8 @@ def test_static_input_kernels_built_for_T(monkeypatch, integrator, readout, orde
     RK4 and the ``derivatives`` readout, which run on the span kernels by default, are let onto them through
     the tunables."""
     from kinn_ref.backends.cuda_backend import config
-    monkeypatch.setattr(config, "CELL_STATIC_INTEGRATORS", ("linear", "implicit", "rk4"))
+    from kinn_ref.backends.cuda_backend.cell_kernels import CODES
+    monkeypatch.setattr(config, "CELL_STATIC_INTEGRATORS", tuple(CODES))
     monkeypatch.setattr(config, "CELL_STATIC_READOUTS", ("last", "cells", "derivatives"))
     spec, params, x, V0 = make_case("none", integrator, readout, order=order, return_sequences=return_sequences,
                                     with_V0=with_V0, n_steps=n_steps, batch=3, dtype=dtype, seed=n_steps)
@@ -191,23 +200,29 @@ def test_static_input_kernels_built_for_T(monkeypatch, integrator, readout, orde
         assert rel_error(grads_c[k], grads[k]) <= TOLERANCE[np.dtype(dtype)], k
 
 
-def test_an_integrator_the_backend_lacks_is_refused_by_name():
-    """The trapezoidal rule runs on the CPU backends only: an explicit cuda backend names what it lacks (a
-    BackendUnsupportedError, both a ValueError and a NotImplementedError), and "auto" passes over cuda."""
-    from kinn_ref.backends import resolve
+def test_an_integrator_the_backend_lacks_is_refused_by_name(monkeypatch):
+    """A backend registered with fewer integrators than the registry's (as cuda was before it had the
+    trapezoidal rule): an explicit choice names what it lacks (a BackendUnsupportedError, both a ValueError and
+    a NotImplementedError) before any kernel runs, and "auto" passes over it."""
+    from kinn_ref import backends
     from kinn_ref.errors import BackendUnsupportedError
+    monkeypatch.setitem(backends._REGISTRY["cuda"], "integrators", ("euler", "expeuler", "implicit", "rk4"))
     spec, params, x, V0 = make_case("none", "trapezoidal", "last", n_steps=2, batch=2)
     with pytest.raises(BackendUnsupportedError, match="integrator='trapezoidal'") as info:
         kr.forward(spec, params, x, V0, backend="cuda")
     assert isinstance(info.value, ValueError) and isinstance(info.value, NotImplementedError)
     with pytest.raises(BackendUnsupportedError, match="numba backends implement every integrator"):
         kr.KINNLayer(2, 3, backend="cuda", integrator="trapezoidal")
-    assert resolve("auto", spec) != "cuda"
-    assert resolve("auto", spec.replace(integrator="implicit")) in ("cuda", "numba", "numpy")
+    assert backends.resolve("auto", spec) != "cuda"
+    assert backends.resolve("auto", spec.replace(integrator="implicit")) in ("cuda", "numba", "numpy")
+    assert backends.implemented_integrators("cuda") == ("euler", "expeuler", "implicit", "rk4")
+    monkeypatch.undo()
+    assert backends.implemented_integrators("cuda") == kr.spec.INTEGRATORS
 
 
 @pytest.mark.parametrize("integrator,readout,static", [
     ("euler", "last", True), ("expeuler", "cells", True), ("implicit", "last", True), ("rk4", "last", False),
+    ("trapezoidal", "cells", True),
     ("expeuler", "derivatives", False)])
 def test_static_kernels_are_chosen_by_integrator_and_readout(integrator, readout, static):
     """By default a short static input runs on ``cell_static`` for the single-stage integrators read out as

@@ -149,5 +149,4 @@ def _auto_probe_cuda():
     return auto_reason()
 
 
-register("cuda", _load_cuda, _probe_cuda, _auto_probe_cuda,
-         integrators=("euler", "expeuler", "implicit", "rk4"))
+register("cuda", _load_cuda, _probe_cuda, _auto_probe_cuda)

@@ -21,9 +21,10 @@ from .slots import N_SLOTS, block_reducer
 
 cuda = cuda_module()
 
-CODES = {"linear": 0, "implicit": 1, "rk4": 2}
+CODES = {"linear": 0, "implicit": 1, "rk4": 2, "trapezoidal": 3}
 #: The kernel kind (a key of :data:`CODES`) of each integrator: euler and expeuler share the linear step.
-KINDS = {"euler": "linear", "expeuler": "linear", "implicit": "implicit", "rk4": "rk4"}
+KINDS = {"euler": "linear", "expeuler": "linear", "implicit": "implicit", "rk4": "rk4",
+         "trapezoidal": "trapezoidal"}
 
 
 def launch_bounds():
@@ -44,6 +45,7 @@ def cell_parts(dtype, K, integrator, D):
     linear_step, linear_step_vjp = m.linear_step, m.linear_step_vjp
     implicit_step, implicit_step_vjp = m.implicit_step, m.implicit_step_vjp
     rk4_step, rk4_step_vjp = m.rk4_step, m.rk4_step_vjp
+    trapezoidal_step, trapezoidal_step_vjp = m.trapezoidal_step, m.trapezoidal_step_vjp
     derivatives, derivatives_vjp = m.derivatives, m.derivatives_vjp
     f = np.dtype(dtype).type
     zero = f(0.0)
@@ -72,6 +74,8 @@ def cell_parts(dtype, K, integrator, D):
             linear_step(V, I, c1, c2, leak, beta)
         elif code == 1:
             implicit_step(V, I, c1, c2, leak, beta)
+        elif code == 3:
+            trapezoidal_step(V, I, c1, c2, g, leak, beta)
         else:
             rk4_step(V, I, dt, C, g, leak, beta)
 
@@ -105,6 +109,8 @@ def cell_parts(dtype, K, integrator, D):
             return linear_step_vjp(Vo, I, dV, c1, c2, beta, acc)
         elif code == 1:
             return implicit_step_vjp(Vo, Vn, I, dV, c1, c2, beta, acc)
+        elif code == 3:
+            return trapezoidal_step_vjp(Vo, Vn, I, dV, c1, c2, g, beta, acc)
         return rk4_step_vjp(Vo, I, dt, dV, C, g, leak, beta, acc)
 
     @nvvm_inlined()
@@ -147,7 +153,7 @@ def cell_parts(dtype, K, integrator, D):
 
 @kernel_cache
 def cell_kernels(dtype, K, integrator, D):
-    """``(forward, backward)`` kernels for ``K`` cells, ``integrator`` in ``"linear", "implicit", "rk4"``.
+    """``(forward, backward)`` kernels for ``K`` cells, ``integrator`` a kernel kind of :data:`CODES`.
 
     ``D`` > 0: the kernels project ``D`` input features themselves (a thread keeps its node's row of ``W`` in
     registers); ``D = 0``: they read the projected current from a buffer.

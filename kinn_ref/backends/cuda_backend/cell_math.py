@@ -90,6 +90,39 @@ def cell_math(dtype, K):
                 dI = lam
         return dI
 
+    # ---- trapezoidal: (2C_k/dt + g_k) V_k' = (2C_k/dt - g_k) V_k - 2 leak_k + u_k + u_k'  (eq. 36 with A = 0)
+    @nvvm_inlined()
+    def trapezoidal_step(V, I, c1, c2, g, leak, beta):
+        """``c1 = 2C/dt``, ``c2 = 1/(2C/dt + g)``; the drive at both ends of the step (``I`` for cell 0)."""
+        old = I  # u_k at the start of the step: beta_k times the old V_{k-1}
+        for k in range(K):
+            u0 = I if k == 0 else beta[k] * old
+            u1 = I if k == 0 else beta[k] * V[k - 1]  # V[k-1] is already the new value
+            old = V[k]
+            V[k] = c2[k] * ((c1[k] - g[k]) * V[k] - (leak[k] + leak[k]) + u0 + u1)
+
+    @nvvm_inlined()
+    def trapezoidal_step_vjp(V, Vn, I, dV, c1, c2, g, beta, acc):
+        """Adjoint of :func:`trapezoidal_step` (eq. 37 with A = 0): ``dV`` in: cotangent of ``Vn``; out: of
+        ``V``. Slots: ``sum lam``, ``sum lam V``, ``sum lam V'``, ``sum lam (V_{k-1} + V'_{k-1})``. Returns
+        ``dI``."""
+        dI = zero
+        lam_next = zero
+        for kk in range(K):
+            k = K - 1 - kk
+            lam = dV[k] * c2[k]
+            dV[k] = (c1[k] - g[k]) * lam + (beta[k + 1] * lam_next if k + 1 < K else zero)
+            acc[k, 0] += lam
+            acc[k, 1] += lam * V[k]
+            acc[k, 2] += lam * Vn[k]
+            if k > 0:
+                acc[k, 3] += lam * (Vn[k - 1] + V[k - 1])
+                dV[k - 1] += beta[k] * lam
+            else:
+                dI = lam + lam
+            lam_next = lam
+        return dI
+
     # ---- right-hand side F (eqs. 1-3 with A = 0) and its adjoint (eq. 26)
     @nvvm_inlined()
     def rhs(S, I, out, affine, C, g, leak, beta):
@@ -207,5 +240,6 @@ def cell_math(dtype, K):
 
     return SimpleNamespace(all_finite=all_finite, first_nonfinite=first_nonfinite, linear_step=linear_step,
                            linear_step_vjp=linear_step_vjp, implicit_step=implicit_step,
-                           implicit_step_vjp=implicit_step_vjp, rhs=rhs, rhs_vjp=rhs_vjp, rk4_step=rk4_step,
+                           implicit_step_vjp=implicit_step_vjp, trapezoidal_step=trapezoidal_step,
+                           trapezoidal_step_vjp=trapezoidal_step_vjp, rhs=rhs, rhs_vjp=rhs_vjp, rk4_step=rk4_step,
                            rk4_step_vjp=rk4_step_vjp, derivatives=derivatives, derivatives_vjp=derivatives_vjp)

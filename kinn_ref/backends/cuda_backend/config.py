@@ -28,8 +28,9 @@ CELL_STATIC_MAX_T = 64
 #: ... and only for these integrator kinds (of :data:`.cell_kernels.KINDS`) and readouts. Measured on an H200
 #: (docs/benchmarks.md, 2026-12-04), the written-out backward pays for one-stage steps read out at the last cell
 #: (2.5x faster than the span kernels) but is slower to run and to build for RK4 (21.1 against 19.8 ms, first
-#: call 41 against 15 s) and for the ``derivatives`` readout (8.4 against 5.8 ms, 19 against 13 s).
-CELL_STATIC_INTEGRATORS = ("linear", "implicit")
+#: call 41 against 15 s) and for the ``derivatives`` readout (8.4 against 5.8 ms, 19 against 13 s). The
+#: trapezoidal step is one stage, like the implicit one.
+CELL_STATIC_INTEGRATORS = ("linear", "implicit", "trapezoidal")
 CELL_STATIC_READOUTS = ("last", "cells")
 CELL_STATIC_SEGMENT = 2 if _SIM else 8
 #: The fused ``none`` kernels compute the input projection themselves up to this many input features (above,

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ...integrators import INTEGRATORS
 from ..codes import INTEGRATOR_CODES
 from .compat import cuda_module
 from .devmath import scalar_functions
@@ -15,7 +16,13 @@ from .slots import RHS
 
 cuda = cuda_module()
 
-CODES = INTEGRATOR_CODES  # the kernels' integrator codes (eq. 12-16), shared with the numba backend
+CODES = INTEGRATOR_CODES  # the kernels' integrator codes (eq. 12-16, 36), shared with the numba backend
+IMPLICIT, TRAPEZOIDAL = CODES["implicit"], CODES["trapezoidal"]
+
+
+def _scale(spec):
+    """The ``s`` of ``s C/dt`` of a method that solves per cell (:attr:`~kinn_ref.integrators.Method.capacitance_scale`)."""
+    return INTEGRATORS[spec.integrator].capacitance_scale or 0
 
 
 @kernel_cache
@@ -26,9 +33,10 @@ def _kernels(dtype):
     zero, one = f(0.0), f(1.0)
 
     @cuda.jit
-    def prepare(C, g, d, dt, code, c1, c2, a):
+    def prepare(C, g, d, dt, code, scale, c1, c2, a):
         """euler: ``E = 1 - dt g/C, p = dt/C``; expeuler (eq. 14): ``E = exp(-a), p = dt phi1(a)/C``;
-        implicit (eq. 15): ``C/dt`` and ``1/(C/dt + g)``; into ``c1, c2`` (and ``a``)."""
+        implicit (eq. 15) and trapezoidal (eq. 36): ``h = s C/dt`` and ``1/(h + g)`` with ``s`` the method's
+        ``capacitance_scale``; into ``c1, c2`` (and ``a``)."""
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         K, N = C.shape
@@ -45,8 +53,8 @@ def _kernels(dtype):
                 a[k, n] = ak
                 c1[k, n] = math.exp(-ak)
                 c2[k, n] = dt * phi1(ak) / Ck
-            elif code == 2:
-                h = Ck / dt
+            elif code == IMPLICIT or code == TRAPEZOIDAL:
+                h = scale * Ck / dt
                 c1[k, n] = h
                 c2[k, n] = one / (h + g[k, n])
                 a[k, n] = zero
@@ -57,7 +65,7 @@ def _kernels(dtype):
             i += stride
 
     @cuda.jit
-    def finalize(sums, C, g, leak, beta, c1, c2, a, s, H, xdot, xdot_rhs, dt, code,
+    def finalize(sums, C, g, leak, beta, c1, c2, a, s, H, xdot, xdot_rhs, dt, code, scale,
                  dC, dg, dleak, dbeta, dd, dnode):
         """Circuit gradients from the reduced sums (see :mod:`slots`); ``s`` per channel (grid) or zeros,
         ``xdot``/``xdot_rhs`` the coupling part of ``sum dV1 q`` / ``sum dF F C`` (dense, kirchhoff)."""
@@ -92,12 +100,16 @@ def _kernels(dtype):
                 else:
                     vC = (dE * dt * gk - dp * dt) / (Ck * Ck)
                     vg = -dE * dt / Ck
-            elif code == 2:
+            elif code == IMPLICIT or code == TRAPEZOIDAL:
+                # h V (both) and -g V - leak (trapezoidal's start-of-step current) on the right, h + g on the left
                 dh = sums[k, 1, n]
                 dc = -sums[k, 2, n]
-                vC = (dh + dc) / dt
+                vC = scale * (dh + dc) / dt
                 vg = dc
                 vl = -sums[k, 0, n]
+                if code == TRAPEZOIDAL:
+                    vg -= dh
+                    vl += vl
                 vb = sums[k, 3, n] if k > 0 else zero
                 vn = sums[k, 4, n]
             R1, R2, R3, R4, R5 = (sums[k, RHS, n], sums[k, RHS + 1, n], sums[k, RHS + 2, n], sums[k, RHS + 3, n],
@@ -125,7 +137,8 @@ def prepare(spec, circuit, diag):
     K, N = circuit.C.shape
     kern, _ = _kernels(dtype.str)
     c1, c2, a = (empty((K, N), dtype) for _ in range(3))
-    launch_1d(kern, K * N, circuit.C, circuit.g, diag, scalar(dtype, spec.dt), CODES[spec.integrator], c1, c2, a)
+    launch_1d(kern, K * N, circuit.C, circuit.g, diag, scalar(dtype, spec.dt), CODES[spec.integrator],
+              scalar(dtype, _scale(spec)), c1, c2, a)
     return SimpleNamespace(c1=c1, c2=c2, a=a)
 
 
@@ -140,5 +153,6 @@ def finalize(spec, circuit, consts, sums, s, xdot, xdot_rhs):
     _, kern = _kernels(dtype.str)
     out = [empty((K, N), dtype) for _ in range(6)]
     launch_1d(kern, K * N, sums, circuit.C, circuit.g, circuit.leak, circuit.beta, consts.c1, consts.c2, consts.a,
-              s, s.shape[1], xdot, xdot_rhs, scalar(dtype, spec.dt), CODES[spec.integrator], *out)
+              s, s.shape[1], xdot, xdot_rhs, scalar(dtype, spec.dt), CODES[spec.integrator],
+              scalar(dtype, _scale(spec)), *out)
     return out

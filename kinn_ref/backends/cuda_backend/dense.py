@@ -3,7 +3,8 @@
 Per pass the coupling keeps ``M_full[k] = A_k`` (dense ``G``; kirchhoff ``S - diag(S 1)``) and
 ``M_off[k] = O_k`` (``A_k`` without its diagonal; kirchhoff ``S``). Products over the batch go through the
 tiled product (:mod:`.gemm`). The backward accumulates two ``N x N`` sums per cell, ``X_int`` (from the
-integrator: ``sum dV1^T V`` for euler/expeuler, ``sum lambda^T V'`` for implicit) and ``X_rhs``
+integrator: ``sum dV1^T V`` for euler/expeuler, ``sum lambda^T V'`` for implicit, ``sum lambda^T (V + V')`` for
+trapezoidal) and ``X_rhs``
 (``sum dF^T S`` from right-hand-side adjoints); :meth:`MatrixCoupling.param_grad` turns them into the
 gradient of ``G`` or ``S`` (the scaling by ``p`` or ``1/C`` is applied once, per row). Implicit steps apply
 ``(diag(c) - A_k)^{-1}``, computed once per pass on the device by Gauss-Jordan elimination with partial
@@ -13,11 +14,15 @@ import math
 
 import numpy as np
 
+from ..codes import INTEGRATOR_CODES
 from . import config, gemm as mm
 from .compat import cuda_module
 from .device import empty, kernel_cache, launch_1d, multiprocessors, zeros
 
 cuda = cuda_module()
+
+EULER, EXPEULER, IMPLICIT, TRAPEZOIDAL = (INTEGRATOR_CODES[name] for name in ("euler", "expeuler", "implicit",
+                                                                          "trapezoidal"))
 
 
 @kernel_cache
@@ -92,13 +97,13 @@ def _kernels(dtype):
             full = Xr[k, r, c] * Cinv[k, r]
             full_rr = Xr[k, r, r] * Cinv[k, r]
             off = zero
-            if code == 0:
+            if code == EULER:
                 full += p[k, r] * Xi[k, r, c]
                 full_rr += p[k, r] * Xi[k, r, r]
-            elif code == 2:
+            elif code == IMPLICIT or code == TRAPEZOIDAL:
                 full += Xi[k, r, c]
                 full_rr += Xi[k, r, r]
-            elif code == 1:
+            elif code == EXPEULER:
                 off = p[k, r] * Xi[k, r, c]
             if kirchhoff:
                 out[k, r, c] = full - full_rr + off - dd[k, r]
@@ -239,15 +244,16 @@ class MatrixCoupling:
             self._scaled[name] = out
         return self._scaled[name]
 
-    def product(self, X, M, out, alpha=1.0, transpose=True, k=None):
-        """``out[b, k] = alpha X[b, k] @ M[k]^T`` (``transpose``) or ``@ M[k]``, for all cells or cell ``k``."""
+    def product(self, X, M, out, alpha=1.0, transpose=True, k=None, beta=0.0):
+        """``out[b, k] = alpha X[b, k] @ M[k]^T`` (``transpose``) or ``@ M[k]``, plus ``beta out[b, k]``, for
+        all cells or cell ``k``."""
         Mo = mm.matrices(M)
         if k is not None:
             Mo = mm.Operand(Mo.data, k * self.N * self.N, 0, Mo.row_stride, 1, self.N, self.N)
         if transpose:
             Mo = Mo.T
         batch = self.K if k is None else 1
-        mm.gemm(_cells(X, k), Mo, _cells(out, k), alpha=alpha, batch=batch)
+        mm.gemm(_cells(X, k), Mo, _cells(out, k), alpha=alpha, beta=beta, batch=batch)
 
     def start_backward(self):
         """Forget the gradient sums of an earlier backward pass."""
@@ -301,11 +307,10 @@ class MatrixCoupling:
 
     def param_grad(self, consts, dd, dnode):
         """Gradient of ``G`` (dense) or of ``S`` (kirchhoff), (K, N, N)."""
-        from .constants import CODES
         kern = _kernels(self.dtype.str)[3]
         out = empty((self.K, self.N, self.N), self.dtype)
         launch_1d(kern, out.size, self._Xi_sum, self._Xr_sum, consts.c2, self.c_inverse(), dd,
-                  CODES[self.spec.integrator], self.kind == "kirchhoff", out)
+                  INTEGRATOR_CODES[self.spec.integrator], self.kind == "kirchhoff", out)
         return out
 
     def c_inverse(self):

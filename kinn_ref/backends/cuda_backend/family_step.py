@@ -2,8 +2,8 @@
 
 Each step is a few launches: the coupling product over the batch (dense, kirchhoff; the grid's stencil runs
 inside the step kernel), then one node-parallel kernel that updates every cell (:mod:`.step_kernels`).
-Implicit steps solve per cell with the inverse computed once per pass (dense, kirchhoff) or the grid's
-eigenbasis (:mod:`.grid`); rk4 runs four right-hand-side launches. The backward pass walks the kept states
+Implicit and trapezoidal steps solve per cell with the inverse computed once per pass (dense, kirchhoff) or the
+grid's eigenbasis (:mod:`.grid`); rk4 runs four right-hand-side launches. The backward pass walks the kept states
 backwards (recomputing a segment's states from its checkpoint when ``checkpoint_every`` is given) and runs
 the adjoint launches of each step.
 """
@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ...integrators import INTEGRATORS
 from ..codes import READOUT_CODES
 from . import gemm as mm
 from .cell_math import RK4_NODES, RK4_WEIGHTS
@@ -23,6 +24,8 @@ from .step_kernels import step_kernels
 from .stencil import geometry
 
 READOUTS = READOUT_CODES
+#: The integrators that solve one linear system per cell and step (eqs. 15 and 36).
+SOLVED = tuple(name for name, method in INTEGRATORS.items() if method.capacitance_scale)
 
 
 def default_interval(T):
@@ -107,10 +110,13 @@ class _Run:
             mode = "full" if integ == "euler" else "off"
             k_.linear_fwd[self.launch](Y, out, self.product(Y, mode), self.I, t, c.c1, c.c2, self.circuit.leak,
                                        self.circuit.beta, self.s, self.geo, integ == "euler", flag, n)
-        elif integ == "implicit":
+        elif integ in SOLVED:
             R = self.buf("R")
+            trap = integ == "trapezoidal"
+            P = self.product(Y, "full") if trap else self.dummy3
             for k in range(self.K):
-                k_.implicit_rhs[self.launch](Y, out, k, self.I, t, c.c1, self.circuit.leak, self.circuit.beta, R)
+                k_.implicit_rhs[self.launch](Y, out, k, self.I, t, c.c1, self.circuit.leak, self.circuit.beta, R,
+                                             trap, P, self.circuit.g, self.s, self.geo)
                 self.solve(R, out, k, transpose=True)
             k_.check[self.launch](out, flag, n)
         else:
@@ -126,13 +132,13 @@ class _Run:
             self.coupling.product(src, self.inverse(), dst, transpose=transpose, k=k)
 
     def c_total(self):
-        """``C/dt + g`` (K, N)."""
+        """``h + g`` (K, N), ``h = s C/dt`` (``c1`` of a solved step)."""
         if not hasattr(self, "_c"):
             self._c = axpby(1.0, self.consts.c1, 1.0, self.circuit.g)
         return self._c
 
     def inverse(self):
-        """``(diag(C/dt + g) - A_k)^{-1}`` per cell, once per pass."""
+        """``(diag(h + g) - A_k)^{-1}`` per cell, once per pass."""
         if not hasattr(self.consts, "Minv"):
             self.consts.Minv = invert(self.c_total(), self.coupling.matrix("full"))
         return self.consts.Minv
@@ -207,14 +213,19 @@ class _Run:
                 cp.accumulate("int", dY, Yo)
             self.kern.linear_bwd[self.launch](Yo, dY, out, Q, self.I, t, c.c1, c.c2, self.circuit.beta, self.s,
                                               self.geo, integ == "euler", dI, partial)
-        elif integ == "implicit":
+        elif integ in SOLVED:
+            trap = integ == "trapezoidal"
             dY1, lam = copy(dY, self.buf("dY_copy")), self.buf("lam")
             for k in reversed(range(self.K)):
                 self.solve(dY1, lam, k, transpose=False)
                 if not self.grid:
                     cp.accumulate("int", lam, Yn, k=k)
+                    if trap:
+                        cp.accumulate("int", lam, Yo, k=k)
                 self.kern.implicit_bwd[self.launch](k, lam, Yo, Yn, out, dY1, t, c.c1, self.circuit.beta,
-                                                    self.geo, dI, partial)
+                                                    self.geo, dI, partial, trap, self.circuit.g, self.s)
+            if trap and not self.grid:
+                cp.product(lam, cp.matrix("full"), out, transpose=False, beta=1.0)
         else:
             S2, S3, S4 = self.stages(Yo, t)
             dt = self.dt

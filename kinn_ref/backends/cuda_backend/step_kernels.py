@@ -5,7 +5,7 @@ kirchhoff: ``grid=False``) or evaluated as a stencil of the neighbouring nodes (
 kernels accumulate the gradient sums of :mod:`.slots` per thread and add them to the block's slice of a
 partial buffer (:func:`.slots.block_reducer`); the input-current cotangent ``dI`` is accumulated in place.
 Twins, per node, of the reference's ``ExpEuler``/``Euler`` step (``linear_*``, with ``c1, c2 = E, p``),
-``Implicit`` step (``implicit_*``), ``dynamics.rhs``/``rhs_vjp`` (``rhs``, ``rhs_vjp``: rk4 stages and the
+``Implicit`` and ``Trapezoidal`` steps (``implicit_*``), ``dynamics.rhs``/``rhs_vjp`` (``rhs``, ``rhs_vjp``: rk4 stages and the
 derivative readout) and the readouts.
 """
 import math
@@ -95,20 +95,34 @@ def step_kernels(dtype, K, grid):
         block_reduce(acc, partial, n, active)
 
     @cuda.jit
-    def implicit_rhs(Y, Ynew, k, I, t, c1, leak, beta, R):
-        """Right side of eq. 15 for cell ``k``: ``(C/dt) V_k - leak_k + u_k'`` into cell ``k`` of ``R``."""
+    def implicit_rhs(Y, Ynew, k, I, t, c1, leak, beta, R, trap, P, g, s, geo):
+        """Right side of eq. 15 for cell ``k``, ``(C/dt) V_k - leak_k + u_k'``, into cell ``k`` of ``R``; with
+        ``trap`` that of eq. 36, ``(2C/dt) V_k + C_k F_k(Y) - leak_k + u_k'`` (``c1 = 2C/dt``; the coupling
+        term of ``C_k F_k`` from ``P`` or the stencil)."""
         n, b, stride = rows()
         B, _, N = Y.shape
         if n >= N:
             return
+        nbr = neighbours(n, geo)
         while b < B:
             u = I[b, t, n] if k == 0 else beta[k, n] * Ynew[b, k - 1, n]
-            R[b, k, n] = c1[k, n] * Y[b, k, n] - leak[k, n] + u
+            v = Y[b, k, n]
+            r = c1[k, n] * v - leak[k, n] + u
+            if trap:
+                if grid:
+                    term = s[k, nbr[0]] * lap(Y, c1, False, b, k, n, nbr, True)
+                else:
+                    term = P[b, k, n]
+                u0 = I[b, t, n] if k == 0 else beta[k, n] * Y[b, k - 1, n]
+                r += term - g[k, n] * v - leak[k, n] + u0
+            R[b, k, n] = r
             b += stride
 
     @cuda.jit
-    def implicit_bwd(k, lam, Y, Ynew, dYo, dY1, t, c1, beta, geo, dI, partial):
-        """Eq. 30 for cell ``k`` given cell ``k`` of ``lam`` solving ``lam M_k = dY1_k``."""
+    def implicit_bwd(k, lam, Y, Ynew, dYo, dY1, t, c1, beta, geo, dI, partial, trap, g, s):
+        """Eq. 30 for cell ``k`` given cell ``k`` of ``lam`` solving ``lam M_k = dY1_k``; with ``trap`` eq. 37
+        (the adjoint of the start-of-step current, ``lam_{k+1}`` read from ``lam``; the dense coupling's
+        ``lam A`` is added by a product afterwards)."""
         n, b, stride = rows()
         B, _, N = Y.shape
         active = n < N
@@ -119,17 +133,26 @@ def step_kernels(dtype, K, grid):
         nbr = neighbours(n, geo)
         while active and b < B:
             lv = lam[b, k, n]
-            dYo[b, k, n] = c1[k, n] * lv
+            dv = c1[k, n] * lv
             acc[k, 0] += lv
             acc[k, 1] += lv * Y[b, k, n]
             acc[k, 2] += lv * Ynew[b, k, n]
             if k > 0:
-                acc[k, 3] += lv * Ynew[b, k - 1, n]
+                acc[k, 3] += lv * (Ynew[b, k - 1, n] + Y[b, k - 1, n] if trap else Ynew[b, k - 1, n])
                 dY1[b, k - 1, n] += beta[k, n] * lv
             else:
-                dI[b, t, n] += lv
+                dI[b, t, n] += lv + lv if trap else lv
             if grid:
-                acc[k, 4] += lv * lap(Ynew, c1, False, b, k, n, nbr, True)
+                lp = lap(Ynew, c1, False, b, k, n, nbr, True)
+                if trap:
+                    lp += lap(Y, c1, False, b, k, n, nbr, True)
+                    dv += s[k, nbr[0]] * lap(lam, c1, False, b, k, n, nbr, True)  # L0 is symmetric
+                acc[k, 4] += lv * lp
+            if trap:
+                dv -= g[k, n] * lv
+                if k + 1 < K:
+                    dv += beta[k + 1, n] * lam[b, k + 1, n]
+            dYo[b, k, n] = dv
             b += stride
         block_reduce(acc, partial, n, active)
 
