@@ -145,7 +145,7 @@ def test_checkpointed_backward_equals_stored(coupling, integrator, order, every)
 @pytest.mark.parametrize("sequence", [False, True])
 def test_none_with_many_input_features_projects_before_the_kernels(sequence):
     """Above ``FUSED_PROJECTION_MAX_D`` input features the fused kernels read a projected current buffer."""
-    from kinn_ref.backends.cuda_backend import config
+    from kinn_ref.backends.cuda_backend.runtime import config
     spec, params, x, V0 = make_case("none", "expeuler", "cells", in_features=config.FUSED_PROJECTION_MAX_D + 1,
                                     sequence=sequence, batch=2, n_steps=3)
     tape, _ = check_against_reference(spec, params, x, V0)
@@ -155,8 +155,8 @@ def test_none_with_many_input_features_projects_before_the_kernels(sequence):
 @pytest.mark.parametrize("sequence", [False, True])
 def test_none_spans_longer_than_one_launch(monkeypatch, sequence):
     """T beyond one backward launch of the fused kernels: several spans, and a span split into sub-spans."""
-    from kinn_ref.backends.cuda_backend import config
-    from kinn_ref.backends.cuda_backend.cell_kernels import span_capacity
+    from kinn_ref.backends.cuda_backend.runtime import config
+    from kinn_ref.backends.cuda_backend.families.cell_kernels import span_capacity
     monkeypatch.setattr(config, "CELL_STATIC_MAX_T", 0)  # static inputs too run on the span kernels
     cap = span_capacity()
     spec, params, x, V0 = make_case("none", "rk4", "last", order=2, n_steps=2 * cap + 3, batch=2,
@@ -186,8 +186,8 @@ def test_static_input_kernels_built_for_T(monkeypatch, integrator, readout, orde
     out, segments of ``CELL_STATIC_SEGMENT``, a ragged last segment), and none with ``checkpoint_every``.
     RK4 and the ``derivatives`` readout, which run on the span kernels by default, are let onto them through
     the tunables."""
-    from kinn_ref.backends.cuda_backend import config
-    from kinn_ref.backends.cuda_backend.cell_kernels import CODES
+    from kinn_ref.backends.cuda_backend.runtime import config
+    from kinn_ref.backends.cuda_backend.families.cell_kernels import CODES
     monkeypatch.setattr(config, "CELL_STATIC_INTEGRATORS", tuple(CODES))
     monkeypatch.setattr(config, "CELL_STATIC_READOUTS", ("last", "cells", "derivatives"))
     spec, params, x, V0 = make_case("none", integrator, readout, order=order, return_sequences=return_sequences,
@@ -236,7 +236,7 @@ def test_static_kernels_are_chosen_by_integrator_and_readout(integrator, readout
 def test_static_kernels_with_the_most_fused_input_features(dtype):
     """D = FUSED_PROJECTION_MAX_D: the projection's gradient sums outnumber the cells' (two block reductions of
     different sizes in one kernel)."""
-    from kinn_ref.backends.cuda_backend import config
+    from kinn_ref.backends.cuda_backend.runtime import config
     spec, params, x, V0 = make_case("none", "expeuler", "last", order=2, in_features=config.FUSED_PROJECTION_MAX_D,
                                     n_steps=3, batch=3, dtype=dtype)
     tape, _ = check_against_reference(spec, params, x, V0)
@@ -244,7 +244,7 @@ def test_static_kernels_with_the_most_fused_input_features(dtype):
 
 
 def test_static_backward_source_writes_every_step_out():
-    from kinn_ref.backends.cuda_backend.cell_static import backward_source, segments
+    from kinn_ref.backends.cuda_backend.families.cell_static import backward_source, segments
     assert segments(7, 3) == [(0, 3), (3, 3), (6, 1)]
     src = backward_source(7, 3, ret_seq=False)
     assert src.count("step_vjp(") == 7 and src.count("readout_vjp(") == 1
@@ -306,8 +306,8 @@ def test_backward_refuses_another_spec_changed_params_and_another_dtype():
 # ---- tunables: multi-block paths on the simulator, and the simulator's tunables on a GPU
 
 def test_small_inputs_still_span_several_blocks():
-    from kinn_ref.backends.cuda_backend import config
-    from kinn_ref.backends.cuda_backend.device import node_grid
+    from kinn_ref.backends.cuda_backend.runtime import config
+    from kinn_ref.backends.cuda_backend.runtime.device import node_grid
     if not SIMULATOR:
         pytest.skip("the default GPU tunables cover tiny inputs with one block")
     (gx, gy), _ = node_grid(3, 3)  # the typical case: N = 3 nodes, B = 3 rows
@@ -318,7 +318,7 @@ def test_small_inputs_still_span_several_blocks():
 @pytest.fixture
 def small_config(monkeypatch):
     """The simulator's tunables (multi-block paths on tiny inputs), also on a GPU."""
-    from kinn_ref.backends.cuda_backend import config
+    from kinn_ref.backends.cuda_backend.runtime import config
     for name, value in {"NODE_BLOCK": (2, 2), "THREADS_PER_SM": 32, "CELL_SEGMENT": 2, "CELL_CHECKPOINTS": 2,
                         "CELL_STATIC_SEGMENT": 2,
                         "GEMM_TILE": {4: (4, 4, 2, 2, 2), 8: (4, 4, 2, 2, 2)}, "GEMM_SPLIT_MIN": 4,
@@ -349,7 +349,7 @@ def _device(a):
 @pytest.mark.parametrize("coupling,order", [("none", 2), ("dense", 1), ("grid1d-periodic", 1)])
 def test_device_api_matches_host_api(coupling, order):
     from kinn_ref.backends.cuda_backend import backend
-    from kinn_ref.backends.cuda_backend.device import is_device_array
+    from kinn_ref.backends.cuda_backend.runtime.device import is_device_array
     spec, params, x, V0 = make_case(coupling, "expeuler", "cells", order=order, batch=2, n_steps=3)
     dparams = backend.to_device(params)
     y_d, tape = backend.forward_device(spec, dparams, _device(x), _device(V0))
@@ -413,9 +413,10 @@ def test_device_api_rejects_host_arrays():
                                             pytest.param("kirchhoff", 2, marks=pytest.mark.slow),
                                             pytest.param("grid1d-neumann", 1, marks=pytest.mark.slow)])
 def test_training_step_makes_no_host_transfer(coupling, order):
-    from kinn_ref.backends.cuda_backend import backend, training
-    from kinn_ref.backends.cuda_backend.device import is_device_array
-    from kinn_ref.backends.cuda_backend.transfers import count_transfers
+    from kinn_ref.backends.cuda_backend import backend
+    from kinn_ref.backends.cuda_backend.training import step as training
+    from kinn_ref.backends.cuda_backend.runtime.device import is_device_array
+    from kinn_ref.backends.cuda_backend.diagnostics.transfers import count_transfers
     spec, params, x, _ = make_case(coupling, "expeuler", "last", order=order, dtype=np.float32, batch=2,
                                    n_steps=3)
     dparams = backend.to_device(params)
@@ -436,7 +437,8 @@ def test_training_step_makes_no_host_transfer(coupling, order):
 
 
 def test_device_loss_and_optimizers_match_host_twins():
-    from kinn_ref.backends.cuda_backend import backend, training
+    from kinn_ref.backends.cuda_backend import backend
+    from kinn_ref.backends.cuda_backend.training import step as training
     from kinn_ref.training import losses, optimizers
     rng = np.random.default_rng(0)
     y, t = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))

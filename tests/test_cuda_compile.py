@@ -1,6 +1,6 @@
 """Every kernel the cuda backend launches compiles for Hopper (sm_90), checked without a GPU.
 
-The simulator never compiles kernels (:mod:`kinn_ref.backends.cuda_backend.ptx_check`): a workload covering
+The simulator never compiles kernels (:mod:`kinn_ref.backends.cuda_backend.diagnostics.ptx_check`): a workload covering
 every family, coupling, integrator, readout and dtype is recorded on the simulator in one process and its
 kernels compiled to PTX in another. Needs NVVM and NVRTC (e.g. ``pip install nvidia-nvvm nvidia-cuda-nvrtc``
 and ``CUDA_HOME`` pointing at them); skipped otherwise.
@@ -19,7 +19,7 @@ import pickle, sys
 import numpy as np
 import kinn_ref as kr
 from helpers import make_case
-from kinn_ref.backends.cuda_backend.ptx_check import recording
+from kinn_ref.backends.cuda_backend.diagnostics.ptx_check import recording
 with recording() as records:
     for dtype in (np.float64, np.float32):
         for coupling in ("none", "dense", "kirchhoff", "grid1d-periodic", "grid2d-neumann"):
@@ -63,8 +63,8 @@ pickle.dump(records, open(sys.argv[1], "wb"))
 
 COMPILE = """
 import json, pickle, sys
-from kinn_ref.backends.cuda_backend.compat import cuda_module
-from kinn_ref.backends.cuda_backend.ptx_check import compile_records
+from kinn_ref.backends.cuda_backend.runtime.compat import cuda_module
+from kinn_ref.backends.cuda_backend.diagnostics.ptx_check import compile_records
 cuda = cuda_module()
 try:
     cuda.compile_ptx(lambda a: None, "void(float32[:])", cc=(9, 0))

@@ -1,4 +1,4 @@
-"""The on-disk cache of the cuda kernels (kinn_ref.backends.cuda_backend.disk_cache)."""
+"""The on-disk cache of the cuda kernels (kinn_ref.backends.cuda_backend.runtime.disk_cache)."""
 import json
 import os
 import subprocess
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from kinn_ref.backends.cuda_backend import disk_cache
-from kinn_ref.backends.cuda_backend.compat import simulator_active
+from kinn_ref.backends.cuda_backend.runtime import disk_cache
+from kinn_ref.backends.cuda_backend.runtime.compat import simulator_active
 
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
@@ -56,7 +56,8 @@ def test_every_built_kernel_gets_the_cache_without_a_gpu(tmp_path):
     # Kernels are created (not compiled) without a GPU, so this runs outside the simulator anywhere.
     script = textwrap.dedent("""
         import json, numpy as np
-        from kinn_ref.backends.cuda_backend import cell_static, device, disk_cache
+        from kinn_ref.backends.cuda_backend.families import cell_static
+        from kinn_ref.backends.cuda_backend.runtime import device, disk_cache
         fill = device._fill_kernel(np.dtype("float32"))[0]
         forward, backward = cell_static.static_kernels(np.dtype("float64"), 2, "linear", 3, 8, "last", False)
         step = device._fill_kernel(np.dtype("float64"))[0]
@@ -79,7 +80,7 @@ _RUN = textwrap.dedent("""
     import json, sys
     import numpy as np
     import kinn_ref as kr
-    from kinn_ref.backends.cuda_backend import device, disk_cache
+    from kinn_ref.backends.cuda_backend.runtime import device, disk_cache
     grid = {"grid_shape": (8,)} if sys.argv[1] == "grid" else {}
     spec = kr.LayerSpec(3, 16, order=2, coupling=sys.argv[1], integrator=sys.argv[2], n_steps=4, **grid)
     p = kr.init_params(spec, seed=0)

@@ -1,4 +1,4 @@
-"""The ``cuda`` backend's tiled matrix product (:mod:`kinn_ref.backends.cuda_backend.gemm`) against NumPy.
+"""The ``cuda`` backend's tiled matrix product (:mod:`kinn_ref.backends.cuda_backend.linalg.gemm`) against NumPy.
 
 Every operand layout (row- or column-major ``a`` and ``b``), wide and narrow tiles, split reductions, batches
 and ``alpha``/``beta``; on the simulator with its small tiles, so that edge tiles and several blocks run.
@@ -22,7 +22,7 @@ def _device(a):
 @pytest.mark.parametrize("b_transposed", [False, True])
 @pytest.mark.parametrize("M,KD,N", [(5, 7, 9), (9, 6, 2), (3, 11, 1)])  # wide, narrow and single-column outputs
 def test_gemm_matches_numpy(dtype, a_transposed, b_transposed, M, KD, N):
-    from kinn_ref.backends.cuda_backend import gemm
+    from kinn_ref.backends.cuda_backend.linalg import gemm
     rng = np.random.default_rng(M * 100 + KD * 10 + N)
     a = rng.standard_normal((M, KD)).astype(dtype)
     b = rng.standard_normal((KD, N)).astype(dtype)
@@ -38,8 +38,8 @@ def test_gemm_matches_numpy(dtype, a_transposed, b_transposed, M, KD, N):
 
 @pytest.mark.parametrize("narrow", [False, True])
 def test_gemm_batched_and_split(narrow):
-    from kinn_ref.backends.cuda_backend import gemm
-    from kinn_ref.backends.cuda_backend.device import empty, fill
+    from kinn_ref.backends.cuda_backend.linalg import gemm
+    from kinn_ref.backends.cuda_backend.runtime.device import empty, fill
     rng = np.random.default_rng(3)
     Z, M, KD = 3, 6, 13
     N = 1 if narrow else 7
@@ -58,7 +58,7 @@ def test_gemm_batched_and_split(narrow):
 
 
 def test_gemm_rejects_mismatched_shapes():
-    from kinn_ref.backends.cuda_backend import gemm
+    from kinn_ref.backends.cuda_backend.linalg import gemm
     a, b = gemm.matrices(_device(np.ones((2, 3)))), gemm.matrices(_device(np.ones((4, 2))))
     with pytest.raises(ValueError, match="shapes do not agree"):
         gemm.gemm(a, b, gemm.matrices(_device(np.ones((2, 2)))))
@@ -69,7 +69,7 @@ def test_gemm_rejects_mismatched_shapes():
 def test_thin_projection_matches_numpy(dtype, R, D, H):
     """Input projections with few features run on the thin kernels: several row tiles and column chunks, a
     partial last tile, and (with the simulator's 4 x 2 tiles) more channels than one chunk."""
-    from kinn_ref.backends.cuda_backend import projection
+    from kinn_ref.backends.cuda_backend.linalg import projection
     assert projection._thin(R, D, np.dtype(dtype)) is not None
     rng = np.random.default_rng(R + 10 * D + 100 * H)
     x = rng.standard_normal((R, D)).astype(dtype)
@@ -87,7 +87,8 @@ def test_thin_projection_matches_numpy(dtype, R, D, H):
 
 def test_wide_projection_takes_the_tiled_product(monkeypatch):
     """Above PROJECTION_THIN_MAX_D features the projection is a tiled product."""
-    from kinn_ref.backends.cuda_backend import config, projection
+    from kinn_ref.backends.cuda_backend.runtime import config
+    from kinn_ref.backends.cuda_backend.linalg import projection
     assert projection._thin(10, config.PROJECTION_THIN_MAX_D + 1, np.dtype(np.float64)) is None
     monkeypatch.setattr(config, "PROJECTION_THIN_MAX_D", 1)
     assert projection._thin(10, 2, np.dtype(np.float64)) is None

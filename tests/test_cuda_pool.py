@@ -1,4 +1,4 @@
-"""The caching device-memory pool of the ``cuda`` backend (:mod:`kinn_ref.backends.cuda_backend.pool`).
+"""The caching device-memory pool of the ``cuda`` backend (:mod:`kinn_ref.backends.cuda_backend.runtime.pool`).
 
 The bookkeeping runs anywhere; the pool itself only on a real GPU (``KINN_REF_REAL_CUDA=1``).
 """
@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("numba")
 
-from kinn_ref.backends.cuda_backend import pool  # noqa: E402
-from kinn_ref.backends.cuda_backend.compat import simulator_active  # noqa: E402
+from kinn_ref.backends.cuda_backend.runtime import pool  # noqa: E402
+from kinn_ref.backends.cuda_backend.runtime.compat import simulator_active  # noqa: E402
 
 
 def test_rounded_bins():
@@ -81,7 +81,7 @@ def test_manager_and_out_of_memory_check_need_no_driver():
     numba does when the pool is installed) and recognises the driver's out-of-memory error by its code."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     code = ("from numba.cuda.cudadrv import driver as drv\n"
-            "from kinn_ref.backends.cuda_backend import pool\n"
+            "from kinn_ref.backends.cuda_backend.runtime import pool\n"
             "assert pool._manager_class()(context=None).bins.cached_bytes == 0\n"
             "assert pool.is_out_of_memory(drv.CudaAPIError(2, 'out of memory'))\n"
             "assert not pool.is_out_of_memory(drv.CudaAPIError(1, 'invalid value'))\n"

@@ -37,7 +37,8 @@ def device_trainer(config, **kwargs):
 def test_device_twins_match_host(dtype):
     """Activations, losses and the linear layer on the device against their host twins."""
     from kinn_ref.activations import activation
-    from kinn_ref.backends.cuda_backend import activations, linear, losses as device_losses
+    from kinn_ref.backends.cuda_backend import activations, linear
+    from kinn_ref.backends.cuda_backend.training import losses as device_losses
     from kinn_ref.backends.cuda_backend.backend import upload
     from kinn_ref.network import Linear
     from kinn_ref.training import losses
@@ -149,7 +150,7 @@ def test_device_step_equals_host_trainer(config, loss, settings, dtype):
 def test_copies_per_step(guard, layer, n_kinn):
     """One copy to the host per step (the report); none to the device once the data and the epoch's order are
     there; with the guard, also one per KINN parameter (the guard reads them on the host)."""
-    from kinn_ref.backends.cuda_backend.transfers import count_transfers
+    from kinn_ref.backends.cuda_backend.diagnostics.transfers import count_transfers
     config = dict(layer, hidden_dims=[])
     x, y = _data(config, "mse", np.random.default_rng(1))
     trainer = device_trainer(config, loss="mse", batch_size=4, guard=guard)

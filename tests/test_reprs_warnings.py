@@ -143,8 +143,9 @@ def test_numba_backend_hides_performance_warnings_of_its_kernels(monkeypatch):
 def test_small_cuda_launches_emit_no_performance_warning(monkeypatch):
     """A tiny layer launches grids of one or two blocks. numba-cuda warns about every grid under 128 blocks;
     its simulator does not, so there each launch is made to warn as the real dispatcher does."""
-    from kinn_ref.backends.cuda_backend import backend, training
-    from kinn_ref.backends.cuda_backend.compat import simulator_active
+    from kinn_ref.backends.cuda_backend import backend
+    from kinn_ref.backends.cuda_backend.training import step as training
+    from kinn_ref.backends.cuda_backend.runtime.compat import simulator_active
     from numba.cuda.core.errors import NumbaPerformanceWarning
     launches = []
     if simulator_active():

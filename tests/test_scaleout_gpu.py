@@ -21,7 +21,7 @@ def test_one_rank_device_step_equals_single_process(dtype, coupling):
     from numba import cuda
 
     import kinn_ref as kr
-    from kinn_ref.backends.cuda_backend import training
+    from kinn_ref.backends.cuda_backend.training import step as training
     from kinn_ref.scaleout.device_allreduce import NcclAllReduce, data_parallel_train_step
     from kinn_ref.scaleout.mpi import MpiCommunicator
     spec = kr.LayerSpec(4, 16, order=2, coupling=coupling, dt=0.1, n_steps=8)

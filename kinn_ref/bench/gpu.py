@@ -100,7 +100,7 @@ def make_inputs(config, seed=0, dtype=np.float32):
 def cuda_runner(config, params, x, dy):
     """``run() -> (forward_ms, backward_ms, (y, grads))`` on device arrays, timed with CUDA events."""
     from ..backends.cuda_backend import backend
-    from ..backends.cuda_backend.compat import cuda_module
+    from ..backends.cuda_backend.runtime.compat import cuda_module
     cuda = cuda_module()
     dparams = backend.to_device(params)
     dx, ddy = cuda.to_device(x), cuda.to_device(dy)
@@ -221,8 +221,8 @@ def check(config, cuda_out, torch_out, params, x, dy, rows=2048):
 
 def kernel_resources():
     """Registers and local memory per thread, static shared memory per block, of every compiled kernel."""
-    from ..backends.cuda_backend.device import BUILDERS
-    from ..backends.cuda_backend.ptx_check import kernels_in
+    from ..backends.cuda_backend.runtime.device import BUILDERS
+    from ..backends.cuda_backend.diagnostics.ptx_check import kernels_in
     out = []
     for name, builder in BUILDERS.items():
         for key, built in builder.cache.items():
@@ -238,9 +238,10 @@ def kernel_resources():
 
 def training_step_transfers():
     """Host-device copies during three device-resident training steps of a small ``cell`` layer."""
-    from ..backends.cuda_backend import backend, training
-    from ..backends.cuda_backend.compat import cuda_module
-    from ..backends.cuda_backend.transfers import count_transfers
+    from ..backends.cuda_backend import backend
+    from ..backends.cuda_backend.training import step as training
+    from ..backends.cuda_backend.runtime.compat import cuda_module
+    from ..backends.cuda_backend.diagnostics.transfers import count_transfers
     cuda = cuda_module()
     spec = LayerSpec(8, 64, order=2, n_steps=8)
     params, x, _ = make_inputs(GpuConfig("train", spec, 256, {}))
@@ -302,8 +303,8 @@ def _release_memory():
 
     import torch
 
-    from ..backends.cuda_backend import pool
-    from ..backends.cuda_backend.compat import cuda_module
+    from ..backends.cuda_backend.runtime import pool
+    from ..backends.cuda_backend.runtime.compat import cuda_module
     gc.collect()
     pending = getattr(getattr(cuda_module().current_context(), "memory_manager", None), "deallocations", None)
     if pending is not None:  # numba frees device memory lazily, in batches
@@ -331,7 +332,7 @@ def run(args):
     """``kinn-ref bench --backend cuda``: all GPU cases; prints the table, writes JSON with ``--json``."""
     from .._optional import require
     from ..backends import unavailable_reason
-    from ..backends.cuda_backend.compat import simulator_active
+    from ..backends.cuda_backend.runtime.compat import simulator_active
     from .harness import write_json
     reason = unavailable_reason("cuda")
     if reason is not None:

@@ -1,6 +1,6 @@
 """Time one GPU benchmark case of the ``cuda`` backend under several settings of its tunables, side by side.
 
-Each variant sets some names of :mod:`kinn_ref.backends.cuda_backend.config` (kernels are rebuilt for it),
+Each variant sets some names of :mod:`kinn_ref.backends.cuda_backend.runtime.config` (kernels are rebuilt for it),
 runs forward + backward on the case's device arrays after a warm-up and prints the median times (CUDA events).
 With ``--iters`` and no variants it simply runs the case a few times, for a profiler::
 
@@ -18,20 +18,20 @@ from .gpu import GpuConfig, _median_times, cuda_runner, gpu_configs, kernel_reso
 
 def parse_variant(text):
     """``"NAME=VALUE; NAME=VALUE"`` -> dict of tunables (values are Python literals)."""
-    from ..backends.cuda_backend import config
+    from ..backends.cuda_backend.runtime import config
     out = {}
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or not hasattr(config, name) or not name.isupper():
-            raise ValueError(f"--variant must be NAME=VALUE with NAME a tunable of cuda_backend.config, got {part!r}")
+            raise ValueError(f"--variant must be NAME=VALUE with NAME a tunable of cuda_backend.runtime.config, got {part!r}")
         out[name] = ast.literal_eval(value.strip())
     return out
 
 
 def time_variant(case, tunables, repeats):
     """Median forward/backward/total ms of ``case`` with ``tunables`` set (restored afterwards)."""
-    from ..backends.cuda_backend import config
+    from ..backends.cuda_backend.runtime import config
     saved = {k: getattr(config, k) for k in tunables}
     try:
         for k, v in tunables.items():

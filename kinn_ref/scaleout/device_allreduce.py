@@ -105,7 +105,7 @@ class SingleProcessSum:
 
 def data_parallel_train_step(spec, dparams, x, target, optimizer, reducer, global_batch, V0=None,
                              checkpoint_every=None):
-    """One device-resident training step of :func:`kinn_ref.backends.cuda_backend.training.train_step` on this
+    """One device-resident training step of :func:`kinn_ref.backends.cuda_backend.training.step.train_step` on this
     rank's shard ``x`` of a global batch of ``global_batch`` rows, the gradients all-reduced by ``reducer``.
 
     Parameters
@@ -125,7 +125,7 @@ def data_parallel_train_step(spec, dparams, x, target, optimizer, reducer, globa
         The global batch's loss before the update.
     """
     from ..backends.cuda_backend.backend import run_backward, run_forward
-    from ..backends.cuda_backend.losses import mse_loss
+    from ..backends.cuda_backend.training.losses import mse_loss
     require("numba.cuda", "the device all-reduce")
     weight = x.shape[0] / global_batch
     y, tape = run_forward(spec, dparams, x, V0, checkpoint_every, own_inputs=False)

@@ -3,11 +3,11 @@
 
 :class:`DeviceDataParallelTrainer` is the :class:`~kinn_ref.scaleout.data_parallel.DataParallelTrainer` whose
 step never leaves the device: the network (:class:`~kinn_ref.backends.cuda_backend.network.DeviceNetwork`),
-the task's loss (:mod:`~kinn_ref.backends.cuda_backend.losses`), the all-reduce of the weighted gradients
+the task's loss (:mod:`~kinn_ref.backends.cuda_backend.training.losses`), the all-reduce of the weighted gradients
 (:class:`~kinn_ref.scaleout.device_allreduce.NcclAllReduce`), the conductance penalty
-(:mod:`~kinn_ref.backends.cuda_backend.penalty`), the finiteness checks and the clipping
-(:mod:`~kinn_ref.backends.cuda_backend.step_checks`) and the optimizer update
-(:mod:`~kinn_ref.backends.cuda_backend.training`). The training data are uploaded once per run and the batch
+(:mod:`~kinn_ref.backends.cuda_backend.training.regularization`), the finiteness checks and the clipping
+(:mod:`~kinn_ref.backends.cuda_backend.training.step_checks`) and the optimizer update
+(:mod:`~kinn_ref.backends.cuda_backend.training.step`). The training data are uploaded once per run and the batch
 order once per epoch; a batch is gathered on the device.
 
 What reaches the host, and when:
@@ -75,10 +75,10 @@ class DeviceDataParallelTrainer(DataParallelTrainer):
         why = device_refusal(self)
         if why is not None:
             raise ValueError(why)
-        from ..backends.cuda_backend.losses import DEVICE_LOSSES
+        from ..backends.cuda_backend.training.losses import DEVICE_LOSSES
         from ..backends.cuda_backend.network import DeviceNetwork
-        from ..backends.cuda_backend.step_checks import StepChecks
-        from ..backends.cuda_backend.training import twin_optimizer
+        from ..backends.cuda_backend.training.step_checks import StepChecks
+        from ..backends.cuda_backend.training.step import twin_optimizer
         self.network = DeviceNetwork(self.model)
         self.device_optimizer = twin_optimizer(self.optimizer, self.network.params)
         self.device_loss = DEVICE_LOSSES[self.loss_name]
@@ -93,7 +93,7 @@ class DeviceDataParallelTrainer(DataParallelTrainer):
     # ------------------------------------------------------------------ host and device copies
     def _on_device(self, a):
         """The device copy of the host array ``a``, made once (the data of a run, the held-out set)."""
-        from ..backends.cuda_backend.batches import to_device
+        from ..backends.cuda_backend.training.batches import to_device
         entry = self._uploads.get(id(a))
         if entry is None or entry[0] is not a:
             if self.loss_name == "cross_entropy" and np.issubdtype(a.dtype, np.integer) and a.size \
@@ -129,7 +129,7 @@ class DeviceDataParallelTrainer(DataParallelTrainer):
     # ------------------------------------------------------------------ batches, predictions, the step
     def _batch(self, x, y, order, start, stop):
         """The global batch ``order[start:stop]``, gathered on the device (the order is uploaded once)."""
-        from ..backends.cuda_backend.batches import gather_rows, to_device
+        from ..backends.cuda_backend.training.batches import gather_rows, to_device
         if self._order[0] is not order:
             self._order = (order, to_device(order))
         index = self._order[1]
@@ -146,8 +146,8 @@ class DeviceDataParallelTrainer(DataParallelTrainer):
         """A step's kernels on ``xb`` (network, loss, checks, update) with the update's gate closed: they compile
         (or load from the disk cache) here, and the parameters, the optimizer state and its step count stay as
         they were."""
-        from ..backends.cuda_backend.batches import to_device
-        from ..backends.cuda_backend.device import fill, zeros
+        from ..backends.cuda_backend.training.batches import to_device
+        from ..backends.cuda_backend.runtime.device import fill, zeros
         pred = self.network.forward(to_device(xb))
         target = zeros((pred.shape[0],), np.int64) if self.loss_name == "cross_entropy" else pred
         loss, d_pred = self.device_loss(pred, target)
@@ -167,7 +167,7 @@ class DeviceDataParallelTrainer(DataParallelTrainer):
             loss, d_pred = self.device_loss(pred, yb[start:stop])
             return loss, self.network.backward(d_pred), (stop - start) / n
         if self._empty_share is None:        # more ranks than rows: this rank adds nothing
-            from ..backends.cuda_backend.device import zeros
+            from ..backends.cuda_backend.runtime.device import zeros
             p = self.network.params
             self._empty_share = (zeros((1,), p[self.network.names[0]].dtype),
                                  {k: zeros(v.shape, v.dtype) for k, v in p.items()})
@@ -191,7 +191,7 @@ class DeviceDataParallelTrainer(DataParallelTrainer):
         reduced, (total,) = self.reducer.sum(grads, names, weight, extra=(loss,))
         penalty = None
         if self.penalty:        # from the parameters, the same bits on every rank: after the all-reduce
-            from ..backends.cuda_backend.penalty import conductance_penalty
+            from ..backends.cuda_backend.training.regularization import conductance_penalty
             penalty = conductance_penalty(self.network, self.penalty, reduced)
         gate = self.checks.gradients(total, reduced, self.clip_norm, penalty)
         self.device_optimizer.step(reduced, lr, gate)

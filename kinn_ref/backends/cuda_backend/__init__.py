@@ -2,7 +2,7 @@
 
 Importing this package imports numba.cuda; :func:`probe` says whether it works here.
 """
-from .compat import auto_reason, probe
+from .runtime.compat import auto_reason, probe
 
 
 def load():

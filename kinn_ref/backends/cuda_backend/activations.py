@@ -3,16 +3,16 @@
 Twins of :mod:`kinn_ref.activations` (``relu``, ``tanh``, ``sigmoid``, ``softplus``, ``identity``):
 :func:`activation` returns the value and the input it was computed from; :func:`activation_vjp` returns
 ``dy * f'(z)``. The same formulas as the host functions, in the same order of operations; softplus and
-sigmoid are those of :mod:`.devmath`.
+sigmoid are those of :mod:`.node_math.scalars`.
 """
 import math
 
 import numpy as np
 
 from ..launch_warnings import quiet_launches
-from .compat import cuda_module, nvvm_inlined
-from .device import empty, flat, kernel_cache, launch_1d
-from .devmath import scalar_functions
+from .runtime.compat import cuda_module, nvvm_inlined
+from .runtime.device import empty, flat, kernel_cache, launch_1d
+from .node_math.scalars import scalar_functions
 
 cuda = cuda_module()
 

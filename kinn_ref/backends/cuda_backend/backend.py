@@ -3,14 +3,14 @@
 Three kernel families run a layer (``tape.family`` says which):
 
 - ``cell`` (coupling ``none``): every step of every cell of one node fused in one kernel, states in registers;
-  the backward recomputes its states from checkpoints (:mod:`.cell_kernels`; :mod:`.cell_static` for a static
+  the backward recomputes its states from checkpoints (:mod:`.families.cell_kernels`; :mod:`.families.cell_static` for a static
   input of few steps).
 - ``persistent`` (dense or kirchhoff coupling, one cell of at most ``config.PERSISTENT_MAX_N`` nodes, euler or
   expeuler): one kernel runs all steps with the coupling matrix and a batch tile's states in shared memory
-  (:mod:`.persistent`).
+  (:mod:`.families.persistent`).
 - ``stepper`` (every other case): one launch per step (and stage) for the node-parallel parts, the coupling
   applied by the tiled product (dense, kirchhoff) or by a stencil fused into the step kernel (grid)
-  (:mod:`.family_step`).
+  (:mod:`.families.step`).
 
 ``forward``/``backward`` take and return NumPy arrays like every backend; ``forward_device`` and
 ``backward_device`` take and return numba device arrays and copy nothing to the host (the non-finite flag
@@ -39,17 +39,18 @@ from kinn_ref.contract import check_backward, input_layout
 from kinn_ref.parameterization import check_params
 from kinn_ref.tape_checks import check_dtype_matches, check_spec_matches, copy_params
 
-from . import disk_cache, family_cell
+from .runtime import disk_cache
+from .families import cell as family_cell
 from .. import check_implements
 from ..compile_notice import first_call
 from ..launch_warnings import quiet_launches
-from .compat import cuda_module, simulator_active
-from .constants import prepare
-from .couplings import make_coupling
-from .device import copy, is_device_array, new_flag
+from .runtime.compat import cuda_module, simulator_active
+from .integrators import prepare
+from .coupling import make_coupling
+from .runtime.device import copy, is_device_array, new_flag
 from .gradients import assemble
-from .params import make_circuit
-from .tape import DeviceTape
+from .parameterization import make_circuit
+from .runtime.tape import DeviceTape
 
 cuda = cuda_module()
 NAME = "cuda"
@@ -58,10 +59,10 @@ NAME = "cuda"
 def _family(spec, dtype):
     if spec.coupling == "none":
         return "cell", family_cell
-    from . import persistent
+    from .families import persistent
     if persistent.eligible(spec, dtype):
         return "persistent", persistent
-    from . import family_step
+    from .families import step as family_step
     return "stepper", family_step
 
 

@@ -5,8 +5,8 @@ Twins of :meth:`kinn_ref.network.KINN._to_points` and :meth:`~kinn_ref.network.K
 feature vector per point (the next layer's or the head's input), and the cotangent goes the other way.
 """
 from ..launch_warnings import quiet_launches
-from .compat import cuda_module
-from .device import empty, flat, kernel_cache, launch_1d
+from .runtime.compat import cuda_module
+from .runtime.device import empty, flat, kernel_cache, launch_1d
 
 cuda = cuda_module()
 
