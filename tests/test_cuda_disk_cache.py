@@ -58,9 +58,10 @@ def test_every_built_kernel_gets_the_cache_without_a_gpu(tmp_path):
         import json, numpy as np
         from kinn_ref.backends.cuda_backend.families import cell_static
         from kinn_ref.backends.cuda_backend.runtime import device, disk_cache
-        fill = device._fill_kernel(np.dtype("float32"))[0]
-        forward, backward = cell_static.static_kernels(np.dtype("float64"), 2, "linear", 3, 8, "last", False)
-        step = device._fill_kernel(np.dtype("float64"))[0]
+        fill = device._fill_kernel(np.dtype("float32")).fill_kernel
+        built = cell_static.static_kernels(np.dtype("float64"), 2, "linear", 3, 8, "last", False)
+        forward, backward = built.forward, built.backward
+        step = device._fill_kernel(np.dtype("float64")).fill_kernel
         print(json.dumps({"location": disk_cache.location(),
                           "caches": [type(k._cache).__name__ for k in (fill, forward, backward, step)],
                           "paths": [k._cache.cache_path for k in (fill, forward, backward, step)],

@@ -10,9 +10,9 @@ import math
 import numpy as np
 
 from ..launch_warnings import quiet_launches
+from .node_math.scalars import scalar_functions
 from .runtime.compat import cuda_module, nvvm_inlined
 from .runtime.device import empty, flat, kernel_cache, launch_1d
-from .node_math.scalars import scalar_functions
 
 cuda = cuda_module()
 

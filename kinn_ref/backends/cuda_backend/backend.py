@@ -39,31 +39,21 @@ from kinn_ref.contract import check_backward, input_layout
 from kinn_ref.parameterization import check_params
 from kinn_ref.tape_checks import check_dtype_matches, check_spec_matches, copy_params
 
-from .runtime import disk_cache
-from .families import cell as family_cell
 from .. import check_implements
 from ..compile_notice import first_call
 from ..launch_warnings import quiet_launches
-from .runtime.compat import cuda_module, simulator_active
-from .integrators import prepare
+from . import families
 from .coupling import make_coupling
-from .runtime.device import copy, is_device_array, new_flag
 from .gradients import assemble
+from .integrators import prepare
 from .parameterization import make_circuit
+from .runtime import disk_cache
+from .runtime.compat import cuda_module, simulator_active
+from .runtime.device import copy, is_device_array, new_flag
 from .runtime.tape import DeviceTape
 
 cuda = cuda_module()
 NAME = "cuda"
-
-
-def _family(spec, dtype):
-    if spec.coupling == "none":
-        return "cell", family_cell
-    from .families import persistent
-    if persistent.eligible(spec, dtype):
-        return "persistent", persistent
-    from .families import step as family_step
-    return "stepper", family_step
 
 
 def _compiling(direction, spec, dtype, family_name):
@@ -148,7 +138,8 @@ def run_forward(spec, dparams, x, V0, checkpoint_every, own_inputs):
     if own_inputs:
         dparams = {k: copy(v) for k, v in dparams.items()}
         x, V0 = copy(x), (None if V0 is None else copy(V0))
-    family_name, family = _family(spec, dtype)
+    chosen = families.choose(spec, dtype)
+    family_name, family = chosen.name, chosen.load()
     circuit = make_circuit(spec, dparams)
     coupling = make_coupling(spec, circuit)
     consts = prepare(spec, circuit, coupling.diag())
@@ -193,7 +184,8 @@ def run_backward(spec, tape, dy):
         raise ValueError(f"dy must be a {dtype} device array of shape {tape.output_shape}")
     B = tape.x.shape[0]
     dy3 = dy if spec.return_sequences else dy.reshape(B, 1, spec.readout_width)
-    family_name, family = _family(spec, dtype)
+    chosen = families.by_name(tape.family)
+    family_name, family = chosen.name, chosen.load()
     tape.coupling.start_backward()
     with _compiling("backward", spec, dtype, family_name):
         return assemble(spec, tape.params, tape, *family.backward(spec, tape, dy3))

@@ -9,13 +9,14 @@ trapezoidal) and ``X_rhs``
 gradient of ``G`` or ``S`` (the scaling by ``p`` or ``1/C`` is applied once, per row). Implicit steps apply
 ``(diag(c) - A_k)^{-1}``, computed once per pass on the device (:func:`.linalg.inverse.invert`).
 """
+from types import SimpleNamespace
 import math
 
 import numpy as np
 
 from ..codes import INTEGRATOR_CODES
-from .runtime import config
 from .linalg import gemm as mm
+from .runtime import config
 from .runtime.compat import cuda_module
 from .runtime.device import empty, kernel_cache, launch_1d, multiprocessors, zeros
 
@@ -122,7 +123,8 @@ def _kernels(dtype):
             out[i // N, i % N] = one / a[i // N, i % N]
             i += stride
 
-    return matrices, row_scaled, row_dot, param_grad, reciprocal
+    return SimpleNamespace(matrices=matrices, row_scaled=row_scaled, row_dot=row_dot, param_grad=param_grad,
+                           reciprocal=reciprocal)
 
 
 def _cells(a, k=None):
@@ -144,7 +146,7 @@ class MatrixCoupling:
         K, N = self.K, self.N
         self.full, self.off, self._diag = empty((K, N, N), self.dtype), empty((K, N, N), self.dtype), \
             empty((K, N), self.dtype)
-        matrices = _kernels(self.dtype.str)[0]
+        matrices = _kernels(self.dtype.str).matrices
         launch_1d(matrices, K * N, circuit.A, self.kind == "kirchhoff", self.full, self.off, self._diag)
         self._scaled = {}
         self.Xi = self.Xr = None
@@ -161,7 +163,7 @@ class MatrixCoupling:
         """``diag(v[k]) M_mode[k]``, computed once per pass and kept under ``name``."""
         if name not in self._scaled:
             out = empty((self.K, self.N, self.N), self.dtype)
-            launch_1d(_kernels(self.dtype.str)[1], out.size, self.matrix(mode), v, out)
+            launch_1d(_kernels(self.dtype.str).row_scaled, out.size, self.matrix(mode), v, out)
             self._scaled[name] = out
         return self._scaled[name]
 
@@ -219,7 +221,7 @@ class MatrixCoupling:
         """``(s, xdot, xdot_rhs)`` for :func:`.integrators.finalize`."""
         K, N = self.K, self.N
         self._Xi_sum, self._Xr_sum = self._sums()
-        row_dot = _kernels(self.dtype.str)[2]
+        row_dot = _kernels(self.dtype.str).row_dot
         xdot, xdot_rhs = empty((K, N), self.dtype), empty((K, N), self.dtype)
         mode = "off" if self.spec.integrator == "expeuler" else "full"
         launch_1d(row_dot, K * N, self.matrix(mode), self._Xi_sum, xdot)
@@ -228,7 +230,7 @@ class MatrixCoupling:
 
     def param_grad(self, consts, dd, dnode):
         """Gradient of ``G`` (dense) or of ``S`` (kirchhoff), (K, N, N)."""
-        kern = _kernels(self.dtype.str)[3]
+        kern = _kernels(self.dtype.str).param_grad
         out = empty((self.K, self.N, self.N), self.dtype)
         launch_1d(kern, out.size, self._Xi_sum, self._Xr_sum, consts.c2, self.c_inverse(), dd,
                   INTEGRATOR_CODES[self.spec.integrator], self.kind == "kirchhoff", out)
@@ -244,5 +246,5 @@ class MatrixCoupling:
 def reciprocal(a):
     """``1/a`` elementwise for a (K, N) device array."""
     out = empty(a.shape, a.dtype)
-    launch_1d(_kernels(a.dtype.str)[4], out.size, a, out)
+    launch_1d(_kernels(a.dtype.str).reciprocal, out.size, a, out)
     return out

@@ -6,17 +6,18 @@ parameters, so it is diagonalised once per grid (``L0 = Q diag(lambda) Q^T`` wit
 2-D grid): a solve is two small dense transforms per axis (tiled products over the batch) and one scaling,
 with no factorisation per pass and no ``P x P`` matrix.
 """
+from types import SimpleNamespace
 import functools
 
 import numpy as np
 
 from kinn_ref.coupling import unit_laplacian_diagonal, unit_laplacian_sparse
 
-from .linalg import gemm as mm
-from .runtime.compat import cuda_module
 from .coupling_dense import reciprocal
-from .runtime.device import empty, kernel_cache, launch_1d, zeros
+from .linalg import gemm as mm
 from .node_math.stencil import geometry
+from .runtime.compat import cuda_module
+from .runtime.device import empty, kernel_cache, launch_1d, zeros
 
 cuda = cuda_module()
 
@@ -92,7 +93,7 @@ def _kernels(dtype):
             X[b, n] = X[b, n] / (c[k, n] - s[k, n % H] * lam[n // H])
             i += stride
 
-    return diag, edge_grad, scale
+    return SimpleNamespace(diag=diag, edge_grad=edge_grad, scale=scale)
 
 
 class GridCoupling:
@@ -115,7 +116,7 @@ class GridCoupling:
 
     def diag(self):
         d = empty((self.K, self.N), self.dtype)
-        launch_1d(_kernels(self.dtype.str)[0], d.size, self.s, self.counts, d, self.H)
+        launch_1d(_kernels(self.dtype.str).diag, d.size, self.s, self.counts, d, self.H)
         return d
 
     def c_inverse(self):
@@ -134,7 +135,7 @@ class GridCoupling:
     def param_grad(self, consts, dd, dnode):
         """Gradient of the edge conductances ``s`` (K, H)."""
         ds = empty((self.K, self.H), self.dtype)
-        launch_1d(_kernels(self.dtype.str)[1], ds.size, dnode, dd, self.counts, ds)
+        launch_1d(_kernels(self.dtype.str).edge_grad, ds.size, dnode, dd, self.counts, ds)
         return ds
 
     def _axis(self, Q, src, src_off, src_bs, dst, dst_off, dst_bs, axis, B):
@@ -169,7 +170,7 @@ class GridCoupling:
         else:
             Q1, Q1T = Q0, Q0T
             self._axis(Q1T, src, src_off, src_bs, f2, 0, N, 1, B)
-        launch_1d(_kernels(self.dtype.str)[2], B * N, t2, c, self.s, self.lam, k)
+        launch_1d(_kernels(self.dtype.str).scale, B * N, t2, c, self.s, self.lam, k)
         if two_d:
             self._axis(Q1, f2, 0, N, f1, 0, N, 1, B)
             self._axis(Q0, f1, 0, N, dst, dst_off, dst_bs, 0, B)

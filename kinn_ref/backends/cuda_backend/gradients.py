@@ -1,7 +1,7 @@
 """From a backward pass's sums to the gradients of every raw parameter, ``x`` and ``V0`` (eqs. 29-35)."""
 from .integrators import finalize
-from .parameterization import circuit_vjp
 from .linalg.projection import project_vjp
+from .parameterization import circuit_vjp
 
 
 def assemble(spec, dparams, tape, sums, dI, dV0, dW_db=None):

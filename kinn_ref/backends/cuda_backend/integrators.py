@@ -9,10 +9,10 @@ import numpy as np
 
 from ...integrators import INTEGRATORS
 from ..codes import INTEGRATOR_CODES
-from .runtime.compat import cuda_module
 from .node_math.scalars import scalar_functions
-from .runtime.device import empty, kernel_cache, launch_1d, scalar
 from .node_math.slots import RHS
+from .runtime.compat import cuda_module
+from .runtime.device import empty, kernel_cache, launch_1d, scalar
 
 cuda = cuda_module()
 
@@ -128,14 +128,14 @@ def _kernels(dtype):
             dnode[k, n] = vn
             i += stride
 
-    return prepare, finalize
+    return SimpleNamespace(prepare=prepare, finalize=finalize)
 
 
 def prepare(spec, circuit, diag):
     """Integrator constants ``c1, c2, a`` (K, N) on the device; ``diag`` is ``d_k = diag(A_k)`` (expeuler)."""
     dtype = circuit.C.dtype
     K, N = circuit.C.shape
-    kern, _ = _kernels(dtype.str)
+    kern = _kernels(dtype.str).prepare
     c1, c2, a = (empty((K, N), dtype) for _ in range(3))
     launch_1d(kern, K * N, circuit.C, circuit.g, diag, scalar(dtype, spec.dt), CODES[spec.integrator],
               scalar(dtype, _scale(spec)), c1, c2, a)
@@ -150,7 +150,7 @@ def finalize(spec, circuit, consts, sums, s, xdot, xdot_rhs):
     """
     dtype = circuit.C.dtype
     K, N = circuit.C.shape
-    _, kern = _kernels(dtype.str)
+    kern = _kernels(dtype.str).finalize
     out = [empty((K, N), dtype) for _ in range(6)]
     launch_1d(kern, K * N, sums, circuit.C, circuit.g, circuit.leak, circuit.beta, consts.c1, consts.c2, consts.a,
               s, s.shape[1], xdot, xdot_rhs, scalar(dtype, spec.dt), CODES[spec.integrator],

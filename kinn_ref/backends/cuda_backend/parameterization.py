@@ -1,10 +1,11 @@
 """The parameterization on the device (eqs. 8-11) and its adjoint (eq. 35): twins of
 :func:`kinn_ref.parameterization.make_circuit` and :func:`~kinn_ref.parameterization.circuit_vjp`.
 """
+from types import SimpleNamespace
 from dataclasses import dataclass
 
-from .runtime.compat import cuda_module
 from .node_math.scalars import scalar_functions
+from .runtime.compat import cuda_module
 from .runtime.device import empty, kernel_cache, launch_1d, scalar
 
 cuda = cuda_module()
@@ -143,7 +144,8 @@ def _kernels(dtype):
             dG[k, h] = ds[k, h] * sigmoid(G_raw[k, h]) if positive else ds[k, h]
             i += stride
 
-    return nodes, kirchhoff, grid_edges, nodes_vjp, kirchhoff_vjp, grid_edges_vjp
+    return SimpleNamespace(nodes=nodes, kirchhoff=kirchhoff, grid_edges=grid_edges, nodes_vjp=nodes_vjp,
+                           kirchhoff_vjp=kirchhoff_vjp, grid_edges_vjp=grid_edges_vjp)
 
 
 def make_circuit(spec, dparams):
@@ -160,7 +162,8 @@ def make_circuit(spec, dparams):
     DeviceCircuit
     """
     dtype = dparams["W"].dtype
-    nodes, kirchhoff, grid_edges, _, _, _ = _kernels(dtype.str)
+    k_ = _kernels(dtype.str)
+    nodes, kirchhoff, grid_edges = k_.nodes, k_.kirchhoff, k_.grid_edges
     K, N, H = spec.order, spec.total_nodes, spec.n_nodes
     positive = spec.param == "positive"
     C, g, leak, beta = (empty((K, N), dtype) for _ in range(4))
@@ -196,7 +199,8 @@ def circuit_vjp(spec, dparams, dC, dg, dleak, dbeta, dA):
         ``C_raw, g_raw, leak, beta`` and ``G_raw`` where the coupling has one.
     """
     dtype = dparams["W"].dtype
-    _, _, _, nodes_vjp, kirchhoff_vjp, grid_edges_vjp = _kernels(dtype.str)
+    k_ = _kernels(dtype.str)
+    nodes_vjp, kirchhoff_vjp, grid_edges_vjp = k_.nodes_vjp, k_.kirchhoff_vjp, k_.grid_edges_vjp
     K, H = spec.order, spec.n_nodes
     positive = spec.param == "positive"
     out = {name: empty((K, H), dtype) for name in ("C_raw", "g_raw", "leak", "beta")}

@@ -10,12 +10,12 @@ recomputed by the forward kernel from the last kept state before it.
 from types import SimpleNamespace
 
 from ...codes import READOUT_CODES
-from . import cell_static
 from ..linalg import gemm as mm
-from .cell_kernels import KINDS, kernels_for, span_capacity
-from ..runtime.device import empty, new_flag, node_grid, scalar, transposed, zeros
 from ..linalg.projection import project
 from ..node_math.slots import N_SLOTS
+from ..runtime.device import empty, new_flag, node_grid, scalar, transposed, zeros
+from . import cell_static, static_cell_pass
+from .cell_kernels import KINDS, kernels_for, span_capacity
 from .spans import groups, n_stores, spans, store_index, stored_states
 
 READOUTS = READOUT_CODES
@@ -57,15 +57,16 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     B, K, N = x.shape[0], spec.order, spec.total_nodes
     x3, Tin = _inputs(spec, x, sequence, T)
     grid, block = node_grid(N, B)
-    if cell_static.eligible(spec, sequence, T, explicit_interval):
-        fwd, _ = _static_kernels(spec, dtype, T)
+    if static_cell_pass(spec, sequence, T, explicit_interval):
+        fwd = _static_kernels(spec, dtype, T).forward
         y = empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
         weights = transposed(dp["W"])
         fwd[grid, block](x3, weights, dp["b"], scalar(dtype, spec.dt), V0 if V0 is not None else _dummy(3, dtype),
                          V0 is not None, consts.c1, consts.c2, circuit.C, circuit.g, circuit.leak, circuit.beta,
                          y, flag)
         return y, {0: V0}, SimpleNamespace(currents=None, weights=weights, static=True)
-    fwd, _, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
+    chosen = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
+    fwd, fused = chosen.forward, chosen.fused
     Ibuf = _dummy(3, dtype) if fused else project(x3.reshape(B * Tin, spec.in_features), dp["W"],
                                                   dp["b"]).reshape(B, Tin, N)
     y = empty((B, T if spec.return_sequences else 1, spec.readout_width), dtype)
@@ -103,7 +104,7 @@ def backward(spec, tape, dy3):
     dummy3 = _dummy(3, dtype)
     consts_args = (consts.c1, consts.c2, circuit.C, circuit.g, circuit.leak, circuit.beta)
     if tape.aux.static:
-        _, bwd = _static_kernels(spec, dtype, T)
+        bwd = _static_kernels(spec, dtype, T).backward
         dY = empty((B, K, N), dtype) if tape.has_V0 else dummy3
         V0 = tape.states[0]
         D = spec.in_features
@@ -113,7 +114,8 @@ def backward(spec, tape, dy3):
         proj = mm.sum_splits(pproj, empty((D + 1, N), dtype))
         dW_db = (transposed(proj[:D]), proj[D])
         return _sums(partial, K, N, dtype), dI, (dY if tape.has_V0 else None), dW_db
-    fwd, bwd, fused = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
+    chosen = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
+    fwd, bwd, fused = chosen.forward, chosen.backward, chosen.fused
     Ibuf = _dummy(3, dtype) if fused else tape.aux.currents
     cap = span_capacity()
     stops = dict(spans(T, cap))

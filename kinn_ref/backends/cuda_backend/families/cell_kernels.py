@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..runtime import config
 from ..node_math.cascade import cell_math
+from ..node_math.slots import N_SLOTS, block_reducer
+from ..runtime import config
 from ..runtime.compat import cuda_module, simulator_active, nvvm_inlined
 from ..runtime.device import kernel_cache
-from ..node_math.slots import N_SLOTS, block_reducer
 
 cuda = cuda_module()
 
@@ -300,7 +300,7 @@ def cell_kernels(dtype, K, integrator, D):
             b += cuda.gridDim.y * TY
         block_reduce(acc, partial, n, active)
 
-    return forward, backward
+    return SimpleNamespace(forward=forward, backward=backward)
 
 
 def span_capacity():
@@ -314,7 +314,8 @@ def fused_projection(in_features):
 
 
 def kernels_for(dtype, K, integrator, in_features):
-    """``(forward, backward, fused)``: :func:`cell_kernels` for a layer with ``in_features`` inputs."""
+    """:func:`cell_kernels` for a layer with ``in_features`` inputs: a namespace of ``forward``, ``backward``
+    and ``fused`` (whether the kernels project the input themselves)."""
     fused = fused_projection(in_features)
-    fwd, bwd = cell_kernels(dtype, K, integrator, in_features if fused else 0)
-    return fwd, bwd, fused
+    built = cell_kernels(dtype, K, integrator, in_features if fused else 0)
+    return SimpleNamespace(forward=built.forward, backward=built.backward, fused=fused)

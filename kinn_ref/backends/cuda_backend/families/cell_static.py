@@ -14,25 +14,16 @@ block-ordered reduction of the gradient sums are those of :mod:`.families.cell_k
 bias gradients over its rows (it holds ``dI`` and ``x`` of each row), which leaves only ``dx = dI W`` to a
 matrix product.
 """
+from types import SimpleNamespace
 import numpy as np
 
+from ..node_math.slots import N_SLOTS, block_reducer
 from ..runtime import config
-from .cell_kernels import KINDS, cell_parts, fused_projection, launch_bounds
 from ..runtime.compat import cuda_module
 from ..runtime.device import kernel_cache
-from ..node_math.slots import N_SLOTS, block_reducer
+from .cell_kernels import cell_parts, launch_bounds
 
 cuda = cuda_module()
-
-
-def eligible(spec, sequence, T, explicit_interval):
-    """Whether a pass runs on these kernels: static input projected in the kernel, at most
-    ``CELL_STATIC_MAX_T`` steps, an integrator whose kernel kind is in ``CELL_STATIC_INTEGRATORS`` and a
-    readout in ``CELL_STATIC_READOUTS``, and no states asked for (``checkpoint_every`` not given)."""
-    return (not sequence and not explicit_interval and T <= config.CELL_STATIC_MAX_T
-            and KINDS[spec.integrator] in config.CELL_STATIC_INTEGRATORS
-            and spec.readout in config.CELL_STATIC_READOUTS
-            and fused_projection(spec.in_features))
 
 
 def segments(T, seg):
@@ -187,4 +178,4 @@ def static_kernels(dtype, K, integrator, D, T, readout, ret_seq):
     source = BACKWARD_TEMPLATE.format(body=backward_source(T, config.CELL_STATIC_SEGMENT, ret_seq))
     exec(compile(source, f"<cell_static backward T={T} K={K}>", "exec"), namespace)
     backward = cuda.jit(**bounds)(namespace["backward"])
-    return forward, backward
+    return SimpleNamespace(forward=forward, backward=backward)

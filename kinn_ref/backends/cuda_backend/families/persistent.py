@@ -15,14 +15,14 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..runtime import config
 from ..linalg import gemm as mm
-from ..runtime.compat import cuda_module, nvvm_inlined
-from ..runtime.device import allow_shared, empty, kernel_cache, max_shared_per_block, multiprocessors, new_flag, zeros
-from .step import _currents
 from ..node_math.slots import N_SLOTS
 from ..node_math.updates import node_updates
+from ..runtime import config
+from ..runtime.compat import cuda_module, nvvm_inlined
+from ..runtime.device import allow_shared, empty, kernel_cache, multiprocessors, new_flag, zeros
 from .spans import n_stores, spans, stored_states
+from .step import _currents
 
 cuda = cuda_module()
 
@@ -37,15 +37,6 @@ def shared_bytes(N, itemsize):
     """Dynamic shared memory of the (forward, backward) kernels."""
     G, RPT, RB, CPT, NP = _geometry(N)
     return (N * NP + RB * NP) * itemsize, (N * NP + 3 * RB * NP) * itemsize
-
-
-def eligible(spec, dtype):
-    """Whether ``spec`` runs on the persistent kernels here."""
-    if spec.coupling not in ("dense", "kirchhoff") or spec.order != 1 or spec.readout == "derivatives" \
-            or spec.integrator not in ("euler", "expeuler") or spec.total_nodes > config.PERSISTENT_MAX_N:
-        return False
-    need = max(shared_bytes(spec.total_nodes, np.dtype(dtype).itemsize))
-    return need <= min(config.PERSISTENT_MAX_SHARED, max_shared_per_block())
 
 
 def default_interval(T):
@@ -297,7 +288,7 @@ def _kernels(dtype, N):
                 if i < N and j < N:
                     Xpart[cuda.blockIdx.x, 0, i, j] += X[ii, jj]
 
-    return forward, backward
+    return SimpleNamespace(forward=forward, backward=backward)
 
 
 def _launch_blocks(ntiles, per_sm):
@@ -310,7 +301,7 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
     dtype = dp["W"].dtype
     B, N = x.shape[0], spec.total_nodes
     I = _currents(spec, dp, x, sequence, T)
-    fwd, _ = _kernels(dtype.str, N)
+    fwd = _kernels(dtype.str, N).forward
     G, RPT, RB, CPT, NP = _geometry(N)
     ntiles = math.ceil(B / RB)
     y = empty((B, T if spec.return_sequences else 1, N), dtype)
@@ -341,7 +332,8 @@ def backward(spec, tape, dy3):
     """
     dtype = tape.params["W"].dtype
     B, N, T = tape.x.shape[0], spec.total_nodes, tape.n_steps
-    fwd, bwd = _kernels(dtype.str, N)
+    k_ = _kernels(dtype.str, N)
+    fwd, bwd = k_.forward, k_.backward
     G, RPT, RB, CPT, NP = _geometry(N)
     ntiles = math.ceil(B / RB)
     blocks = _launch_blocks(ntiles, 1)

@@ -14,14 +14,14 @@ import numpy as np
 from ....integrators import INTEGRATORS
 from ...codes import READOUT_CODES
 from ..linalg import gemm as mm
-from ..node_math.cascade import RK4_NODES, RK4_WEIGHTS
 from ..linalg.inverse import invert
-from ..runtime.device import axpby, copy, empty, fill, flat, node_grid, scalar, zeros
 from ..linalg.projection import project
+from ..node_math.cascade import RK4_NODES, RK4_WEIGHTS
 from ..node_math.slots import N_SLOTS
+from ..node_math.stencil import geometry
+from ..runtime.device import axpby, copy, empty, fill, flat, node_grid, scalar, zeros
 from .spans import n_stores, store_index
 from .step_kernels import step_kernels
-from ..node_math.stencil import geometry
 
 READOUTS = READOUT_CODES
 #: The integrators that solve one linear system per cell and step (eqs. 15 and 36).

@@ -13,12 +13,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..runtime import config
-from ..runtime.compat import cuda_module, nvvm_inlined
-from ..runtime.device import kernel_cache
 from ..node_math.slots import N_SLOTS, RHS, block_reducer
 from ..node_math.stencil import stencil_functions
 from ..node_math.updates import node_updates
+from ..runtime import config
+from ..runtime.compat import cuda_module, nvvm_inlined
+from ..runtime.device import kernel_cache
 
 cuda = cuda_module()
 
@@ -30,7 +30,8 @@ def step_kernels(dtype, K, grid):
     zero = f(0.0)
     nb = {4: np.float32, 8: np.float64}[np.dtype(dtype).itemsize]
     TX, TY = config.NODE_BLOCK
-    neighbours, lap = stencil_functions(dtype)
+    stencil = stencil_functions(dtype)
+    neighbours, lap = stencil.neighbours, stencil.lap
     block_reduce = block_reducer(dtype, K)
     u_ = node_updates()
     linear_update, linear_cotangent = u_.linear_update, u_.linear_cotangent

@@ -9,14 +9,15 @@ memory-bound and badly shaped for the tiled product (depth ``D``, or ``D`` outpu
 ``I`` once; the adjoint reads ``dI`` once for ``dx``, ``dW`` and ``db`` together (per-block sums, then
 :func:`.linalg.gemm.sum_splits` in block order: deterministic).
 """
+from types import SimpleNamespace
 import math
 
 import numpy as np
 
 from ..runtime import config
-from . import gemm as mm
 from ..runtime.compat import cuda_module, nvvm_inlined
 from ..runtime.device import empty, fill, kernel_cache, launch_1d, multiprocessors, zeros
+from . import gemm as mm
 
 cuda = cuda_module()
 
@@ -132,7 +133,7 @@ def _thin_kernels(dtype, D):
                     partial[cuda.blockIdx.x, h * D + d if d < D else H * D + h] = tot
             cuda.syncthreads()
 
-    return forward, adjoint, RT
+    return SimpleNamespace(forward=forward, adjoint=adjoint, RT=RT)
 
 
 def _thin(R, D, dtype):
@@ -140,7 +141,8 @@ def _thin(R, D, dtype):
     not thin."""
     if D > config.PROJECTION_THIN_MAX_D:
         return None
-    fwd, adj, RT = _thin_kernels(np.dtype(dtype).str, D)
+    k_ = _thin_kernels(np.dtype(dtype).str, D)
+    fwd, adj, RT = k_.forward, k_.adjoint, k_.RT
     return fwd, adj, RT, max(1, min(math.ceil(R / RT), 8 * multiprocessors()))
 
 

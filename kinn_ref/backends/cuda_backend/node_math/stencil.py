@@ -4,6 +4,7 @@
 A grid is described to kernels by the tuple ``geo = (H, n0, n1, two_d, boundary)`` (a 1-D grid of P points
 has ``n0 = 1, n1 = P``); node ``p*H + h`` with ``p = i0*n1 + i1``.
 """
+from types import SimpleNamespace
 import numpy as np
 
 from ...codes import BOUNDARY_CODES
@@ -82,4 +83,4 @@ def stencil_functions(dtype):
             acc -= nbr[5] * val(X, sc, use_sc, b, k, n)
         return acc
 
-    return neighbours, lap
+    return SimpleNamespace(neighbours=neighbours, lap=lap)

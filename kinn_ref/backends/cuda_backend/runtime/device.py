@@ -1,4 +1,5 @@
 """Device arrays and launches: allocation, fills, flat views, launch geometry and the kernel cache."""
+from types import SimpleNamespace
 import functools
 import math
 
@@ -80,14 +81,15 @@ def _fill_kernel(dtype):
             a[i] = value
             i += stride
 
-    return fill_kernel, cast
+    return SimpleNamespace(fill_kernel=fill_kernel, cast=cast)
 
 
 def fill(a, value):
     """Set every element of the contiguous device array ``a`` to ``value``."""
     if a.size == 0:
         return a
-    kern, cast = _fill_kernel(a.dtype.str)
+    built = _fill_kernel(a.dtype.str)
+    kern, cast = built.fill_kernel, built.cast
     launch_1d(kern, a.size, flat(a), cast(value))
     return a
 

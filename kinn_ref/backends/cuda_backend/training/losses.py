@@ -4,12 +4,13 @@ Twins of :mod:`kinn_ref.training.losses`: every loss is a mean over the batch (t
 device array (1,) reduced in a fixed order, the gradient a device array of the prediction's shape. Nothing is
 copied to the host.
 """
+from types import SimpleNamespace
 import math
 
 import numpy as np
 
-from ..runtime import config
 from ...launch_warnings import quiet_launches
+from ..runtime import config
 from ..runtime.compat import cuda_module
 from ..runtime.device import block_sum, empty, flat, is_device_array, kernel_cache, scalar
 
@@ -56,7 +57,7 @@ def _mse_kernels(dtype):
                 acc += partial[j]
             loss[0] = acc * inv_size
 
-    return residual, finish
+    return SimpleNamespace(residual=residual, finish=finish)
 
 
 @quiet_launches
@@ -75,7 +76,8 @@ def mse_loss(y, target):
         ``2 (y - target) / y.size``.
     """
     _check_pair(y, target)
-    residual, finish = _mse_kernels(y.dtype.str)
+    k_ = _mse_kernels(y.dtype.str)
+    residual, finish = k_.residual, k_.finish
     NT = config.FLAT_BLOCK
     blocks = max(1, min(math.ceil(y.size / NT), 8 * NT))
     partial = empty((blocks,), y.dtype)
@@ -142,7 +144,8 @@ def _row_kernels(dtype):
                 acc += row_loss[b]
             loss[0] = acc / cast(row_loss.shape[0])
 
-    return relative_l2_rows, cross_entropy_rows, mean_rows
+    return SimpleNamespace(relative_l2_rows=relative_l2_rows, cross_entropy_rows=cross_entropy_rows,
+                           mean_rows=mean_rows)
 
 
 def _row_launch(kern, B, *args):
@@ -168,7 +171,8 @@ def relative_l2_loss(pred, target, eps=1e-12):
         zero.
     """
     _check_pair(pred, target)
-    rows, _, mean_rows = _row_kernels(pred.dtype.str)
+    k_ = _row_kernels(pred.dtype.str)
+    rows, mean_rows = k_.relative_l2_rows, k_.mean_rows
     B = pred.shape[0]
     p2, t2 = pred.reshape(B, pred.size // B), target.reshape(B, target.size // B)
     d = empty(p2.shape, pred.dtype)
@@ -201,7 +205,8 @@ def cross_entropy_loss(logits, labels):
     if logits.ndim != 2 or tuple(labels.shape) != (B,) or labels.dtype.kind not in "iu":
         raise ValueError(f"logits must be (B, n_classes) and labels integers of shape (B,), got {logits.shape} "
                          f"and {labels.dtype} {labels.shape}")
-    _, rows, mean_rows = _row_kernels(logits.dtype.str)
+    k_ = _row_kernels(logits.dtype.str)
+    rows, mean_rows = k_.cross_entropy_rows, k_.mean_rows
     d = empty(logits.shape, logits.dtype)
     row_loss = empty((B,), logits.dtype)
     _row_launch(rows, B, logits, labels, d, row_loss)

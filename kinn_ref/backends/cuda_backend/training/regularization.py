@@ -4,15 +4,16 @@
 its gradient taken back to the raw parameters by :func:`.parameterization.circuit_vjp` and added to the step's gradients.
 The sum of the means stays on the device (float64, layers and blocks in order) until the step's report reads it.
 """
+from types import SimpleNamespace
 import math
 
 import numpy as np
 
-from ..runtime import config
 from ...launch_warnings import quiet_launches
+from ..parameterization import circuit_vjp, make_circuit
+from ..runtime import config
 from ..runtime.compat import cuda_module
 from ..runtime.device import block_sum, axpby, empty, flat, kernel_cache, multiprocessors, zeros
-from ..parameterization import circuit_vjp, make_circuit
 
 cuda = cuda_module()
 
@@ -47,11 +48,12 @@ def _mean_square_kernels(dtype):
                 acc += partial[j]
             total[0] += acc / size
 
-    return square_sum, add_mean
+    return SimpleNamespace(square_sum=square_sum, add_mean=add_mean)
 
 
 def _add_mean_square(a, total):
-    square_sum, add_mean = _mean_square_kernels(a.dtype.str)
+    k_ = _mean_square_kernels(a.dtype.str)
+    square_sum, add_mean = k_.square_sum, k_.add_mean
     NT = config.FLAT_BLOCK
     blocks = max(1, min(math.ceil(a.size / NT), 8 * multiprocessors()))
     partial = empty((blocks,), np.float64)

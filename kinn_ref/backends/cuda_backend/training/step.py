@@ -16,12 +16,13 @@ Example
 >>> opt = DeviceAdam(dparams, lr=1e-3)                                            # doctest: +SKIP
 >>> loss = train_step(spec, dparams, dx, dtarget, opt)   # device array (1,)       # doctest: +SKIP
 """
+from types import SimpleNamespace
 import math
 
 import numpy as np
 
-from ..backend import run_backward, run_forward
 from ...launch_warnings import quiet_launches
+from ..backend import run_backward, run_forward
 from ..runtime.compat import cuda_module
 from ..runtime.device import empty, fill, flat, is_device_array, kernel_cache, launch_1d, scalar, zeros
 from .losses import mse_loss
@@ -65,7 +66,7 @@ def _update_kernels(dtype):
             p[i] -= lr * ((mi / c1) / (math.sqrt(vi / c2) + eps) + decoupled * p[i])
             i += stride
 
-    return sgd, adam
+    return SimpleNamespace(sgd=sgd, adam=adam)
 
 
 def open_gate(dtype):
@@ -151,7 +152,7 @@ class DeviceSGD(_DeviceOptimizer):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
 
     def _update(self, name, p, g, lr, gate):
-        sgd, _ = _update_kernels(p.dtype.str)
+        sgd = _update_kernels(p.dtype.str).sgd
         f = lambda v: scalar(p.dtype, v)  # noqa: E731
         launch_1d(sgd, p.size, flat(p), flat(g), flat(self.slots["momentum"][name]), f(lr), f(self.momentum),
                   self.nesterov, gate)
@@ -179,7 +180,7 @@ class DeviceAdam(_DeviceOptimizer):
         return self.weight_decay, 0.0
 
     def _update(self, name, p, g, lr, gate):
-        _, adam = _update_kernels(p.dtype.str)
+        adam = _update_kernels(p.dtype.str).adam
         b1, b2 = self.betas
         t = self.step_count
         f = lambda v: scalar(p.dtype, v)  # noqa: E731

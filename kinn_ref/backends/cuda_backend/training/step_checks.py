@@ -12,12 +12,13 @@ Report layout for ``n`` arrays: ``[loss, norm, apply, penalty, sumsq_0..sumsq_{n
 (``penalty`` is the conductance penalty's sum of means, :mod:`.training.regularization`, or 0; ``bad_*`` count the non-finite
 entries of each gradient and, after the update, of each parameter).
 """
+from types import SimpleNamespace
 import math
 
 import numpy as np
 
-from ..runtime import config
 from ...launch_warnings import quiet_launches
+from ..runtime import config
 from ..runtime.compat import cuda_module
 from ..runtime.device import block_sum, empty, flat, kernel_cache, multiprocessors, scalar, zeros
 
@@ -89,7 +90,7 @@ def _check_kernels(dtype):
             gate[0] = scale
             gate[1] = 1.0 if ok else 0.0
 
-    return square_sum, collect, decide
+    return SimpleNamespace(square_sum=square_sum, collect=collect, decide=decide)
 
 
 def _blocks(n):
@@ -116,7 +117,8 @@ class StepChecks:
         self._no_penalty = zeros((1,), np.float64)
 
     def _sums(self, arrays, sq_first, bad_first):
-        square_sum, collect, _ = _check_kernels(self.dtype.str)
+        k_ = _check_kernels(self.dtype.str)
+        square_sum, collect = k_.square_sum, k_.collect
         NT = config.FLAT_BLOCK
         for j, name in enumerate(self.names):
             a = flat(arrays[name])
@@ -134,7 +136,7 @@ class StepChecks:
         ``penalty`` (device float64 (1,)) goes into the report as it is."""
         n = len(self.names)
         self._sums(grads, FIRST, FIRST + n)
-        _, _, decide = _check_kernels(self.dtype.str)
+        decide = _check_kernels(self.dtype.str).decide
         decide[1, 1](loss, self._no_penalty if penalty is None else penalty, self.report, n,
                      scalar(np.float64, max_norm or 0.0), self.gate)
         return self.gate
