@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_array
-from .divergence import refuse_unstable_tape
+from ._checks import check_array, check_choice, check_positive_int
+from .divergence import check_divergence, refuse_unstable_tape
+from .parameterization import check_params
 from .tape_checks import check_tape
+from .tape_memory import check_tape_memory
 
 
 @dataclass
@@ -123,6 +125,41 @@ def input_layout(spec, x, dtype):
     if B < 1 or T < 1:
         raise ValueError(f"x must have at least one batch row and one step, got shape {x.shape}")
     return sequence, B, T
+
+
+@dataclass(frozen=True)
+class ForwardCall:
+    """What :func:`check_forward` found of a forward call's arguments."""
+    dtype: np.dtype
+    sequence: bool
+    B: int
+    T: int
+    V0: object              # the checked initial state, or None
+    checkpoint_every: object  # int, or None
+    unstable: object        # the :class:`~kinn_ref.divergence.Unstable` record with on_nonfinite="flag", or None
+
+
+def check_forward(spec, params, x, V0, checkpoint_every, on_nonfinite, *, host_tape=True, default_interval=None):
+    """The checks every backend's ``forward`` makes before computing, in this order: the parameters (their
+    dtype is the computation's), the input layout, ``on_nonfinite``, ``checkpoint_every``, the host memory
+    the tape will take (when ``host_tape``; the tape keeps every ``checkpoint_every``-th state, else every
+    ``default_interval``-th, else all), a ``dt`` outside the stable region (:mod:`kinn_ref.divergence`) and
+    ``V0``.
+
+    Returns a :class:`ForwardCall`. Every refusal is a ValueError naming the argument (or a
+    :class:`~kinn_ref.errors.TapeMemoryError` / :class:`~kinn_ref.errors.DivergentStepError`).
+    """
+    dtype = check_params(spec, params)
+    sequence, B, T = input_layout(spec, x, dtype)
+    check_choice("on_nonfinite", on_nonfinite, ("raise", "flag"))
+    if checkpoint_every is not None:
+        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    if host_tape:
+        check_tape_memory(spec, x, dtype, checkpoint_every or default_interval)
+    unstable = check_divergence(spec, params, on_nonfinite, T)
+    if V0 is not None:
+        V0 = check_array("V0", V0, (B, spec.order, spec.total_nodes), dtype)
+    return ForwardCall(dtype, sequence, B, T, V0, checkpoint_every, unstable)
 
 
 def check_backward(tape, spec, params, dy):

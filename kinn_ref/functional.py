@@ -1,15 +1,16 @@
 """The functional contract (docs/math.md, section 7): ``forward`` and ``backward`` by backend name."""
-from .backends import get_backend, resolve
+from .backends import get_backend
 
 
 def forward(spec, params, x, V0=None, backend="numpy", *, checkpoint_every=None, on_nonfinite="raise"):
     """Run one KINN layer on ``backend`` (``"numpy"``, ``"numba"``, ``"cuda"`` or ``"auto"``).
 
     See :func:`kinn_ref.reference.forward` for the arguments; every backend accepts the same ones and
-    returns ``(y, tape)``.
+    returns ``(y, tape)``. The backend is resolved once and the arguments are checked once, by
+    :func:`kinn_ref.contract.check_forward` in the backend's ``forward``.
     """
-    return get_backend(resolve(backend, spec)).forward(spec, params, x, V0, checkpoint_every=checkpoint_every,
-                                                       on_nonfinite=on_nonfinite)
+    return get_backend(backend, spec).forward(spec, params, x, V0, checkpoint_every=checkpoint_every,
+                                              on_nonfinite=on_nonfinite)
 
 
 def backward(spec, params, tape, dy):

@@ -6,17 +6,14 @@ and the backward recomputes each segment from its checkpoint; the results are id
 """
 import numpy as np
 
-from ._checks import check_array, check_choice, check_positive_int
-from .contract import Tape, check_backward, input_layout, tape_repr
+from .contract import Tape, check_backward, check_forward, input_layout, tape_repr
 from .coupling import make_coupling
-from .divergence import check_divergence
 from .dynamics import zero_grads
 from .errors import NonFiniteStateError
 from .integrators import INTEGRATORS
-from .parameterization import check_params, circuit_vjp, make_circuit
+from .parameterization import circuit_vjp, make_circuit
 from .readout import readout, readout_vjp
 from .tape_checks import copy_params
-from .tape_memory import check_tape_memory
 
 #: ``Tape``, ``input_layout`` and ``tape_repr`` live in :mod:`kinn_ref.contract`, shared by every backend
 __all__ = ["Tape", "backward", "forward", "input_currents", "input_currents_vjp", "input_layout", "tape_repr"]
@@ -44,12 +41,6 @@ def input_currents_vjp(spec, params, x, sequence, dI):
     dI = dI.reshape(x.shape[:-1] + (H,))
     x2, dI2 = x.reshape(-1, D), dI.reshape(-1, H)
     return {"W": dI2.T @ x2, "b": dI2.sum(axis=0), "x": dI @ params["W"]}
-
-
-def _initial_state(spec, V0, B, dtype):
-    if V0 is None:
-        return np.zeros((B, spec.order, spec.total_nodes), dtype)
-    return check_array("V0", V0, (B, spec.order, spec.total_nodes), dtype).copy()
 
 
 def _first_nonfinite_cell(Y):
@@ -90,14 +81,10 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
         Before the pass, when its tape would not fit in the memory available (the message names the
         ``checkpoint_every`` that fits; :mod:`kinn_ref.tape_memory`).
     """
-    dtype = check_params(spec, params)
-    sequence, B, T = input_layout(spec, x, dtype)
-    check_choice("on_nonfinite", on_nonfinite, ("raise", "flag"))
-    if checkpoint_every is not None:
-        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
-    check_tape_memory(spec, x, dtype, checkpoint_every)
-    unstable = check_divergence(spec, params, on_nonfinite, T)
-    Y = _initial_state(spec, V0, B, dtype)
+    call = check_forward(spec, params, x, V0, checkpoint_every, on_nonfinite)
+    dtype, sequence, B, T, checkpoint_every = call.dtype, call.sequence, call.B, call.T, call.checkpoint_every
+    unstable = call.unstable
+    Y = np.zeros((B, spec.order, spec.total_nodes), dtype) if V0 is None else call.V0.copy()
     circuit = make_circuit(spec, params)
     coupling = make_coupling(spec, circuit)
     integrator = INTEGRATORS[spec.integrator]

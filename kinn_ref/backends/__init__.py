@@ -104,9 +104,9 @@ def check_implements(name, spec):
         raise BackendUnsupportedError(f"backend {name!r} cannot run this layer: {reason}", name)
 
 
-def get_backend(name):
-    """The backend object for ``name`` (after :func:`resolve`)."""
-    name = resolve(name)
+def get_backend(name, spec=None):
+    """The backend object for ``name``, resolved by :func:`resolve` (with ``spec``, as it says)."""
+    name = resolve(name, spec)
     entry = _REGISTRY[name]
     if entry["module"] is None:
         entry["module"] = entry["loader"]()

@@ -32,11 +32,9 @@ import contextlib
 
 import numpy as np
 
-from kinn_ref._checks import check_array, check_choice, check_positive_int
-from kinn_ref.divergence import check_divergence
+from kinn_ref._checks import check_positive_int
+from kinn_ref.contract import check_backward, check_forward
 from kinn_ref.errors import NonFiniteStateError
-from kinn_ref.contract import check_backward, input_layout
-from kinn_ref.parameterization import check_params
 from kinn_ref.tape_checks import check_dtype_matches, check_spec_matches, copy_params
 
 from .. import check_implements
@@ -128,13 +126,16 @@ def forward_device(spec, dparams, x, V0=None, *, checkpoint_every=None):
     return run_forward(spec, dparams, x, V0, checkpoint_every, own_inputs=True)
 
 
-def run_forward(spec, dparams, x, V0, checkpoint_every, own_inputs):
+def run_forward(spec, dparams, x, V0, checkpoint_every, own_inputs, layout=None):
     """:func:`forward_device`; with ``own_inputs=False`` the tape refers to the arrays given instead of copies
-    (for callers whose arrays are the tape's already, or stay unchanged until the backward pass)."""
+    (for callers whose arrays are the tape's already, or stay unchanged until the backward pass). ``layout``
+    is ``(dtype, sequence, B, T)`` of arguments checked already (by the host :func:`forward`)."""
     check_implements(NAME, spec)
-    dtype, sequence, B, T = _device_layout(spec, dparams, x, V0)
-    if checkpoint_every is not None:
-        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    if layout is None:
+        layout = _device_layout(spec, dparams, x, V0)
+        if checkpoint_every is not None:
+            checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    dtype, sequence, B, T = layout
     if own_inputs:
         dparams = {k: copy(v) for k, v in dparams.items()}
         x, V0 = copy(x), (None if V0 is None else copy(V0))
@@ -216,24 +217,17 @@ def to_device(params):
 @quiet_launches
 def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="raise"):
     """The functional contract (see :func:`kinn_ref.reference.forward`): NumPy in, NumPy out, run on the GPU."""
-    dtype = check_params(spec, params)
-    _, _, T = input_layout(spec, x, dtype)
-    check_choice("on_nonfinite", on_nonfinite, ("raise", "flag"))
-    if checkpoint_every is not None:
-        check_positive_int("checkpoint_every", checkpoint_every)
-    if V0 is not None:
-        check_array("V0", V0, (x.shape[0], spec.order, spec.total_nodes), dtype)
-    if spec.param == "raw" and np.any(params["C_raw"] <= 0):
+    call = check_forward(spec, params, x, V0, checkpoint_every, on_nonfinite, host_tape=False)
+    if spec.param == "raw" and np.any(params["C_raw"] <= 0):   # the host reference finds it in make_circuit
         k, n = np.argwhere(params["C_raw"] <= 0)[0]
         raise ValueError(f"params['C_raw'] must be > 0 in param='raw' mode (it is the capacitance); "
                          f"entry [{k}, {n}] is {params['C_raw'][k, n]!r}")
-    unstable = check_divergence(spec, params, on_nonfinite, T)
     params_copy = copy_params(params)
     # the uploads are the tape's own arrays: nothing of the caller's is read again
     y, tape = run_forward(spec, to_device(params_copy), upload(x), None if V0 is None else upload(V0),
-                          checkpoint_every, own_inputs=False)
+                          call.checkpoint_every, own_inputs=False, layout=(call.dtype, call.sequence, call.B, call.T))
     tape.params_copy = params_copy
-    tape.unstable = unstable
+    tape.unstable = call.unstable
     y = y.copy_to_host()
     if tape.nonfinite is not None and on_nonfinite == "raise":
         raise NonFiniteStateError(tape.nonfinite[0], tape.nonfinite[1], spec.dt)

@@ -11,15 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..._checks import check_array, check_choice, check_positive_int
+from ...contract import Tape, check_backward, check_forward
 from ...coupling import make_coupling
-from ...divergence import check_divergence
 from ...errors import NonFiniteStateError
-from ...parameterization import check_params, circuit_vjp, make_circuit
-from ...contract import Tape, check_backward, input_layout
+from ...parameterization import circuit_vjp, make_circuit
 from ...reference import input_currents_vjp
 from ...tape_checks import copy_params
-from ...tape_memory import check_tape_memory
 from ..launch_warnings import quiet_launches
 from . import config
 from .codes import N_MATRIX_SUMS, N_NODE_SUMS
@@ -144,18 +141,12 @@ def forward(spec, params, x, V0=None, *, checkpoint_every=None, on_nonfinite="ra
     Same arguments, results and tape semantics as :func:`kinn_ref.reference.forward`; the tape's
     ``backend`` is ``"numba"``.
     """
-    dtype = check_params(spec, params)
-    sequence, B, T = input_layout(spec, x, dtype)
-    check_choice("on_nonfinite", on_nonfinite, ("raise", "flag"))
-    if checkpoint_every is not None:
-        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
-    check_tape_memory(spec, x, dtype, checkpoint_every or default_interval(spec))
-    unstable = check_divergence(spec, params, on_nonfinite, T)
+    call = check_forward(spec, params, x, V0, checkpoint_every, on_nonfinite,
+                         default_interval=default_interval(spec))
+    dtype, sequence, B, T, checkpoint_every = call.dtype, call.sequence, call.B, call.T, call.checkpoint_every
+    unstable = call.unstable
     K, N = spec.order, spec.total_nodes
-    if V0 is None:
-        Y0 = np.zeros((B, K, N), dtype)
-    else:
-        Y0 = np.ascontiguousarray(check_array("V0", V0, (B, K, N), dtype))
+    Y0 = np.zeros((B, K, N), dtype) if V0 is None else np.ascontiguousarray(call.V0)
     circuit = make_circuit(spec, params)
     coupling = make_coupling(spec, circuit)
     constants, integrator_ctx = prepare_constants(spec, circuit, coupling, dtype)
