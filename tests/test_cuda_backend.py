@@ -187,8 +187,8 @@ def test_static_input_kernels_built_for_T(monkeypatch, integrator, readout, orde
     RK4 and the ``derivatives`` readout, which run on the span kernels by default, are let onto them through
     the tunables."""
     from kinn_ref.backends.cuda_backend.runtime import config
-    from kinn_ref.backends.cuda_backend.families.cell_kernels import CODES
-    monkeypatch.setattr(config, "CELL_STATIC_INTEGRATORS", tuple(CODES))
+    from kinn_ref.backends.cuda_backend.integrators import UPDATE_KINDS
+    monkeypatch.setattr(config, "CELL_STATIC_INTEGRATORS", UPDATE_KINDS)
     monkeypatch.setattr(config, "CELL_STATIC_READOUTS", ("last", "cells", "derivatives"))
     spec, params, x, V0 = make_case("none", integrator, readout, order=order, return_sequences=return_sequences,
                                     with_V0=with_V0, n_steps=n_steps, batch=3, dtype=dtype, seed=n_steps)
@@ -218,6 +218,16 @@ def test_an_integrator_the_backend_lacks_is_refused_by_name(monkeypatch):
     assert backends.implemented_integrators("cuda") == ("euler", "expeuler", "implicit", "rk4")
     monkeypatch.undo()
     assert backends.implemented_integrators("cuda") == kr.spec.INTEGRATORS
+
+
+def test_update_kinds_are_read_from_the_method_objects():
+    """Every registered integrator maps to one per-node update of the kernels, from its method's attributes:
+    the one-stage explicit methods share the linear update, the solved ones differ by capacitance scale."""
+    from kinn_ref.backends.cuda_backend.integrators import UPDATE_KINDS, update_kind
+    kinds = {name: update_kind(name) for name in kr.spec.INTEGRATORS}
+    assert set(kinds.values()) <= set(UPDATE_KINDS)
+    assert kinds == {"euler": "linear", "expeuler": "linear", "implicit": "implicit", "rk4": "rk4",
+                     "trapezoidal": "trapezoidal"}
 
 
 @pytest.mark.parametrize("integrator,readout,static", [

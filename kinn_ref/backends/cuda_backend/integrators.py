@@ -20,6 +20,23 @@ CODES = INTEGRATOR_CODES  # the kernels' integrator codes (eq. 12-16, 36), share
 IMPLICIT, TRAPEZOIDAL = CODES["implicit"], CODES["trapezoidal"]
 
 
+#: The per-node updates of :mod:`.node_math.cascade`, in the order of their integer codes in the cell kernels.
+UPDATE_KINDS = ("linear", "implicit", "rk4", "trapezoidal")
+UPDATE_CODES = {kind: code for code, kind in enumerate(UPDATE_KINDS)}
+
+
+def update_kind(integrator):
+    """The per-node update the kernels run for ``integrator`` (a name of :data:`kinn_ref.spec.INTEGRATORS`),
+    read from its method object, not its name: ``"rk4"`` for a method with a Runge-Kutta ``tableau`` (stages of
+    eq. 1), ``"implicit"`` / ``"trapezoidal"`` for one that solves per cell with ``capacitance_scale`` 1 / 2
+    (eqs. 15, 36), ``"linear"`` for a one-stage update ``c1 V + c2 (term - leak + u)`` with per-pass
+    coefficients (euler, expeuler; eqs. 12-13)."""
+    method = INTEGRATORS[integrator]
+    if method.tableau is not None:
+        return "rk4"
+    return {None: "linear", 1: "implicit", 2: "trapezoidal"}[method.capacitance_scale]
+
+
 def _scale(spec):
     """The ``s`` of ``s C/dt`` of a method that solves per cell (:attr:`~kinn_ref.integrators.Method.capacitance_scale`)."""
     return INTEGRATORS[spec.integrator].capacitance_scale or 0

@@ -74,8 +74,9 @@ def static_cell_pass(spec, sequence, T, explicit_interval):
     input projected in the kernel, at most ``CELL_STATIC_MAX_T`` steps, an integrator whose kernel kind is in
     ``CELL_STATIC_INTEGRATORS``, a readout in ``CELL_STATIC_READOUTS``, and no states asked for
     (``checkpoint_every`` not given)."""
-    from .cell_kernels import KINDS, fused_projection
+    from ..integrators import update_kind
+    from .cell_kernels import fused_projection
     return (not sequence and not explicit_interval and T <= config.CELL_STATIC_MAX_T
-            and KINDS[spec.integrator] in config.CELL_STATIC_INTEGRATORS
+            and update_kind(spec.integrator) in config.CELL_STATIC_INTEGRATORS
             and spec.readout in config.CELL_STATIC_READOUTS
             and fused_projection(spec.in_features))

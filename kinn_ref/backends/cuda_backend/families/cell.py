@@ -15,7 +15,8 @@ from ..linalg.projection import project
 from ..node_math.slots import N_SLOTS
 from ..runtime.device import empty, new_flag, node_grid, scalar, transposed, zeros
 from . import cell_static, static_cell_pass
-from .cell_kernels import KINDS, kernels_for, span_capacity
+from ..integrators import update_kind
+from .cell_kernels import kernels_for, span_capacity
 from .spans import groups, n_stores, spans, store_index, stored_states
 
 READOUTS = READOUT_CODES
@@ -37,7 +38,7 @@ def default_interval(T):
 
 
 def _static_kernels(spec, dtype, T):
-    return cell_static.static_kernels(dtype.str, spec.order, KINDS[spec.integrator], spec.in_features, T,
+    return cell_static.static_kernels(dtype.str, spec.order, update_kind(spec.integrator), spec.in_features, T,
                                       READOUTS[spec.readout], spec.return_sequences)
 
 
@@ -65,7 +66,7 @@ def forward(spec, dp, circuit, consts, coupling, x, V0, T, sequence, every, flag
                          V0 is not None, consts.c1, consts.c2, circuit.C, circuit.g, circuit.leak, circuit.beta,
                          y, flag)
         return y, {0: V0}, SimpleNamespace(currents=None, weights=weights, static=True)
-    chosen = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
+    chosen = kernels_for(dtype.str, K, update_kind(spec.integrator), spec.in_features)
     fwd, fused = chosen.forward, chosen.fused
     Ibuf = _dummy(3, dtype) if fused else project(x3.reshape(B * Tin, spec.in_features), dp["W"],
                                                   dp["b"]).reshape(B, Tin, N)
@@ -114,7 +115,7 @@ def backward(spec, tape, dy3):
         proj = mm.sum_splits(pproj, empty((D + 1, N), dtype))
         dW_db = (transposed(proj[:D]), proj[D])
         return _sums(partial, K, N, dtype), dI, (dY if tape.has_V0 else None), dW_db
-    chosen = kernels_for(dtype.str, K, KINDS[spec.integrator], spec.in_features)
+    chosen = kernels_for(dtype.str, K, update_kind(spec.integrator), spec.in_features)
     fwd, bwd, fused = chosen.forward, chosen.backward, chosen.fused
     Ibuf = _dummy(3, dtype) if fused else tape.aux.currents
     cap = span_capacity()

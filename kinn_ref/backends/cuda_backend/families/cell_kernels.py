@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..integrators import UPDATE_CODES
 from ..node_math.cascade import cell_math
 from ..node_math.slots import N_SLOTS, block_reducer
 from ..runtime import config
@@ -20,11 +21,8 @@ from ..runtime.compat import cuda_module, simulator_active, nvvm_inlined
 from ..runtime.device import kernel_cache
 
 cuda = cuda_module()
+LINEAR, IMPLICIT, TRAPEZOIDAL = (UPDATE_CODES[kind] for kind in ("linear", "implicit", "trapezoidal"))
 
-CODES = {"linear": 0, "implicit": 1, "rk4": 2, "trapezoidal": 3}
-#: The kernel kind (a key of :data:`CODES`) of each integrator: euler and expeuler share the linear step.
-KINDS = {"euler": "linear", "expeuler": "linear", "implicit": "implicit", "rk4": "rk4",
-         "trapezoidal": "trapezoidal"}
 
 
 def launch_bounds():
@@ -39,8 +37,9 @@ def launch_bounds():
 def cell_parts(dtype, K, integrator, D):
     """Device functions the fused kernels share (one node's cascade; see :func:`cell_kernels` for ``D``):
     ``load_node``, ``load_weights``, ``current``, ``step``, ``step_vjp``, ``write_readout``, ``readout_vjp``,
-    ``all_finite``, ``report_nonfinite``."""
-    code = CODES[integrator]
+    ``all_finite``, ``report_nonfinite``. ``integrator`` is an update kind of
+    :func:`~kinn_ref.backends.cuda_backend.integrators.update_kind`."""
+    code = UPDATE_CODES[integrator]
     m = cell_math(dtype, K)  # kernels may only reference device functions, not a namespace of them
     linear_step, linear_step_vjp = m.linear_step, m.linear_step_vjp
     implicit_step, implicit_step_vjp = m.implicit_step, m.implicit_step_vjp
@@ -70,11 +69,11 @@ def cell_parts(dtype, K, integrator, D):
 
     @nvvm_inlined()
     def step(V, I, dt, c1, c2, C, g, leak, beta):
-        if code == 0:
+        if code == LINEAR:
             linear_step(V, I, c1, c2, leak, beta)
-        elif code == 1:
+        elif code == IMPLICIT:
             implicit_step(V, I, c1, c2, leak, beta)
-        elif code == 3:
+        elif code == TRAPEZOIDAL:
             trapezoidal_step(V, I, c1, c2, g, leak, beta)
         else:
             rk4_step(V, I, dt, C, g, leak, beta)
@@ -105,11 +104,11 @@ def cell_parts(dtype, K, integrator, D):
 
     @nvvm_inlined()
     def step_vjp(Vo, Vn, I, dt, dV, c1, c2, C, g, leak, beta, acc):
-        if code == 0:
+        if code == LINEAR:
             return linear_step_vjp(Vo, I, dV, c1, c2, beta, acc)
-        elif code == 1:
+        elif code == IMPLICIT:
             return implicit_step_vjp(Vo, Vn, I, dV, c1, c2, beta, acc)
-        elif code == 3:
+        elif code == TRAPEZOIDAL:
             return trapezoidal_step_vjp(Vo, Vn, I, dV, c1, c2, g, beta, acc)
         return rk4_step_vjp(Vo, I, dt, dV, C, g, leak, beta, acc)
 
