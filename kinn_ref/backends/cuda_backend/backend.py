@@ -1,10 +1,11 @@
 """The ``cuda`` backend: the functional contract on numba.cuda kernels, and its device-resident form.
 
-Three kernel families run a layer (``tape.family`` says which):
+Three kernel families run a layer, the first of the ordered table :data:`.families.FAMILIES` that accepts
+the spec (``tape.family`` says which):
 
 - ``cell`` (coupling ``none``): every step of every cell of one node fused in one kernel, states in registers;
-  the backward recomputes its states from checkpoints (:mod:`.families.cell_kernels`; :mod:`.families.cell_static` for a static
-  input of few steps).
+  the backward recomputes its states from checkpoints (:mod:`.families.cell_kernels`;
+  :mod:`.families.cell_static` for a static input of few steps).
 - ``persistent`` (dense or kirchhoff coupling, one cell of at most ``config.PERSISTENT_MAX_N`` nodes, euler or
   expeuler): one kernel runs all steps with the coupling matrix and a batch tile's states in shared memory
   (:mod:`.families.persistent`).

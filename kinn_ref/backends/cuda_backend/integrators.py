@@ -1,6 +1,6 @@
 """Per-pass constants of the integrators (twins of each integrator's ``prepare``) and the chaining of the
 per-pass gradient sums into circuit gradients (twins of ``finalize_vjp`` plus the regrouped sums of
-:mod:`slots`).
+:mod:`.node_math.slots`, docs/math.md eqs. 38-41).
 """
 import math
 from types import SimpleNamespace
@@ -38,7 +38,8 @@ def update_kind(integrator):
 
 
 def _scale(spec):
-    """The ``s`` of ``s C/dt`` of a method that solves per cell (:attr:`~kinn_ref.integrators.Method.capacitance_scale`)."""
+    """The ``s`` of ``s C/dt`` of a method that solves per cell
+    (:attr:`~kinn_ref.integrators.Method.capacitance_scale`); 0 for the others."""
     return INTEGRATORS[spec.integrator].capacitance_scale or 0
 
 

@@ -1,8 +1,9 @@
 """The affine layer ``y = x W^T + b`` over the last axis on the device (a network head, an MLP layer).
 
 Twins of :meth:`kinn_ref.network.Linear.forward` and :meth:`~kinn_ref.network.Linear.backward`, on the
-kernels of the KINN layers' input projection (:func:`.linalg.projection.project`, :func:`.linalg.projection.project_vjp`):
-the tiled product, or the thin kernels for few input features, with reductions in a fixed order.
+kernels of the KINN layers' input projection (:func:`.linalg.projection.project`,
+:func:`.linalg.projection.project_vjp`): the tiled product, or the thin kernels for few input features, with
+reductions in a fixed order.
 """
 from ..launch_warnings import quiet_launches
 from .linalg.projection import project, project_vjp

@@ -9,7 +9,8 @@ EULER, EXPEULER, IMPLICIT, RK4, TRAPEZOIDAL = (INTEGRATOR_CODES[n] for n in
                                                ("euler", "expeuler", "implicit", "rk4", "trapezoidal"))
 LAST, CELLS, DERIVATIVES = (READOUT_CODES[n] for n in ("last", "cells", "derivatives"))
 
-# rows of the per-group accumulator of per-node sums, shape (n_groups, N_NODE_SUMS, K, N), float64
+# rows of the per-group accumulator of per-node sums, shape (n_groups, N_NODE_SUMS, K, N), float64: the regrouped
+# sums of docs/math.md section 9 (eq. 38), chained into circuit gradients once per pass by gradients.py
 SUM_C = 0        # d/dC                    (reference: acc.C)
 SUM_G = 1        # d/dg                    (acc.g)
 SUM_LEAK = 2     # d/dleak                 (acc.leak)

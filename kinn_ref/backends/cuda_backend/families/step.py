@@ -3,9 +3,9 @@
 Each step is a few launches: the coupling product over the batch (dense, kirchhoff; the grid's stencil runs
 inside the step kernel), then one node-parallel kernel that updates every cell (:mod:`.families.step_kernels`).
 Implicit and trapezoidal steps solve per cell with the inverse computed once per pass (dense, kirchhoff) or the
-grid's eigenbasis (:mod:`.coupling_grid`); rk4 runs four right-hand-side launches. The backward pass walks the kept states
-backwards (recomputing a segment's states from its checkpoint when ``checkpoint_every`` is given) and runs
-the adjoint launches of each step.
+grid's eigenbasis (:mod:`..coupling_grid`); rk4 runs four right-hand-side launches. The backward pass walks
+the kept states backwards (recomputing a segment's states from its checkpoint when ``checkpoint_every`` is
+given) and runs the adjoint launches of each step.
 """
 from types import SimpleNamespace
 

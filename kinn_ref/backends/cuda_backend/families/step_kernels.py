@@ -5,8 +5,8 @@ kirchhoff: ``grid=False``) or evaluated as a stencil of the neighbouring nodes (
 kernels accumulate the gradient sums of :mod:`.node_math.slots` per thread and add them to the block's slice of a
 partial buffer (:func:`.node_math.slots.block_reducer`); the input-current cotangent ``dI`` is accumulated in place.
 Twins, per node, of the reference's ``ExpEuler``/``Euler`` step (``linear_*``, with ``c1, c2 = E, p``),
-``Implicit`` and ``Trapezoidal`` steps (``implicit_*``), ``dynamics.rhs``/``rhs_vjp`` (``rhs``, ``rhs_vjp``: rk4 stages and the
-derivative readout) and the readouts.
+``Implicit`` and ``Trapezoidal`` steps (``implicit_*``), ``dynamics.rhs``/``rhs_vjp`` (``rhs``, ``rhs_vjp``:
+rk4 stages and the derivative readout) and the readouts.
 """
 import math
 from types import SimpleNamespace

@@ -1,20 +1,23 @@
 """Layout of the per-node gradient sums every backward kernel accumulates (summed over batch and steps).
 
 The sums are linear in the cotangents, so they can be reduced in any grouping and turned into circuit
-gradients once per pass (:mod:`finalize`). Slots 0-4 belong to the integrator, 5-9 to the right-hand-side
-adjoint (eq. 26: rk4 stages and the derivative readout). ``dV1`` is the cotangent of a state after a step,
-``u`` the drive (``I`` for cell 0, ``V_{k-1}`` for later cells, *without* ``beta``), ``lap(V)`` the grid
-stencil without the edge conductance.
+gradients once per pass (docs/math.md section 9, eqs. 38-41; :func:`..integrators.finalize`). Slots 0-4 belong
+to the integrator (eqs. 39-40), 5-9 to the right-hand-side adjoint (eq. 41: rk4 stages, the derivative
+readout and the trapezoidal start-of-step current). ``dV1`` is the cotangent of a state after a step, ``u``
+the drive (``I`` for cell 0, ``V_{k-1}`` for later cells), *without* ``beta``, ``lap(V)`` the grid stencil
+without the edge conductance.
 
-======  ==========================  ============================  ===============================
-slot    euler / expeuler (eq. 28)   implicit (eq. 30)             rhs adjoint, cotangent dF
-======  ==========================  ============================  ===============================
-0 / 5   sum dV1                     sum lambda                    sum dF * (rest of F*C)
-1 / 6   sum dV1 * V                 sum lambda * V                sum dF * V
-2 / 7   sum dV1 * u                 sum lambda * V'               sum dF            (affine only)
-3 / 8   sum dV1 * lap(V) (grid)     sum lambda * V'_{k-1}         sum dF * V_{k-1}
-4 / 9   (unused)                    sum lambda * lap(V') (grid)   sum dF * lap(V)   (grid)
-======  ==========================  ============================  ===============================
+======  =======================  ==========================  ============================  ==========================
+slot    euler/expeuler (eq. 39)  implicit (eq. 40)           trapezoidal (eq. 40)          rhs adjoint, dF (eq. 41)
+======  =======================  ==========================  ============================  ==========================
+0 / 5   sum dV1                  sum lam                     sum lam                       sum dF * (rest of F*C)
+1 / 6   sum dV1 * V              sum lam * V                 sum lam * V                   sum dF * V
+2 / 7   sum dV1 * u              sum lam * V'                sum lam * V'                  sum dF  (affine only)
+3 / 8   sum dV1 * lap(V) (grid)  sum lam * V'_{k-1}          sum lam * (V + V')_{k-1}      sum dF * V_{k-1}
+4 / 9   (unused)                 sum lam * lap(V') (grid)    sum lam * lap(V + V') (grid)  sum dF * lap(V)  (grid)
+======  =======================  ==========================  ============================  ==========================
+
+``lam`` is the solved cotangent ``lambda = M^{-T} dV1`` of eqs. 30 and 37.
 """
 import numpy as np
 

@@ -22,10 +22,11 @@ CELL_CHECKPOINTS = 2 if _SIM else 8
 #: registers; None leaves the choice to the compiler). Two blocks of 256 threads cap them at 128: measured on an
 #: H200 (docs/benchmarks.md), the backward kernel then runs faster than with 157 registers and one block.
 CELL_MIN_BLOCKS = None if _SIM else 2
-#: Static inputs of at most CELL_STATIC_MAX_T steps run on kernels built for their T (:mod:`.families.cell_static`), whose
-#: backward keeps a checkpoint every CELL_STATIC_SEGMENT steps and the states of one segment in registers.
+#: Static inputs of at most CELL_STATIC_MAX_T steps run on kernels built for their T
+#: (:mod:`..families.cell_static`), whose backward keeps a checkpoint every CELL_STATIC_SEGMENT steps and the
+#: states of one segment in registers.
 CELL_STATIC_MAX_T = 64
-#: ... and only for these update kinds (:func:`.integrators.update_kind`) and readouts. Measured on an H200
+#: ... and only for these update kinds (:func:`..integrators.update_kind`) and readouts. Measured on an H200
 #: (docs/benchmarks.md, 2026-12-04), the written-out backward pays for one-stage steps read out at the last cell
 #: (2.5x faster than the span kernels) but is slower to run and to build for RK4 (21.1 against 19.8 ms, first
 #: call 41 against 15 s) and for the ``derivatives`` readout (8.4 against 5.8 ms, 19 against 13 s). The

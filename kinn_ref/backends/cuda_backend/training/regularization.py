@@ -1,7 +1,8 @@
 """The conductance penalty on the device: twin of :func:`kinn_ref.training.regularization.conductance_penalty`.
 
-``R = strength * sum_layers(mean(g^2) + mean(A^2))`` over the KINN layers' circuits (:func:`.parameterization.make_circuit`),
-its gradient taken back to the raw parameters by :func:`.parameterization.circuit_vjp` and added to the step's gradients.
+``R = strength * sum_layers(mean(g^2) + mean(A^2))`` over the KINN layers' circuits
+(:func:`..parameterization.make_circuit`), its gradient taken back to the raw parameters by
+:func:`..parameterization.circuit_vjp` and added to the step's gradients.
 The sum of the means stays on the device (float64, layers and blocks in order) until the step's report reads it.
 """
 from types import SimpleNamespace

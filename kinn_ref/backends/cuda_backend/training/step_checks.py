@@ -9,8 +9,8 @@ optimizer as a device *gate* (:mod:`.training.step`), so one copy of the report 
 host needs: the loss and the norm for the logs, and what was not finite for the error.
 
 Report layout for ``n`` arrays: ``[loss, norm, apply, penalty, sumsq_0..sumsq_{n-1}, bad_grad_0.., bad_param_0..]``
-(``penalty`` is the conductance penalty's sum of means, :mod:`.training.regularization`, or 0; ``bad_*`` count the non-finite
-entries of each gradient and, after the update, of each parameter).
+(``penalty`` is the conductance penalty's sum of means, :mod:`.regularization`, or 0; ``bad_*`` count the
+non-finite entries of each gradient and, after the update, of each parameter).
 """
 from types import SimpleNamespace
 import math
