@@ -23,7 +23,7 @@ from kinn_ref.backends.cuda_backend.diagnostics.ptx_check import recording
 with recording() as records:
     for dtype in (np.float64, np.float32):
         for coupling in ("none", "dense", "kirchhoff", "grid1d-periodic", "grid2d-neumann"):
-            for integrator in ("euler", "expeuler", "implicit", "rk4"):
+            for integrator in kr.spec.INTEGRATORS:
                 for order in (1, 2):
                     spec, params, x, V0 = make_case(coupling, integrator, "last" if order == 1 else "derivatives",
                                                     order=order, dtype=dtype, sequence=order == 2,
