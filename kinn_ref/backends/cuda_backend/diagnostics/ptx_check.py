@@ -87,30 +87,66 @@ def compile_records(records, cc=(9, 0), ptxas=None):
     if simulator_active():
         raise ValueError("compiling needs numba.cuda's real target (unset NUMBA_ENABLE_CUDASIM)")
     cuda = cuda_module()
-    # every module that builds kernels, so that their builders are registered in BUILDERS
-    from .. import activations, coupling_dense, coupling_grid, integrators, parameterization, regroup  # noqa: F401
-    from ..families import cell_kernels, persistent, step_kernels  # noqa: F401
-    from ..linalg import gemm, projection  # noqa: F401
-    from ..runtime import device  # noqa: F401
-    from ..training import batches, losses, regularization, step, step_checks  # noqa: F401
+    _import_every_builder()
     ptxas = ptxas or shutil.which("ptxas") or _toolkit_ptxas()
     results, done = [], set()
-    for name, args, kernel, types in records:
-        if (name, args, kernel, types) in done:
-            continue
-        done.add((name, args, kernel, types))
-        kern = next(k for k in kernels_in(BUILDERS[name](*args)) if k.__name__ == kernel)
-        entry = {"builder": name.rsplit(".", 1)[-1], "args": repr(args), "kernel": kernel, "error": None}
-        try:
-            ptx, _ = cuda.compile_ptx(kern.py_func, types, cc=cc)
-        except Exception as exc:  # report every kernel that does not compile, not just the first
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-            results.append(entry)
-            continue
-        if ptxas:
-            entry.update(_ptxas_resources(ptxas, ptx, cc))
-        results.append(entry)
+    with _target_device(cc):
+        for record in records:
+            if record not in done:
+                done.add(record)
+                results.append(_compile_one(cuda, record, cc, ptxas))
     return results
+
+
+@contextlib.contextmanager
+def _target_device(cc):
+    """Answer numba-cuda's current-device queries with ``cc`` where no driver is loaded.
+
+    numba-cuda compiles a device function for the current device's compute capability, which needs a
+    driver even under ``compile_ptx``; on a machine without one, the device functions a kernel calls are
+    compiled for ``cc``, as the kernel itself is.
+    """
+    import types
+    from numba.cuda import compiler, dispatcher
+    try:
+        dispatcher.get_current_device()
+        has_driver = True
+    except Exception:  # no driver: the check runs without a GPU
+        has_driver = False
+    if has_driver:
+        yield
+        return
+    fake = types.SimpleNamespace(compute_capability=tuple(cc))
+    originals = dispatcher.get_current_device, compiler.get_current_device
+    dispatcher.get_current_device = compiler.get_current_device = lambda: fake
+    try:
+        yield
+    finally:
+        dispatcher.get_current_device, compiler.get_current_device = originals
+
+
+def _compile_one(cuda, record, cc, ptxas):
+    """One recorded kernel signature compiled to PTX: its entry of :func:`compile_records`."""
+    name, args, kernel, types = record
+    kern = next(k for k in kernels_in(BUILDERS[name](*args)) if k.__name__ == kernel)
+    entry = {"builder": name.rsplit(".", 1)[-1], "args": repr(args), "kernel": kernel, "error": None}
+    try:
+        ptx, _ = cuda.compile_ptx(kern.py_func, types, cc=cc)
+    except Exception as exc:  # report every kernel that does not compile, not just the first
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+        return entry
+    if ptxas:
+        entry.update(_ptxas_resources(ptxas, ptx, cc))
+    return entry
+
+
+def _import_every_builder():
+    """Import every module of the cuda backend, so that each kernel builder is registered in BUILDERS."""
+    import importlib
+    import pkgutil
+    from .. import __name__ as package, __path__ as path
+    for module in pkgutil.walk_packages(path, package + "."):
+        importlib.import_module(module.name)
 
 
 def _toolkit_ptxas():

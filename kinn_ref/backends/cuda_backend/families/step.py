@@ -114,9 +114,10 @@ class _Run:
             R = self.buf("R")
             trap = integ == "trapezoidal"
             P = self.product(Y, "full") if trap else self.dummy3
+            right_side = k_.trapezoidal_rhs if trap else k_.implicit_rhs
             for k in range(self.K):
-                k_.implicit_rhs[self.launch](Y, out, k, self.I, t, c.c1, self.circuit.leak, self.circuit.beta, R,
-                                             trap, P, self.circuit.g, self.s, self.geo)
+                right_side[self.launch](Y, out, k, self.I, t, c.c1, self.circuit.leak, self.circuit.beta, R, P,
+                                        self.circuit.g, self.s, self.geo)
                 self.solve(R, out, k, transpose=True)
             k_.check[self.launch](out, flag, n)
         else:
@@ -216,14 +217,15 @@ class _Run:
         elif integ in SOLVED:
             trap = integ == "trapezoidal"
             dY1, lam = copy(dY, self.buf("dY_copy")), self.buf("lam")
+            step_adjoint = self.kern.trapezoidal_bwd if trap else self.kern.implicit_bwd
             for k in reversed(range(self.K)):
                 self.solve(dY1, lam, k, transpose=False)
                 if not self.grid:
                     cp.accumulate("int", lam, Yn, k=k)
                     if trap:
                         cp.accumulate("int", lam, Yo, k=k)
-                self.kern.implicit_bwd[self.launch](k, lam, Yo, Yn, out, dY1, t, c.c1, self.circuit.beta,
-                                                    self.geo, dI, partial, trap, self.circuit.g, self.s)
+                step_adjoint[self.launch](k, lam, Yo, Yn, out, dY1, t, c.c1, self.circuit.beta, self.geo, dI,
+                                          partial, self.circuit.g, self.s)
             if trap and not self.grid:
                 cp.product(lam, cp.matrix("full"), out, transpose=False, beta=1.0)
         else:

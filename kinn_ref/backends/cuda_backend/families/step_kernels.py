@@ -101,67 +101,79 @@ def step_kernels(dtype, K, grid):
             b += stride
         block_reduce(acc, partial, n, active)
 
-    @cuda.jit
-    def implicit_rhs(Y, Ynew, k, I, t, c1, leak, beta, R, trap, P, g, s, geo):
-        """Right side of eq. 15 for cell ``k``, ``(C/dt) V_k - leak_k + u_k'``, into cell ``k`` of ``R``; with
-        ``trap`` that of eq. 36, ``(2C/dt) V_k + C_k F_k(Y) - leak_k + u_k'`` (``c1 = 2C/dt``; the coupling
-        term of ``C_k F_k`` from ``P`` or the stencil)."""
-        n, b, stride = rows()
-        B, _, N = Y.shape
-        if n >= N:
-            return
-        nbr = neighbours(n, geo)
-        while b < B:
-            u = I[b, t, n] if k == 0 else beta[k, n] * Ynew[b, k - 1, n]
-            v = Y[b, k, n]
-            if trap:
-                if grid:
-                    term = s[k, nbr[0]] * lap(Y, c1, False, b, k, n, nbr, True)
-                else:
-                    term = P[b, k, n]
-                u0 = I[b, t, n] if k == 0 else beta[k, n] * Y[b, k - 1, n]
-                R[b, k, n] = trapezoidal_rhs(v, c1[k, n], g[k, n], term, leak[k, n], u0, u)
-            else:
-                R[b, k, n] = implicit_right_side(v, c1[k, n], leak[k, n], u)
-            b += stride
+    def implicit_kernels(trap):
+        """The implicit (``trap`` False) or trapezoidal (``trap`` True) step kernels; ``trap`` is a constant of
+        the kernel, so that each compiles only its own rule."""
 
-    @cuda.jit
-    def implicit_bwd(k, lam, Y, Ynew, dYo, dY1, t, c1, beta, geo, dI, partial, trap, g, s):
-        """Eq. 30 for cell ``k`` given cell ``k`` of ``lam`` solving ``lam M_k = dY1_k``; with ``trap`` eq. 37
-        (the adjoint of the start-of-step current, ``lam_{k+1}`` read from ``lam``; the dense coupling's
-        ``lam A`` is added by a product afterwards)."""
-        n, b, stride = rows()
-        B, _, N = Y.shape
-        active = n < N
-        acc = cuda.local.array((K, N_SLOTS), nb)
-        for kk in range(K):
-            for j in range(N_SLOTS):
-                acc[kk, j] = zero
-        nbr = neighbours(n, geo)
-        while active and b < B:
-            lv = lam[b, k, n]
-            acc[k, 0] += lv
-            acc[k, 1] += lv * Y[b, k, n]
-            acc[k, 2] += lv * Ynew[b, k, n]
-            if k > 0:
-                acc[k, 3] += lv * (Ynew[b, k - 1, n] + Y[b, k - 1, n] if trap else Ynew[b, k - 1, n])
-                dY1[b, k - 1, n] += beta[k, n] * lv
-            else:
-                dI[b, t, n] += lv + lv if trap else lv
-            adj = zero
-            if grid:
-                lp = lap(Ynew, c1, False, b, k, n, nbr, True)
+        def implicit_rhs(Y, Ynew, k, I, t, c1, leak, beta, R, P, g, s, geo):
+            """Right side of eq. 15 for cell ``k``, ``(C/dt) V_k - leak_k + u_k'``, into cell ``k`` of ``R``; with
+            ``trap`` that of eq. 36, ``(2C/dt) V_k + C_k F_k(Y) - leak_k + u_k'`` (``c1 = 2C/dt``; the coupling
+            term of ``C_k F_k`` from ``P`` or the stencil)."""
+            n, b, stride = rows()
+            B, _, N = Y.shape
+            if n >= N:
+                return
+            nbr = neighbours(n, geo)
+            while b < B:
+                u = I[b, t, n] if k == 0 else beta[k, n] * Ynew[b, k - 1, n]
+                v = Y[b, k, n]
                 if trap:
-                    lp += lap(Y, c1, False, b, k, n, nbr, True)
-                    adj = s[k, nbr[0]] * lap(lam, c1, False, b, k, n, nbr, True)  # L0 is symmetric
-                acc[k, 4] += lv * lp
-            if trap:
-                nxt = beta[k + 1, n] * lam[b, k + 1, n] if k + 1 < K else zero
-                dYo[b, k, n] = trapezoidal_cotangent(lv, c1[k, n], g[k, n], adj, nxt)
-            else:
-                dYo[b, k, n] = implicit_cotangent(lv, c1[k, n])
-            b += stride
-        block_reduce(acc, partial, n, active)
+                    if grid:
+                        term = s[k, nbr[0]] * lap(Y, c1, False, b, k, n, nbr, True)
+                    else:
+                        term = P[b, k, n]
+                    u0 = I[b, t, n] if k == 0 else beta[k, n] * Y[b, k - 1, n]
+                    R[b, k, n] = trapezoidal_rhs(v, c1[k, n], g[k, n], term, leak[k, n], u0, u)
+                else:
+                    R[b, k, n] = implicit_right_side(v, c1[k, n], leak[k, n], u)
+                b += stride
+
+        def implicit_bwd(k, lam, Y, Ynew, dYo, dY1, t, c1, beta, geo, dI, partial, g, s):
+            """Eq. 30 for cell ``k`` given cell ``k`` of ``lam`` solving ``lam M_k = dY1_k``; with ``trap`` eq. 37
+            (the adjoint of the start-of-step current, ``lam_{k+1}`` read from ``lam``; the dense coupling's
+            ``lam A`` is added by a product afterwards)."""
+            n, b, stride = rows()
+            B, _, N = Y.shape
+            active = n < N
+            acc = cuda.local.array((K, N_SLOTS), nb)
+            for kk in range(K):
+                for j in range(N_SLOTS):
+                    acc[kk, j] = zero
+            nbr = neighbours(n, geo)
+            while active and b < B:
+                lv = lam[b, k, n]
+                acc[k, 0] += lv
+                acc[k, 1] += lv * Y[b, k, n]
+                acc[k, 2] += lv * Ynew[b, k, n]
+                if k > 0:
+                    acc[k, 3] += lv * (Ynew[b, k - 1, n] + Y[b, k - 1, n] if trap else Ynew[b, k - 1, n])
+                    dY1[b, k - 1, n] += beta[k, n] * lv
+                else:
+                    dI[b, t, n] += lv + lv if trap else lv
+                adj = zero
+                if grid:
+                    lp = lap(Ynew, c1, False, b, k, n, nbr, True)
+                    if trap:
+                        lp += lap(Y, c1, False, b, k, n, nbr, True)
+                        adj = s[k, nbr[0]] * lap(lam, c1, False, b, k, n, nbr, True)  # L0 is symmetric
+                    acc[k, 4] += lv * lp
+                if trap:
+                    nxt = beta[k + 1, n] * lam[b, k + 1, n] if k + 1 < K else zero
+                    dYo[b, k, n] = trapezoidal_cotangent(lv, c1[k, n], g[k, n], adj, nxt)
+                else:
+                    dYo[b, k, n] = implicit_cotangent(lv, c1[k, n])
+                b += stride
+            block_reduce(acc, partial, n, active)
+
+        prefix = "trapezoidal" if trap else "implicit"
+        kernels = []
+        for func, role in ((implicit_rhs, "rhs"), (implicit_bwd, "bwd")):
+            func.__name__ = func.__qualname__ = f"{prefix}_{role}"  # each kernel its own name (ptx_check)
+            kernels.append(cuda.jit(func))
+        return kernels
+
+    implicit_rhs, implicit_bwd = implicit_kernels(False)
+    trapezoidal_rhs_kernel, trapezoidal_bwd = implicit_kernels(True)
 
     @cuda.jit
     def rhs(S, Y, P, I, t, accin, accout, out, y0c, ac, cc, mc, wc, use_acc, affine, C, g, leak, beta, s, geo):
@@ -279,5 +291,6 @@ def step_kernels(dtype, K, grid):
             b += stride
 
     return SimpleNamespace(linear_fwd=linear_fwd, linear_bwd=linear_bwd, implicit_rhs=implicit_rhs,
-                           implicit_bwd=implicit_bwd, rhs=rhs, rhs_vjp=rhs_vjp, readout_write=readout_write,
+                           implicit_bwd=implicit_bwd, trapezoidal_rhs=trapezoidal_rhs_kernel,
+                           trapezoidal_bwd=trapezoidal_bwd, rhs=rhs, rhs_vjp=rhs_vjp, readout_write=readout_write,
                            readout_add=readout_add, check=check)
