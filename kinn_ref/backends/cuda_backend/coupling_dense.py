@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ..codes import INTEGRATOR_CODES
+from .linalg import cublas
 from .linalg import gemm as mm
 from .runtime import config
 from .runtime.compat import cuda_module
@@ -188,7 +189,8 @@ class MatrixCoupling:
             K, N = self.K, self.N
             BM = config.GEMM_TILE[self.dtype.itemsize][0]
             tiles = math.ceil(N / BM) ** 2 * K
-            self._nsplit = max(1, min(math.ceil(2 * multiprocessors() / tiles), rows // config.GEMM_SPLIT_MIN))
+            self._nsplit = 1 if cublas.active() else max(1, min(math.ceil(2 * multiprocessors() / tiles),
+                                                                rows // config.GEMM_SPLIT_MIN))
             self.Xi = zeros((self._nsplit, K, N, N), self.dtype)
             self.Xr = zeros((self._nsplit, K, N, N), self.dtype)
         return self._nsplit

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import cublas
 from ..runtime import config
 from ..runtime.compat import cuda_module, nvvm_inlined
 from ..runtime.device import flat, kernel_cache, launch_1d, multiprocessors, scalar
@@ -219,7 +220,10 @@ def _gemm_kernel(dtype, a_k_contiguous, b_k_contiguous, narrow_tile=False):
 
 
 def split_count(a, b, batch=1):
-    """How many chunks to split the reduction of ``a @ b`` into so that the launch fills the device."""
+    """How many chunks to split the reduction of ``a @ b`` into so that the launch fills the device (1 on
+    cuBLAS, which splits long reductions itself)."""
+    if cublas.active():
+        return 1
     BM, BN, BK, _ = _gemm_kernel(a.data.dtype.str, True, True, narrow(a.data.dtype.itemsize, b.cols))[1]
     tiles = math.ceil(a.rows / BM) * math.ceil(b.cols / BN) * batch
     want = math.ceil(2 * multiprocessors() / tiles)
@@ -237,13 +241,21 @@ def gemm(a, b, c, alpha=1.0, beta=0.0, batch=1, nsplit=1, split_stride=0):
     batch : int
     nsplit : int
         Split the reduction into ``nsplit`` chunks; chunk ``s`` goes to ``c`` shifted by ``s*split_stride``
-        (with ``beta=1`` each chunk accumulates into its own slice; see :func:`sum_splits`).
+        (with ``beta=1`` each chunk accumulates into its own slice; see :func:`sum_splits`). On cuBLAS the
+        whole reduction goes to the first slice.
+
+    Returns
+    -------
+    int
+        The number of chunks computed.
     """
     M, KD, N = a.rows, a.cols, b.cols
     if b.rows != KD or c.rows != M or c.cols != N:
         raise ValueError(f"gemm shapes do not agree: a {a.rows}x{a.cols}, b {b.rows}x{b.cols}, c {c.rows}x{c.cols}")
     if M == 0 or N == 0:
-        return
+        return 1
+    if cublas.active() and cublas.gemm(a, b, c, alpha, beta, batch):
+        return 1
     dtype = c.data.dtype
     kern, (BM, BN, BK, NT) = _gemm_kernel(dtype.str, a.col_stride == 1, b.row_stride == 1,
                                           narrow(dtype.itemsize, N))

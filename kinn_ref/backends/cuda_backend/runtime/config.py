@@ -5,6 +5,8 @@ Kernels are built from these values when first used and cached under a key that 
 builds new kernels. Under the CUDA simulator, which runs every thread as a Python thread, the defaults are
 small.
 """
+import os
+
 from .compat import simulator_requested
 
 _SIM = simulator_requested()
@@ -39,6 +41,9 @@ CELL_STATIC_SEGMENT = 2 if _SIM else 8
 FUSED_PROJECTION_MAX_D = 32
 #: Tiled matrix product: block tile (BM, BN), depth BK and per-thread tile (TM, TN), per dtype itemsize.
 GEMM_TILE = {4: (4, 4, 2, 2, 2), 8: (4, 4, 2, 2, 2)} if _SIM else {4: (128, 128, 8, 8, 8), 8: (64, 64, 8, 4, 4)}
+#: Which library computes the matrix products (:mod:`..linalg.cublas`): "auto" (cuBLAS through CuPy where it
+#: works, else the tiled kernel of :mod:`..linalg.gemm`), "cublas" or "own"; ``KINN_REF_CUDA_GEMM`` sets it.
+GEMM_LIBRARY = os.environ.get("KINN_REF_CUDA_GEMM", "auto")
 #: Tiles of products with at most BN output columns (the input projection's adjoint, its weight gradient).
 GEMM_NARROW_TILE = {4: (4, 2, 2, 2, 1), 8: (4, 2, 2, 2, 1)} if _SIM else {4: (256, 32, 8, 8, 4),
                                                                            8: (128, 32, 8, 4, 4)}
