@@ -65,7 +65,7 @@ def _self_check():
     c = rng.standard_normal((3, 4))
     out = cuda.to_device(c)
     try:
-        if not _gemm(matrices(cuda.to_device(a)), matrices(cuda.to_device(b)), matrices(out), 2.0, 0.5, 1):
+        if not gemm(matrices(cuda.to_device(a)), matrices(cuda.to_device(b)), matrices(out), 2.0, 0.5, 1):
             return "the check product was refused"
         got = out.copy_to_host()
     except Exception as exc:
@@ -76,7 +76,7 @@ def _self_check():
     return None
 
 
-def _ld(x, rows, cols, stride_rows, stride_cols):
+def _ld(rows, cols, stride_rows, stride_cols):
     """``(op, ld)`` of a column-major cuBLAS operand holding the ``rows x cols`` matrix whose element
     ``(i, j)`` is at ``i*stride_rows + j*stride_cols``, or None when no unit stride allows it."""
     if stride_rows == 1 and (cols == 1 or stride_cols >= max(1, rows)):
@@ -89,35 +89,30 @@ def _ld(x, rows, cols, stride_rows, stride_cols):
 def gemm(a, b, c, alpha, beta, batch):
     """``c[z] = alpha a[z] @ b[z] + beta c[z]`` on cuBLAS for :class:`.gemm.Operand` views; False (nothing
     done) when the layout has no cuBLAS form, True when computed."""
-    return _gemm(a, b, c, alpha, beta, batch)
-
-
-def _gemm(a, b, c, alpha, beta, batch):
     M, KD, N = a.rows, a.cols, b.cols
     dtype = c.data.dtype
     if dtype not in (np.float32, np.float64) or a.data.dtype != dtype or b.data.dtype != dtype:
         return False
     if c.col_stride == 1 and (M == 1 or c.row_stride >= max(1, N)):
         # row-major c: c^T = b^T a^T, column-major (N x M) with leading dimension c.row_stride
-        first, second, m, n, ldc = (b, b.col_stride, b.row_stride, N, KD), (a, a.col_stride, a.row_stride, KD, M), \
-            N, M, max(c.row_stride, N, 1)
+        m, n, ldc = N, M, max(c.row_stride, N, 1)
+        x, fx = b, _ld(N, KD, b.col_stride, b.row_stride)
+        y, fy = a, _ld(KD, M, a.col_stride, a.row_stride)
     elif c.row_stride == 1 and (N == 1 or c.col_stride >= max(1, M)):
-        first, second, m, n, ldc = (a, a.row_stride, a.col_stride, M, KD), (b, b.row_stride, b.col_stride, KD, N), \
-            M, N, max(c.col_stride, M, 1)
+        m, n, ldc = M, N, max(c.col_stride, M, 1)
+        x, fx = a, _ld(M, KD, a.row_stride, a.col_stride)
+        y, fy = b, _ld(KD, N, b.row_stride, b.col_stride)
     else:
         return False
-    # each operand of the column-major product, as (operand, stride along its rows, along its columns, rows, cols)
-    (x, sxr, sxc, xr, xc), (y, syr, syc, yr, yc) = first, second
-    fx, fy = _ld(x, xr, xc, sxr, sxc), _ld(y, yr, yc, syr, syc)
     if fx is None or fy is None or max(m, n, KD, batch) >= 2 ** 31:
         return False
+    if M == 0 or N == 0:
+        return True
     (opx, ldx), (opy, ldy) = fx, fy
     lib = _STATE["lib"]
     call = lib.sgemmStridedBatched if dtype == np.float32 else lib.dgemmStridedBatched
-    scalars = np.array([alpha, beta], dtype=dtype)
+    scalars = np.array([alpha, beta], dtype=dtype)      # host pointer mode: read during the call
     size = dtype.itemsize
-    if M == 0 or N == 0:
-        return True
     call(_STATE["handle"], opx, opy, m, n, KD, scalars.ctypes.data,
          _pointer(x) + x.offset * size, ldx, x.batch_stride,
          _pointer(y) + y.offset * size, ldy, y.batch_stride,
